@@ -1,0 +1,37 @@
+"""Shared CLI pieces: the Rich console, the ``--coords`` option, reading a layer with a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from geodata.errors import InputError
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+COORDS_HELP = "Coordinate system of the input: wgs84 (default), gcj02 (Amap/Tencent), bd09 (Baidu), cgcs2000."
+CoordsOption = typer.Option("wgs84", "--coords", help=COORDS_HELP)
+
+
+def read(path: Path, kind: str, coords: str = "wgs84", encoding: str | None = None, fix: bool = False,
+         layer: str | None = None, make_ids: bool = False):
+    """Read a contract layer, printing repair/encoding notes; InputError propagates to ``main``."""
+    from geodata.io import read_layer
+
+    notes: list[str] = []
+    gdf = read_layer(path, kind, coords=coords, encoding=encoding, fix=fix, layer=layer, make_ids=make_ids, report=notes)
+    for n in notes:
+        console.print(f"[yellow]note[/] {n}", markup=True)
+    return gdf
+
+
+def fail(message: str, code: int = 2):
+    """Stop with a red message and exit code ``code``."""
+    console.print(f"[bold red]Error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+__all__ = ["console", "err_console", "CoordsOption", "read", "fail", "InputError"]

@@ -1,0 +1,108 @@
+"""Data commands: ``synth``, ``import``, ``validate``, ``sample``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from api.commands.common import COORDS_HELP, console, read
+
+
+def synth_command(
+    grids: Path = typer.Option(..., "--grids", help="Grid polygons to fill (e.g. the Hangzhou grids.geojson)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write households/members/service_centres/grids .geojson."),
+    seed: int = typer.Option(0, "--seed"),
+    households_per_grid: str = typer.Option("300:500", "--households-per-grid", help="A:B households per ordinary grid."),
+    member_rate: float = typer.Option(0.07, "--member-rate", help="Share of households with a party member at home."),
+    coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+):
+    """Synthesise households, members and service centres inside real grid polygons (deterministic for a seed)."""
+    from geodata.io import write_layer
+    from geodata.synth import synth_in_grids
+
+    try:
+        a, b = (int(x) for x in households_per_grid.split(":"))
+        assert 0 < a <= b
+    except Exception:
+        raise typer.BadParameter("use A:B with 0 < A <= B, e.g. 300:500", param_hint="--households-per-grid") from None
+    g = read(grids, "grids", coords=coords, fix=True)
+    d = synth_in_grids(g, seed=seed, households_per_grid=(a, b), member_rate=member_rate)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("grids", "households", "members", "service_centres"):
+        write_layer(d[name], out / f"{name}.geojson")
+        console.print(f"{name:16s} {len(d[name]):>8,}  → {out / (name + '.geojson')}")
+
+
+def import_command(
+    layer: str = typer.Argument(..., help="streets | communities | grids | households | members | service_centres | incidents"),
+    file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile, CSV (lon/lat) or Excel file."),
+    coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+    encoding: str = typer.Option(None, "--encoding", help="Text encoding for a Shapefile without .cpg or a CSV (e.g. gbk)."),
+    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons with make_valid and say what changed."),
+    gpkg_layer: str = typer.Option(None, "--layer", help="Layer name inside a GeoPackage."),
+    replace: bool = typer.Option(False, "--replace", help="Also delete stored rows whose id is not in the file."),
+):
+    """Load a layer into PostGIS (GRIDMAP_DATABASE_URL) in one transaction: all rows or none, upsert by id."""
+    from geodata.store.importer import import_layer
+    from geodata.store.session import make_engine
+
+    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer)
+    if layer == "grids":
+        from geodata.validate import check_grid_overlaps
+        from geodata.errors import InputError
+
+        problems, warnings = check_grid_overlaps(gdf, file.name)
+        for w in warnings:
+            console.print(f"[yellow]note[/] {w}", markup=True)
+        if problems:
+            raise InputError(problems)
+    r = import_layer(make_engine(), layer, gdf, replace=replace)
+    console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated"
+                  + (f", {r.deleted:,} deleted" if replace else "") + (f", {r.cells:,} H3 cells" if r.cells else ""))
+
+
+def validate_command(
+    layer: str = typer.Argument(..., help="Contract layer name."),
+    file: Path = typer.Argument(...),
+    coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+    encoding: str = typer.Option(None, "--encoding"),
+    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons and report what changed."),
+    grids: Path = typer.Option(None, "--grids", help="Grid polygons: report households/members that fall in no grid."),
+    out: Path = typer.Option(None, "--out", help="With --fix: write the repaired layer here."),
+):
+    """Check a file against the data contract; exit 2 with every problem (file, row, column) if it fails."""
+    from geodata.errors import InputError
+    from geodata.validate import check_grid_overlaps, households_outside_grids
+
+    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix)
+    problems = []
+    if layer == "grids":
+        p, warnings = check_grid_overlaps(gdf, file.name)
+        problems += p
+        for w in warnings:
+            console.print(f"[yellow]note[/] {w}", markup=True)
+    if grids is not None and layer in ("households", "members"):
+        g = read(grids, "grids", fix=True)
+        problems += households_outside_grids(gdf, g, file.name)
+    if problems:
+        raise InputError(problems)
+    if out is not None:
+        from geodata.io import write_layer
+
+        write_layer(gdf, out)
+        console.print(f"wrote {out}")
+    console.print(f"[green]ok[/] {file.name}: {len(gdf):,} {layer} rows pass the contract", markup=True)
+
+
+def sample_command(
+    src: Path = typer.Option(Path("../shared/geodata/shanghai-bund"), "--src", help="The OSM extract folder."),
+    out: Path = typer.Option(None, "--out", help="Where to write (default: the bundled sample folder)."),
+    seed: int = typer.Option(7, "--seed"),
+):
+    """Rebuild the bundled Shanghai Bund sample scenario from the OSM extract (© OpenStreetMap contributors, ODbL)."""
+    from geodata.sample import SAMPLE_DIR, build_bund_sample
+
+    sizes = build_bund_sample(src, out or SAMPLE_DIR, seed=seed)
+    for k, v in sizes.items():
+        console.print(f"{k:16s} {v:>8,}")

@@ -1,0 +1,403 @@
+"""Read and write layers: GeoJSON, GeoPackage, Shapefile (GBK too), CSV with lon/lat, Excel.
+
+``read_layer`` returns a GeoDataFrame in WGS84 (EPSG:4326) whose columns follow the data contract
+(``gridmap.contract``), or raises :class:`geodata.errors.InputError` listing every problem with its
+file, row and column. Nothing is half-read: a file with one bad row is refused whole.
+
+Personal data (``name``, ``phone``, ``id_number``) is read as text and never logged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+
+from gridmap.contract import GEOMETRY_KIND, ID_COLUMN, LAYERS
+from geodata import crs as crsmod
+from geodata.errors import InputError, Problem
+from geodata.headers import find_lonlat, header_map
+from geodata.validate import check_columns, check_geometries, check_ids, check_lonlat
+
+VECTOR_EXT = {".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb"}
+TABLE_EXT = {".csv", ".txt", ".xlsx", ".xlsm"}
+
+#: Columns always kept as text (leading zeros, 18-digit ID numbers, phone numbers).
+TEXT_COLUMNS = ("household_id", "member_id", "grid_code", "code", "community_code", "street_code", "centre_id",
+                "incident_id", "phone", "id_number", "name", "branch_name")
+BOOL_COLUMNS = ("has_branch", "available")
+INT_COLUMNS = ("size", "min_links", "max_links", "level")
+FLOAT_COLUMNS = ("radius_m",)
+LIST_COLUMNS = ("tags", "skills")
+
+_TRUE = {"1", "true", "t", "yes", "y", "是", "有", "在岗", "可用", "√"}
+_FALSE = {"0", "false", "f", "no", "n", "否", "无", "没有", "不在岗", "不可用", "×"}
+_LIST_SPLIT = re.compile(r"[,，;；、|/]")
+
+
+def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs84", encoding: str | None = None,
+               fix: bool = False, make_ids: bool = False, report: list | None = None) -> gpd.GeoDataFrame:
+    """Read one layer of the data contract from a file.
+
+    Parameters
+    ----------
+    path : file path (``.geojson``, ``.gpkg``, ``.shp``, ``.csv``, ``.xlsx``).
+    kind : contract layer name (``households``, ``members``, ``grids`` ...).
+    layer : layer name inside a GeoPackage (defaults to ``kind`` when present, else the only layer).
+    coords : coordinate system of the file's lon/lat: ``wgs84`` (default), ``gcj02`` (Amap/Tencent),
+        ``bd09`` (Baidu) or ``cgcs2000``. The result is always WGS84.
+    encoding : text encoding for a Shapefile without ``.cpg`` or a CSV (e.g. ``gbk``).
+    fix : repair invalid polygons with ``make_valid`` (what changed is appended to ``report``).
+    make_ids : when the id column is missing, number the rows ``<file stem>-<row>`` instead of refusing.
+    report : a list that receives human-readable notes (repairs, encodings guessed).
+
+    Returns
+    -------
+    GeoDataFrame in EPSG:4326 with contract column names.
+    """
+    if kind not in LAYERS:
+        raise InputError(f"unknown layer {kind!r}: use one of {', '.join(LAYERS)}")
+    path = Path(path)
+    source = path.name
+    try:
+        coords = crsmod.check_coords(coords)
+    except ValueError as e:
+        raise InputError(str(e), source=source) from None
+    if not path.exists():
+        raise InputError(f"file not found: {path}", source=source)
+    notes = report if report is not None else []
+    ext = path.suffix.lower()
+    if ext in TABLE_EXT:
+        df = _read_table(path, encoding, notes)
+        gdf = _table_to_points(df, kind, source, coords)
+    elif ext in VECTOR_EXT:
+        gdf = _read_vector(path, kind, layer, encoding, notes)
+        gdf = _rename(gdf, kind)
+        gdf = _vector_to_wgs84(gdf, source, coords)
+    else:
+        raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)", source=source)
+    return normalise(gdf, kind, source, fix=fix, make_ids=make_ids, report=notes)
+
+
+def normalise(gdf: gpd.GeoDataFrame, kind: str, source: str | None = None, *, fix: bool = False, make_ids: bool = False,
+              report: list | None = None) -> gpd.GeoDataFrame:
+    """Type, check and clean a WGS84 GeoDataFrame with contract column names; raise InputError on any problem."""
+    notes = report if report is not None else []
+    idcol = ID_COLUMN[kind]
+    gdf = gdf.reset_index(drop=True)
+    if make_ids and idcol not in gdf.columns:
+        stem = Path(source).stem if source else kind
+        gdf[idcol] = [f"{stem}-{i + 1}" for i in range(len(gdf))]
+        notes.append(f"{source}: no {idcol} column, rows numbered {stem}-1 … {stem}-{len(gdf)}")
+    problems = check_columns(gdf, kind, source)
+    if problems:
+        raise InputError(problems, source=source)
+    problems += _coerce_types(gdf, source)
+    if GEOMETRY_KIND[kind] == "polygon":
+        gdf = merge_parts(gdf, idcol, source, notes)
+    problems += check_ids(gdf, kind, source)
+    gdf, geom_problems, repairs = check_geometries(gdf, kind, source, fix=fix)
+    problems += geom_problems
+    notes.extend(repairs)
+    if problems:
+        raise InputError(sorted(problems, key=lambda p: (p.row or 0)), source=source)
+    gdf = gdf.reset_index(drop=True)
+    if gdf.crs is None:
+        gdf = gdf.set_crs("EPSG:4326")
+    if len(gdf) == 0:
+        return gdf
+    if "Polygon" in gdf.geometry.iloc[0].geom_type:
+        gdf.geometry.values[:] = [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in gdf.geometry.values]
+    return gdf
+
+
+def merge_parts(gdf: gpd.GeoDataFrame, idcol: str, source: str | None, notes: list) -> gpd.GeoDataFrame:
+    """Merge rows that are parts of one multi-part polygon: same id and same attributes.
+
+    Exports from desktop GIS often write a multi-part grid as several rows with one code. Those rows
+    become one MultiPolygon (empty parts dropped), and a note says so. Rows sharing an id but
+    differing in any attribute are left alone, so ``check_ids`` refuses them as duplicates.
+    """
+    if idcol not in gdf.columns or len(gdf) == 0:
+        return gdf
+    ids = gdf[idcol]
+    dup = ids.notna() & ids.duplicated(keep=False)
+    if not dup.any():
+        return gdf
+    geomcol = gdf.geometry.name
+    attrs = [c for c in gdf.columns if c != geomcol]
+    keep_rows = np.ones(len(gdf), dtype=bool)
+    geoms = gdf.geometry.values.copy()
+    merged = 0
+    for value, rows in gdf[dup].groupby(idcol, sort=False).groups.items():
+        pos = [gdf.index.get_loc(r) for r in rows]
+        block = gdf.iloc[pos][attrs].astype(str)
+        if len(block.drop_duplicates()) != 1:
+            continue
+        parts = [g for g in geoms[pos] if g is not None and not g.is_empty]
+        if not parts:
+            continue
+        polys = []
+        for g in parts:
+            polys.extend(list(g.geoms) if g.geom_type == "MultiPolygon" else [g])
+        geoms[pos[0]] = shapely.MultiPolygon(polys)
+        keep_rows[pos[1:]] = False
+        merged += 1
+        notes.append(f"{source}: {idcol} {value}: {len(pos)} rows merged into one multi-part polygon ({len(polys)} parts)")
+    if not merged:
+        return gdf
+    out = gdf.copy()
+    out.geometry.values[:] = geoms
+    # The index keeps the file's row positions so later problems still name the right row.
+    return out[keep_rows]
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def _read_vector(path: Path, kind: str, layer: str | None, encoding: str | None, notes: list) -> gpd.GeoDataFrame:
+    source = path.name
+    kwargs = {}
+    if path.suffix.lower() == ".gpkg":
+        names = [n for n, _ in pyogrio.list_layers(path)]
+        if layer is None:
+            layer = kind if kind in names else (names[0] if len(names) == 1 else None)
+            if layer is None:
+                raise InputError(f"GeoPackage has layers {', '.join(names)}; none is named {kind!r}: say which with --layer", source=source)
+        elif layer not in names:
+            raise InputError(f"GeoPackage has no layer {layer!r} (layers: {', '.join(names)})", source=source)
+        kwargs["layer"] = layer
+    if path.suffix.lower() == ".shp" and not path.with_suffix(".cpg").exists() and not path.with_suffix(".CPG").exists():
+        # Shapefiles from Chinese desktop GIS are often GBK without a .cpg; GDAL would assume Latin-1.
+        if encoding is None:
+            encoding = _guess_dbf_encoding(path.with_suffix(".dbf"))
+            notes.append(f"{source}: no .cpg file; text read as {encoding} (override with --encoding)")
+        kwargs["encoding"] = encoding
+    elif encoding and path.suffix.lower() == ".shp":
+        kwargs["encoding"] = encoding
+    try:
+        gdf = pyogrio.read_dataframe(path, **kwargs)
+    except Exception as e:  # pyogrio/GDAL errors carry the reason; show it with the file name
+        raise InputError(f"cannot read file: {e}", source=source) from None
+    return gdf
+
+
+def _guess_dbf_encoding(dbf: Path) -> str:
+    """``utf-8`` if the DBF's text decodes as UTF-8, else ``gbk`` (the usual Chinese desktop GIS code page)."""
+    try:
+        raw = dbf.read_bytes()
+    except OSError:
+        return "utf-8"
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gbk"
+
+
+def _read_table(path: Path, encoding: str | None, notes: list) -> pd.DataFrame:
+    source = path.name
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            # dtype=object keeps what the cell holds: text stays text (ID numbers, phones with leading zeros).
+            df = pd.read_excel(path, dtype=object, engine="openpyxl")
+        except Exception as e:
+            raise InputError(f"cannot read Excel file: {e}", source=source) from None
+        return df
+    encodings = [encoding] if encoding else ["utf-8-sig", "gbk"]
+    last = None
+    for enc in encodings:
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=enc)
+            if enc == "gbk":
+                notes.append(f"{source}: not UTF-8; read as GBK")
+            return df.replace({"": None})
+        except UnicodeDecodeError as e:
+            last = e
+        except Exception as e:
+            raise InputError(f"cannot read CSV: {e}", source=source) from None
+    raise InputError(f"cannot decode text ({last}); pass --encoding", source=source)
+
+
+def _rename(df, kind: str):
+    mapping = header_map(df.columns, kind)
+    mapping = {k: v for k, v in mapping.items() if k != v}
+    return df.rename(columns=mapping)
+
+
+def _table_to_points(df: pd.DataFrame, kind: str, source: str, coords: str) -> gpd.GeoDataFrame:
+    lon_col, lat_col = find_lonlat(df.columns)
+    if lon_col is None or lat_col is None:
+        missing = "longitude (lon/lng/经度/东经)" if lon_col is None else "latitude (lat/纬度/北纬)"
+        raise InputError(Problem(f"no {missing} column; columns found: {', '.join(map(str, df.columns))}", source=source,
+                                 column="lon" if lon_col is None else "lat"))
+    lon_raw, lat_raw = df[lon_col], df[lat_col]
+    df = _rename(df.drop(columns=[lon_col, lat_col]), kind)
+    lon = pd.to_numeric(lon_raw, errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(lat_raw, errors="coerce").to_numpy(dtype=float)
+    problems = []
+    for i in np.flatnonzero(np.isnan(lon) & lon_raw.notna().to_numpy() & (lon_raw.astype(str).str.lower() != "nan").to_numpy()):
+        problems.append(Problem(f"{lon_raw.iloc[i]!r} is not a number", source=source, row=int(i) + 1, column=str(lon_col)))
+    for i in np.flatnonzero(np.isnan(lat) & lat_raw.notna().to_numpy() & (lat_raw.astype(str).str.lower() != "nan").to_numpy()):
+        problems.append(Problem(f"{lat_raw.iloc[i]!r} is not a number", source=source, row=int(i) + 1, column=str(lat_col)))
+    bad_rows = {p.row for p in problems}
+    problems += [p for p in check_lonlat(lon, lat, source, str(lon_col), str(lat_col)) if p.row not in bad_rows]
+    if problems:
+        raise InputError(sorted(problems, key=lambda p: p.row or 0), source=source)
+    x, y = crsmod.to_wgs84(lon, lat, coords)
+    return gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(x, y), crs="EPSG:4326")
+
+
+def _vector_to_wgs84(gdf: gpd.GeoDataFrame, source: str, coords: str) -> gpd.GeoDataFrame:
+    if gdf.crs is not None and not gdf.crs.is_geographic:
+        gdf = gdf.to_crs("EPSG:4326")  # a projected file (e.g. CGCS2000 / Gauss-Krüger) says its own CRS
+    elif gdf.crs is not None and gdf.crs.to_epsg() not in (4326, 4490, None):
+        gdf = gdf.to_crs("EPSG:4326")
+    if len(gdf) and coords not in ("wgs84", "cgcs2000"):
+        coordsxy = shapely.get_coordinates(gdf.geometry.values)
+        if np.all(np.isfinite(coordsxy)):
+            gdf = crsmod.geodataframe_to_wgs84(gdf, coords)
+    return gdf.set_crs("EPSG:4326", allow_override=True)
+
+
+# -- typing -------------------------------------------------------------------------------------
+
+def _is_blank(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() == "") or v is pd.NA
+
+
+def _as_text(v, column: str, source: str | None, row: int, problems: list) -> str | None:
+    if _is_blank(v):
+        return None
+    if isinstance(v, (float, np.floating)):
+        if float(v).is_integer():
+            iv = int(v)
+            if column == "id_number" and len(str(abs(iv))) > 15:
+                # Excel keeps 15 significant digits: an 18-digit ID typed as a number has lost its tail.
+                problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+                                        source=source, row=row, column=column))
+                return None
+            return str(iv)
+        return repr(float(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return str(v).strip()
+
+
+def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
+    problems: list[Problem] = []
+    n = len(gdf)
+    for col in gdf.columns:
+        if col == gdf.geometry.name if isinstance(gdf, gpd.GeoDataFrame) else False:
+            continue
+        values = gdf[col].tolist()
+        if col in TEXT_COLUMNS:
+            gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)], index=gdf.index, dtype=object)
+        elif col in BOOL_COLUMNS:
+            out = []
+            for i, v in enumerate(values):
+                if _is_blank(v):
+                    out.append(None)
+                    continue
+                s = str(v).strip().lower()
+                if isinstance(v, (bool, np.bool_)):
+                    out.append(bool(v))
+                elif s in _TRUE or s in ("1.0",):
+                    out.append(True)
+                elif s in _FALSE or s in ("0.0",):
+                    out.append(False)
+                else:
+                    problems.append(Problem(f"{v!r} is not yes/no (use 是/否, 1/0, true/false)", source=source, row=i + 1, column=col))
+                    out.append(None)
+            gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
+        elif col in INT_COLUMNS or col in FLOAT_COLUMNS:
+            num = pd.to_numeric(pd.Series(values, index=gdf.index), errors="coerce")
+            for i, v in enumerate(values):
+                if not _is_blank(v) and (pd.isna(num.iloc[i]) or not np.isfinite(num.iloc[i])):
+                    problems.append(Problem(f"{v!r} is not a number", source=source, row=i + 1, column=col))
+                elif col in INT_COLUMNS and not _is_blank(v) and not float(num.iloc[i]).is_integer():
+                    problems.append(Problem(f"{v!r} is not a whole number", source=source, row=i + 1, column=col))
+                elif not _is_blank(v) and float(num.iloc[i]) < 0:
+                    problems.append(Problem(f"{v!r} is negative", source=source, row=i + 1, column=col))
+            gdf[col] = num.astype("Int64") if col in INT_COLUMNS else num.astype(float)
+        elif col in LIST_COLUMNS:
+            out = []
+            for v in values:
+                if isinstance(v, (list, tuple, np.ndarray)):
+                    out.append(",".join(str(x).strip() for x in v if str(x).strip()))
+                elif _is_blank(v):
+                    out.append(None)
+                else:
+                    out.append(",".join(p.strip() for p in _LIST_SPLIT.split(str(v)) if p.strip()))
+            gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
+    if n and "min_links" in gdf.columns and "max_links" in gdf.columns:
+        lo, hi = gdf["min_links"], gdf["max_links"]
+        bad = (lo.notna() & hi.notna()) & (lo > hi)
+        for i in np.flatnonzero(bad.to_numpy(dtype=bool)):
+            problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source, row=int(i) + 1, column="min_links"))
+    return problems
+
+
+def split_list(value) -> list[str]:
+    """A ``tags``/``skills`` cell (comma-joined text) as a list of strings."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return [p for p in str(value).split(",") if p]
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def write_layer(gdf: gpd.GeoDataFrame, path, layer: str | None = None) -> Path:
+    """Write a GeoDataFrame (WGS84) to GeoJSON, GeoPackage (named ``layer``), Shapefile (UTF-8 with .cpg) or CSV (lon/lat).
+
+    GeoPackage layers are replaced individually, so several layers can be written to one file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+        if len(gdf) and gdf.geometry.geom_type.isin(["Point"]).all():
+            df.insert(0, "lat", gdf.geometry.y.round(7))
+            df.insert(0, "lon", gdf.geometry.x.round(7))
+        df.to_csv(path, index=False, encoding="utf-8")
+        return path
+    kwargs = {}
+    if ext == ".gpkg":
+        kwargs["layer"] = layer or path.stem
+        if path.exists():
+            kwargs["append"] = False
+    elif ext == ".shp":
+        kwargs["encoding"] = "utf-8"
+    elif ext in (".geojson", ".json"):
+        kwargs["driver"] = "GeoJSON"
+        if path.exists():
+            path.unlink()
+    pyogrio.write_dataframe(_writable(gdf), path, **kwargs)
+    return path
+
+
+def _writable(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Columns GDAL can store: lists joined, uint64 H3 ids as text-free int64, objects as strings."""
+    out = gdf.copy()
+    for col in out.columns:
+        if col == out.geometry.name:
+            continue
+        s = out[col]
+        if s.dtype == np.uint64:
+            out[col] = s.astype(np.int64)
+        elif s.dtype == object:
+            if s.map(lambda v: isinstance(v, (list, tuple, set, np.ndarray))).any():
+                out[col] = s.map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple, set, np.ndarray)) else v)
+    return out
+
+
+def list_layers(path) -> list[str]:
+    """Layer names of a GeoPackage (or the single layer of another vector file)."""
+    return [n for n, _ in pyogrio.list_layers(path)]

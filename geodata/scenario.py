@@ -1,0 +1,63 @@
+"""A scenario: the layers of one place, from a folder of layer files or one GeoPackage.
+
+A folder holds files named after the contract layers (``households.geojson``, ``members.csv``,
+``grids.shp`` …); a GeoPackage holds layers with those names. Extra layers used by engines
+(``roads``, ``buildings``, ``candidates``, ``barriers``, ``links``) are read as plain GeoDataFrames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+
+from gridmap.contract import LAYERS
+from geodata.errors import InputError
+from geodata.io import read_layer
+
+EXTRA_LAYERS = ("roads", "buildings", "candidates", "barriers", "links")
+_EXTS = (".gpkg", ".geojson", ".json", ".shp", ".csv", ".xlsx")
+
+
+def find_layer_files(folder: Path) -> dict[str, Path]:
+    """Files in ``folder`` whose stem names a contract or extra layer (first extension in ``_EXTS`` wins)."""
+    found: dict[str, Path] = {}
+    for name in LAYERS + EXTRA_LAYERS:
+        for ext in _EXTS:
+            p = folder / f"{name}{ext}"
+            if p.exists():
+                found[name] = p
+                break
+    return found
+
+
+def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | None = None) -> dict[str, gpd.GeoDataFrame]:
+    """Read every layer of a scenario; contract layers are validated (``read_layer``), WGS84.
+
+    ``fix`` repairs invalid polygons (noted in ``notes``) — the planning job should run on real,
+    slightly broken municipal data and say what it repaired rather than stop.
+    """
+    path = Path(path)
+    notes = notes if notes is not None else []
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    if path.is_file() and path.suffix.lower() == ".gpkg":
+        names = [n for n, _ in pyogrio.list_layers(path)]
+        for name in names:
+            if name in LAYERS:
+                layers[name] = read_layer(path, name, layer=name, coords=coords, fix=fix, report=notes,
+                                          make_ids=name == "incidents")
+            elif name in EXTRA_LAYERS:
+                layers[name] = pyogrio.read_dataframe(path, layer=name).to_crs("EPSG:4326")
+    elif path.is_dir():
+        for name, file in find_layer_files(path).items():
+            if name in LAYERS:
+                layers[name] = read_layer(file, name, coords=coords, fix=fix, report=notes, make_ids=name == "incidents")
+            else:
+                gdf = pyogrio.read_dataframe(file)
+                layers[name] = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf.set_crs("EPSG:4326")
+    else:
+        raise InputError(f"scenario {path} is neither a folder of layer files nor a GeoPackage")
+    if "households" not in layers:
+        raise InputError(f"scenario {path} has no households layer (households.geojson/.gpkg/.csv/.xlsx …)")
+    return layers

@@ -1,0 +1,171 @@
+"""GeoAlchemy2 models of the PostGIS schema (mirrors ``migrations/versions``; migrations are the truth).
+
+Geometries are SRID 4326 (WGS84) with GiST indexes; every point has its H3 cell (resolution 10)
+as BIGINT; each grid is also stored as its set of H3 cells (``grid_cells``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (ARRAY, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, Table, Text,
+                        func)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData()
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def _poly():
+    return Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
+
+
+def _point():
+    return Column("geom", Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
+
+
+class Street(Base):
+    """街道 — a sub-district."""
+
+    __tablename__ = "streets"
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    geom = _poly()
+
+
+class Community(Base):
+    """社区 — a residents' community."""
+
+    __tablename__ = "communities"
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    street_code: Mapped[str | None] = mapped_column(Text, index=True)
+    geom = _poly()
+
+
+class Grid(Base):
+    """网格 — a management grid; ``has_branch`` says whether a party branch (网格党支部) covers it."""
+
+    __tablename__ = "grids"
+    grid_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    community_code: Mapped[str | None] = mapped_column(Text, index=True)
+    kind: Mapped[str | None] = mapped_column(Text)
+    has_branch: Mapped[bool | None] = mapped_column(Boolean)
+    branch_name: Mapped[str | None] = mapped_column(Text)
+    geom = _poly()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+grid_cells = Table(
+    "grid_cells", metadata,
+    Column("grid_code", Text, ForeignKey("grids.grid_code", ondelete="CASCADE"), primary_key=True),
+    Column("h3", BigInteger, primary_key=True),
+)
+
+
+class Household(Base):
+    """住户 — a household; ``name``/``phone``/``id_number`` are personal data (masked by default)."""
+
+    __tablename__ = "households"
+    household_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    size: Mapped[int | None] = mapped_column(Integer)
+    tags = Column(ARRAY(Text))
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    id_number: Mapped[str | None] = mapped_column(Text)
+    h3: Mapped[int] = mapped_column(BigInteger, index=True)
+    geom = _point()
+
+
+class Member(Base):
+    """党员 (or 网格员, ``kind``) — a responder with skills and availability."""
+
+    __tablename__ = "members"
+    member_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    kind: Mapped[str] = mapped_column(Text, server_default="member")
+    skills = Column(ARRAY(Text))
+    available: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    min_links: Mapped[int | None] = mapped_column(Integer)
+    max_links: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    h3: Mapped[int] = mapped_column(BigInteger, index=True)
+    geom = _point()
+
+
+class ServiceCentre(Base):
+    """党群服务中心 — a service centre with its service radius in metres."""
+
+    __tablename__ = "service_centres"
+    centre_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(Text)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    h3: Mapped[int] = mapped_column(BigInteger, index=True)
+    geom = _point()
+
+
+class LinkRun(Base):
+    """One 包片联户 computation for a region; exactly one run per region is current (atomic swap)."""
+
+    __tablename__ = "link_runs"
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    params = Column(JSONB)
+    summary = Column(JSONB)
+    is_current: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class Link(Base):
+    """包片联户 — one household linked to one member in a run."""
+
+    __tablename__ = "links"
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("link_runs.run_id", ondelete="CASCADE"), primary_key=True)
+    household_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    member_id: Mapped[str] = mapped_column(Text, index=True)
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    visit_order: Mapped[int | None] = mapped_column(Integer)
+
+
+class Incident(Base):
+    """事件 — a reported incident routed to a grid, with deadline and state."""
+
+    __tablename__ = "incidents"
+    incident_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    category: Mapped[str] = mapped_column(Text)
+    level: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text, server_default="reported")
+    required_skill: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    community_code: Mapped[str | None] = mapped_column(Text)
+    street_code: Mapped[str | None] = mapped_column(Text)
+    assigned_member_id: Mapped[str | None] = mapped_column(Text, index=True)
+    escalation_level: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(Text)
+    h3: Mapped[int] = mapped_column(BigInteger, index=True)
+    geom = _point()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+#: Tables of the contract layers, by layer name.
+LAYER_TABLES = {
+    "streets": Street.__table__,
+    "communities": Community.__table__,
+    "grids": Grid.__table__,
+    "households": Household.__table__,
+    "members": Member.__table__,
+    "service_centres": ServiceCentre.__table__,
+    "incidents": Incident.__table__,
+}

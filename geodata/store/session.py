@@ -1,0 +1,47 @@
+"""Engines and transactions for the PostGIS store.
+
+The connection comes from ``GRIDMAP_DATABASE_URL`` (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/gridmap``). A plain ``postgresql://`` URL is accepted
+and given the psycopg 3 driver.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridmap"
+
+
+def database_url(url: str | None = None) -> str:
+    """The database URL: the argument, else ``GRIDMAP_DATABASE_URL``, else the local default."""
+    url = url or os.environ.get("GRIDMAP_DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    elif url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
+    return url
+
+
+@lru_cache(maxsize=8)
+def make_engine(url: str | None = None, pool_size: int = 10) -> Engine:
+    """A pooled SQLAlchemy engine (psycopg 3) for ``url``; cached per URL.
+
+    ``pool_pre_ping`` lets the pool drop connections that died while the server was down, so the
+    service recovers by itself when PostgreSQL comes back.
+    """
+    return create_engine(database_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                         pool_recycle=1800, connect_args={"connect_timeout": 5})
+
+
+def ping(engine: Engine) -> bool:
+    """True when the database answers ``SELECT 1``."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
