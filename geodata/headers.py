@@ -18,7 +18,7 @@ COMMON = {
     "name": ("姓名", "名称", "名字", "户主姓名", "户主", "name"),
     "phone": ("电话", "联系电话", "手机", "手机号", "手机号码", "联系方式", "phone", "tel", "mobile"),
     "id_number": ("身份证号", "身份证号码", "身份证", "公民身份号码", "证件号码", "id_number", "idcard", "id_card"),
-    "grid_code": ("网格编号", "网格代码", "网格编码", "所属网格", "所属网格编号", "grid", "grid_code", "gridcode"),
+    "grid_code": ("网格编号", "网格代码", "网格编码", "所属网格", "所属网格编号", "网格", "grid", "grid_code", "gridcode"),
     "community_code": ("社区编号", "社区代码", "社区编码", "所属社区", "community", "community_code"),
     "street_code": ("街道编号", "街道代码", "街道编码", "所属街道", "street", "street_code"),
     "kind": ("类型", "类别", "种类", "网格类型", "kind", "type"),

@@ -182,7 +182,7 @@ def _read_vector(path: Path, kind: str, layer: str | None, encoding: str | None,
     elif encoding and path.suffix.lower() == ".shp":
         kwargs["encoding"] = encoding
     try:
-        gdf = pyogrio.read_dataframe(path, **kwargs)
+        gdf = pyogrio.read_dataframe(path, use_arrow=True, **kwargs)
     except Exception as e:  # pyogrio/GDAL errors carry the reason; show it with the file name
         raise InputError(f"cannot read file: {e}", source=source) from None
     return gdf
@@ -285,7 +285,11 @@ def _as_text(v, column: str, source: str | None, row: int, problems: list) -> st
                 return None
             return str(iv)
         return repr(float(v))
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        if column == "id_number" and len(str(abs(int(v)))) > 15:
+            problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+                                    source=source, row=row, column=column))
+            return None
         return str(int(v))
     return str(v).strip()
 
@@ -298,6 +302,9 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             continue
         values = gdf[col].tolist()
         if col in TEXT_COLUMNS:
+            if all(type(v) is str for v in values):
+                gdf[col] = pd.Series([v.strip() or None for v in values], index=gdf.index, dtype=object)
+                continue
             gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)], index=gdf.index, dtype=object)
         elif col in BOOL_COLUMNS:
             out = []
@@ -317,15 +324,20 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
                     out.append(None)
             gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
         elif col in INT_COLUMNS or col in FLOAT_COLUMNS:
-            num = pd.to_numeric(pd.Series(values, index=gdf.index), errors="coerce")
-            for i, v in enumerate(values):
-                if not _is_blank(v) and (pd.isna(num.iloc[i]) or not np.isfinite(num.iloc[i])):
-                    problems.append(Problem(f"{v!r} is not a number", source=source, row=i + 1, column=col))
-                elif col in INT_COLUMNS and not _is_blank(v) and not float(num.iloc[i]).is_integer():
-                    problems.append(Problem(f"{v!r} is not a whole number", source=source, row=i + 1, column=col))
-                elif not _is_blank(v) and float(num.iloc[i]) < 0:
-                    problems.append(Problem(f"{v!r} is negative", source=source, row=i + 1, column=col))
-            gdf[col] = num.astype("Int64") if col in INT_COLUMNS else num.astype(float)
+            raw = pd.Series(values, index=gdf.index, dtype=object)
+            blank = raw.map(_is_blank).to_numpy(dtype=bool)
+            num = pd.to_numeric(raw.where(~blank, None), errors="coerce").astype(float)
+            arr = num.to_numpy()
+            bad = ~blank & ~np.isfinite(arr)
+            ok = ~blank & ~bad
+            nonint = ok & (np.mod(np.where(ok, arr, 0.0), 1.0) != 0) if col in INT_COLUMNS else np.zeros(n, dtype=bool)
+            neg = ok & (np.where(ok, arr, 0.0) < 0)
+            for i in np.flatnonzero(bad | nonint | neg):
+                v = values[i]
+                what = "is not a number" if bad[i] else "is not a whole number" if nonint[i] else "is negative"
+                problems.append(Problem(f"{v!r} {what}", source=source, row=i + 1, column=col))
+            num[bad] = np.nan
+            gdf[col] = num.round().astype("Int64") if col in INT_COLUMNS and not nonint.any() else num
         elif col in LIST_COLUMNS:
             out = []
             for v in values:

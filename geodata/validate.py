@@ -58,16 +58,23 @@ def check_ids(df: pd.DataFrame, layer: str, source: str | None) -> list[Problem]
 
 def check_lonlat(lon: np.ndarray, lat: np.ndarray, source: str | None, lon_col: str = "lon", lat_col: str = "lat") -> list[Problem]:
     """NaN/inf, swapped and out-of-China coordinates, for each row (degrees)."""
-    problems: list[Problem] = []
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
     minx, miny, maxx, maxy = CHINA_BBOX
-    for i, (x, y) in enumerate(zip(lon, lat)):
-        if not (np.isfinite(x) and np.isfinite(y)):
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    with np.errstate(invalid="ignore"):
+        inside = finite & (lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)
+        swapped = finite & ~inside & (lon >= miny) & (lon <= maxy) & (lat >= minx) & (lat <= maxx)
+    problems: list[Problem] = []
+    for i in np.flatnonzero(~inside):
+        x, y = lon[i], lat[i]
+        if not finite[i]:
             bad = lon_col if not np.isfinite(x) else lat_col
             problems.append(Problem(f"coordinate is missing, NaN or infinite ({x}, {y})", source=source, row=_row(i), column=bad))
-        elif miny <= x <= maxy and minx <= y <= maxx and not (minx <= x <= maxx and miny <= y <= maxy):
+        elif swapped[i]:
             problems.append(Problem(f"({x}, {y}) looks like (lat, lon): longitude and latitude are swapped",
                                     source=source, row=_row(i), column=lon_col))
-        elif not (minx <= x <= maxx and miny <= y <= maxy):
+        else:
             problems.append(Problem(f"({x}, {y}) is outside China (lon {minx}–{maxx}, lat {miny}–{maxy}); "
                                     "check the coordinate system and column order", source=source, row=_row(i), column=lon_col))
     return problems
@@ -85,23 +92,34 @@ def check_geometries(gdf: gpd.GeoDataFrame, layer: str, source: str | None, fix:
     geoms = gdf.geometry.values
     labels = gdf.index.to_numpy()
     out = gdf
-    for i, g in enumerate(geoms):
-        if g is None or g.is_empty:
-            problems.append(Problem("geometry is empty", source=source, row=_row(labels[i]), column="geometry"))
-            continue
-        kind = "point" if g.geom_type in ("Point", "MultiPoint") else "polygon" if "Polygon" in g.geom_type else "line"
-        if kind != want:
-            problems.append(Problem(f"geometry is a {g.geom_type}; layer {layer} needs a {want}", source=source, row=_row(labels[i]), column="geometry"))
-            continue
-        coords = shapely.get_coordinates(g)
-        if not np.all(np.isfinite(coords)):
-            problems.append(Problem("geometry has NaN or infinite coordinates", source=source, row=_row(labels[i]), column="geometry"))
-            continue
+    arr = np.asarray(geoms, dtype=object)
+    missing = shapely.is_missing(arr)
+    empty = missing | shapely.is_empty(arr)
+    type_id = shapely.get_type_id(arr)
+    # shapely type ids: 0 Point, 4 MultiPoint, 3 Polygon, 6 MultiPolygon
+    ok_type = np.isin(type_id, [0, 4]) if want == "point" else np.isin(type_id, [3, 6])
+    coords, idx = shapely.get_coordinates(arr, return_index=True)
+    finite_rows = np.ones(len(arr), dtype=bool)
+    if len(coords):
+        bad_xy = ~np.isfinite(coords).all(axis=1)
+        finite_rows[np.unique(idx[bad_xy])] = False
+    for i in np.flatnonzero(empty | ~ok_type | ~finite_rows):
+        g = arr[i]
+        if empty[i]:
+            msg = "geometry is empty"
+        elif not ok_type[i]:
+            msg = f"geometry is a {g.geom_type}; layer {layer} needs a {want}"
+        else:
+            msg = "geometry has NaN or infinite coordinates"
+        problems.append(Problem(msg, source=source, row=_row(labels[i]), column="geometry"))
     if problems:
         return out, problems, repairs
-    coords = np.array([shapely.get_coordinates(g.centroid if want == "polygon" else g)[0] for g in geoms]) if len(geoms) else np.zeros((0, 2))
-    if len(coords):
-        for p in check_lonlat(coords[:, 0], coords[:, 1], source, "geometry", "geometry"):
+    if len(arr):
+        probe = shapely.centroid(arr) if want == "polygon" else arr
+        if want == "point" and np.any(type_id == 4):
+            probe = shapely.centroid(arr)
+        xs, ys = shapely.get_x(probe), shapely.get_y(probe)
+        for p in check_lonlat(xs, ys, source, "geometry", "geometry"):
             p.row = _row(labels[p.row - 1])
             problems.append(p)
     if want == "polygon" and not problems:
