@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import psycopg
 import shapely
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -111,6 +113,16 @@ def import_layer(engine: Engine, layer: str, gdf: gpd.GeoDataFrame, replace: boo
     copy_cols = cols + (["h3"] if "h3" in data else []) + ["geom"]
     result = ImportResult(layer=layer, rows=len(gdf))
     stage = f"_stage_{layer}"
+    try:
+        _copy_upsert(engine, layer, gdf, table, idcol, copy_cols, data, stage, replace, result)
+    except psycopg.Error as e:
+        # Raised from the raw COPY cursor: give callers SQLAlchemy's exception classes (OperationalError
+        # for a lost server, …) like every other store call. The transaction has been rolled back.
+        raise sa_exc.DBAPIError.instance(f"import {layer}", None, e, psycopg.Error) from e
+    return result
+
+
+def _copy_upsert(engine, layer, gdf, table, idcol, copy_cols, data, stage, replace, result) -> None:
     with engine.begin() as conn:
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
@@ -132,7 +144,6 @@ def import_layer(engine: Engine, layer: str, gdf: gpd.GeoDataFrame, replace: boo
                 result.deleted = cur.rowcount
             if layer == "grids":
                 result.cells = _write_grid_cells(cur, gdf)
-    return result
 
 
 def _write_grid_cells(cur, grids: gpd.GeoDataFrame) -> int:
