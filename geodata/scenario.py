@@ -7,6 +7,7 @@ A folder holds files named after the contract layers (``households.geojson``, ``
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -48,13 +49,18 @@ def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | N
                 layers[name] = read_layer(path, name, layer=name, coords=coords, fix=fix, report=notes,
                                           make_ids=name == "incidents")
             elif name in EXTRA_LAYERS:
-                layers[name] = pyogrio.read_dataframe(path, layer=name).to_crs("EPSG:4326")
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Several features with id")
+                    layers[name] = pyogrio.read_dataframe(path, layer=name).to_crs("EPSG:4326")
     elif path.is_dir():
         for name, file in find_layer_files(path).items():
             if name in LAYERS:
                 layers[name] = read_layer(file, name, coords=coords, fix=fix, report=notes, make_ids=name == "incidents")
             else:
-                gdf = pyogrio.read_dataframe(file)
+                with warnings.catch_warnings():
+                    # OSM extracts repeat feature ids across tile cuts; GDAL renumbers them, which is fine here
+                    warnings.filterwarnings("ignore", message="Several features with id")
+                    gdf = pyogrio.read_dataframe(file)
                 layers[name] = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf.set_crs("EPSG:4326")
     else:
         raise InputError(f"scenario {path} is neither a folder of layer files nor a GeoPackage")
