@@ -1,0 +1,156 @@
+"""PostGIS persistence of 包片联户 link runs (``link_runs``, ``links``).
+
+A *run* is one computation of :func:`gridmap.linkage.link_households` for a region (a street,
+community or grid code). Saving a run is one transaction:
+
+1. a transaction-scoped advisory lock serialises concurrent saves (regions may overlap);
+2. the run and all its links are inserted (COPY) while not yet current;
+3. links of the households it covers held by *other* regions' current runs are removed (a newer
+   run supersedes overlapping ones for those households, so every household has at most one
+   current link);
+4. the region's previous current run is switched off and the new one on.
+
+Readers therefore see either the whole old run or the whole new one, never a mix. Coordinates are
+WGS84; distances metres.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+#: Layers a recompute reads from the store (no personal data: names are not needed to link).
+_LAYERS = ("grids", "households", "members")
+
+
+@dataclass
+class SavedRun:
+    """What :func:`save_run` stored."""
+
+    run_id: int
+    region: str
+    links: int
+    superseded_links: int
+
+
+def current_links(conn: Connection, household_ids) -> pd.DataFrame:
+    """Current links (``household_id``, ``member_id``) of these households, from any current run."""
+    ids = [str(h) for h in household_ids]
+    rows = conn.execute(text(
+        "SELECT l.household_id, l.member_id FROM links l JOIN link_runs r ON r.run_id = l.run_id "
+        "WHERE r.is_current AND l.household_id = ANY(:ids)"), {"ids": ids}).all()
+    return pd.DataFrame(rows, columns=["household_id", "member_id"])
+
+
+def save_run(engine: Engine, region: str, links: pd.DataFrame, params: dict, summary: dict,
+             household_ids=None) -> SavedRun:
+    """Store a run for ``region`` and make it current, atomically (see the module docstring).
+
+    Parameters
+    ----------
+    links : DataFrame
+        ``household_id``, ``member_id``, ``distance_m`` (metres), ``visit_order``.
+    params, summary : dict
+        JSON-serialisable run parameters and headline figures (no personal data).
+    household_ids : iterable, optional
+        Every household the run covered (linked or not); their links in other regions' current
+        runs are removed. Default: the linked households.
+    """
+    covered = [str(h) for h in (links["household_id"] if household_ids is None else household_ids)]
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gridmap:link_runs'))"))
+        run_id = conn.execute(text(
+            "INSERT INTO link_runs (region, params, summary, is_current) "
+            "VALUES (:r, CAST(:p AS JSONB), CAST(:s AS JSONB), false) RETURNING run_id"),
+            {"r": region, "p": json.dumps(params, default=_json), "s": json.dumps(summary, default=_json)}).scalar_one()
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy("COPY links (run_id, household_id, member_id, distance_m, visit_order) FROM STDIN") as cp:
+                for h, m, d, o in zip(links["household_id"], links["member_id"], links["distance_m"], links["visit_order"]):
+                    cp.write_row((run_id, str(h), str(m), float(d), int(o)))
+        superseded = conn.execute(text(
+            "DELETE FROM links l USING link_runs r "
+            "WHERE l.run_id = r.run_id AND r.is_current AND r.region <> :r AND r.run_id <> :id "
+            "AND l.household_id = ANY(:hh)"),
+            {"r": region, "id": run_id, "hh": covered}).rowcount
+        conn.execute(text("UPDATE link_runs SET is_current = false WHERE region = :r AND is_current"), {"r": region})
+        conn.execute(text("UPDATE link_runs SET is_current = true WHERE run_id = :id"), {"id": run_id})
+    return SavedRun(run_id=int(run_id), region=region, links=len(links), superseded_links=int(superseded or 0))
+
+
+def recompute(engine: Engine, region: str, *, min_links: int | None = None, max_links: int | None = None,
+              max_distance_m: float | None = None, allow_cross_grid: bool = False,
+              keep_bonus_m: float = 200.0):
+    """Re-link the households of ``region`` from the stored layers and save the run as current.
+
+    The current links of the region's households are the ``previous`` links (stability: a link
+    changes only if that saves more than ``keep_bonus_m`` metres). Returns ``(SavedRun, LinkResult)``;
+    ``SavedRun`` is None when the region has no households.
+    """
+    from geodata.store.maps import load_region
+    from gridmap.contract import MAX_LINKS, MIN_LINKS
+    from gridmap.linkage import link_households
+
+    layers = load_region(engine, region, layers=_LAYERS)
+    households, members, grids = layers["households"], layers["members"], layers["grids"]
+    with engine.connect() as conn:
+        previous = current_links(conn, households["household_id"]) if len(households) else None
+    result = link_households(households, members, min_links=MIN_LINKS if min_links is None else min_links,
+                             max_links=MAX_LINKS if max_links is None else max_links, max_distance_m=max_distance_m,
+                             allow_cross_grid=allow_cross_grid and len(grids) > 1, grids=grids if len(grids) else None,
+                             previous=previous if previous is not None and len(previous) else None,
+                             keep_bonus_m=keep_bonus_m)
+    if len(households) == 0:
+        return None, result
+    params = {"min_links": min_links, "max_links": max_links, "max_distance_m": max_distance_m,
+              "allow_cross_grid": allow_cross_grid, "keep_bonus_m": keep_bonus_m}
+    saved = save_run(engine, region, result.links, params, result.summary,
+                     household_ids=households["household_id"])
+    return saved, result
+
+
+def current_run(engine: Engine, region: str) -> dict | None:
+    """The current run of a region (``run_id``, ``created_at``, ``params``, ``summary``), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT run_id, region, created_at, params, summary FROM link_runs "
+                                "WHERE region = :r AND is_current"), {"r": region}).first()
+    return dict(row._mapping) if row else None
+
+
+def member_grid(engine: Engine, member_id: str) -> tuple[bool, str | None]:
+    """``(exists, grid_code)`` of a member."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT grid_code FROM members WHERE member_id = :m"), {"m": member_id}).first()
+    return (row is not None, row[0] if row else None)
+
+
+def member_households(engine: Engine, member_id: str) -> list[dict]:
+    """A member's current linked households in visiting order, with position (WGS84) and distance (m).
+
+    Rows carry residents' personal data (``name``/``phone``/``id_number``): the caller must mask or
+    audit them (``api.auth.present_pii``) and never log them.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, "
+            "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
+            "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
+            "JOIN households h ON h.household_id = l.household_id "
+            "WHERE l.member_id = :m ORDER BY l.visit_order, h.household_id COLLATE \"C\""), {"m": member_id})
+        return [dict(r._mapping) for r in rows]
+
+
+def _json(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
