@@ -1,0 +1,158 @@
+"""``gridmap redraw``: redraw grids (网格划分) to 300–500 households (urban) / 100–200 (rural).
+
+Also the plan step ``step_redraw`` used by ``gridmap plan --redraw``: it redraws the grids before
+the census, so every later step (counts, 包片联户 links, maps) works on the new grids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import typer
+from rich.table import Table
+
+from api.commands.common import COORDS_HELP, console, fail, read
+
+#: Columns written for each grid, in order.
+OUT_COLUMNS = ["grid_code", "community_code", "households", "kind", "in_band", "polsby_popper", "moved", "status", "geometry"]
+
+
+def read_lines(path: Path, coords: str) -> gpd.GeoDataFrame:
+    """A plain vector layer (buildings, barriers) in WGS84; ``coords`` shifts GCJ-02/BD-09 input."""
+    import pyogrio
+
+    from geodata.crs import geodataframe_to_wgs84
+    from geodata.errors import InputError, Problem
+
+    try:
+        gdf = pyogrio.read_dataframe(path)
+    except Exception as e:  # unreadable file: an input error with its name, not a traceback
+        raise InputError([Problem(f"cannot read layer: {e}", source=str(path))]) from None
+    if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
+        gdf = gdf.to_crs("EPSG:4326")
+    return geodataframe_to_wgs84(gdf, coords) if coords != "wgs84" else gdf.set_crs("EPSG:4326", allow_override=True)
+
+
+def summary_table(result) -> Table:
+    """Headline figures of a redraw (no personal data)."""
+    s = result.summary
+    t = Table(title="gridmap redraw", show_header=False)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("grids", f"{s['grids']:,}")
+    t.add_row("in band", f"{s['in_band_pct']:.1f}%")
+    t.add_row("mean Polsby-Popper", f"{s['mean_polsby_popper']:.3f}")
+    t.add_row("households", f"{s['households']:,}")
+    t.add_row("households moved", f"{s['moved']:,}")
+    t.add_row("grids kept as they are", f"{s['kept']:,}")
+    if s["infeasible_communities"]:
+        t.add_row("communities that cannot be in band", ", ".join(s["infeasible_communities"]))
+    return t
+
+
+def moved_table(grids: gpd.GeoDataFrame, limit: int = 30) -> Table:
+    """Grids that received households from other grids, most first."""
+    t = Table(title="households moved, per grid", show_header=True, header_style="bold")
+    for col in ("grid", "community", "status", "households", "moved in"):
+        t.add_column(col, justify="right" if col in ("households", "moved in") else "left")
+    rows = grids[grids["moved"] > 0].sort_values(["moved", "grid_code"], ascending=[False, True])
+    for r in rows.head(limit).itertuples():
+        t.add_row(r.grid_code, r.community_code, r.status, f"{r.households:,}", f"{r.moved:,}")
+    if len(rows) > limit:
+        t.add_row("…", f"{len(rows) - limit} more", "", "", "")
+    return t
+
+
+def redraw_command(
+    households: Path = typer.Option(..., "--households", help="Household points (one per household)."),
+    boundaries: Path = typer.Option(..., "--boundaries", help="Community (社区) polygons with `code` (and optional `kind`)."),
+    out: Path = typer.Option(..., "--out", help="Output grids (GeoJSON, GeoPackage, Shapefile)."),
+    grids: Path | None = typer.Option(None, "--grids", help="Today's grids: in-band grids are kept, the rest redrawn."),
+    buildings: Path | None = typer.Option(None, "--buildings", help="Building footprints: grids are built from whole buildings."),
+    barriers: list[Path] = typer.Option([], "--barriers", help="Rivers, arterial roads (lines) grids should not straddle; repeatable."),
+    min_households: int | None = typer.Option(None, "--min", help="Band minimum (default by kind: urban 300, rural 100)."),
+    max_households: int | None = typer.Option(None, "--max", help="Band maximum (default by kind: urban 500, rural 200)."),
+    kind: str = typer.Option("urban", "--kind", help="Kind of communities without a `kind` value: urban or rural."),
+    fresh: bool = typer.Option(False, "--fresh", help="Redraw everything, even grids already in band."),
+    release: bool = typer.Option(False, "--release", help="Let in-band grids next to an infeasible leftover be redrawn too."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same grids."),
+    coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+) -> None:
+    """Redraw grids so each holds a household count in band, contiguous and compact; print what moved."""
+    from gridmap.contract import grid_band
+    from gridmap.districting import redraw
+    from geodata.io import write_layer
+
+    if kind.strip().lower() not in ("urban", "rural"):
+        fail(f"--kind must be urban or rural, not {kind!r}")
+    band = None
+    if min_households is not None or max_households is not None:
+        lo, hi = grid_band(kind)
+        band = (min_households if min_households is not None else lo, max_households if max_households is not None else hi)
+        if not 0 < band[0] <= band[1]:
+            fail(f"the band must satisfy 0 < min ≤ max, got {band[0]}–{band[1]}")
+    hh = read(households, "households", coords=coords)
+    comm = read(boundaries, "communities", coords=coords, fix=True)
+    current = read(grids, "grids", coords=coords, fix=True) if grids else None
+    bld = read_lines(buildings, coords) if buildings else None
+    bar = [read_lines(p, coords) for p in barriers] or None
+    with console.status("redrawing grids"):
+        result = redraw(comm, hh, current=current, buildings=bld, barriers=bar, band=band, kind=kind.strip().lower(),
+                        minimal_change=not fresh, release_kept=release, seed=seed)
+    write_layer(result.grids[OUT_COLUMNS], out)
+    console.print(summary_table(result))
+    if current is not None:
+        console.print(moved_table(result.grids))
+    for issue in result.issues[:20]:
+        where = f"{issue['community_code']}: " if issue["community_code"] else ""
+        console.print(f"[yellow]{issue['kind']}[/] {where}{issue['message']}", markup=True)
+    if len(result.issues) > 20:
+        console.print(f"[yellow]… {len(result.issues) - 20} more notes[/]", markup=True)
+    console.print(f"wrote {len(result.grids)} grids to {out}")
+
+
+def step_redraw(ctx) -> None:
+    """Plan step (only with ``--redraw``): new grids replace today's before the census runs.
+
+    Needs a ``communities`` layer; uses ``grids`` (minimal change), ``buildings`` and ``barriers``
+    when the scenario has them. Writes layers ``redraw_grids`` (and today's ``grids_before_redraw``)
+    and ``summary['redraw']``; households are re-filed under the new grid codes (today's code kept
+    in ``previous_grid_code``) and members re-located by the census step.
+    """
+    if not getattr(ctx.options, "redraw", False):
+        return
+    from gridmap.districting import redraw
+
+    layers = ctx.layers
+    if "communities" not in layers or "households" not in layers:
+        ctx.notes.append("--redraw needs communities and households layers; grids were not redrawn")
+        return
+    current = layers.get("grids")
+    result = redraw(layers["communities"], layers["households"], current=current if current is not None and len(current) else None,
+                    buildings=layers.get("buildings"), barriers=layers.get("barriers"), seed=getattr(ctx.options, "seed", 0))
+    new = result.grids
+    ctx.layers_out["redraw_grids"] = new[OUT_COLUMNS]
+    if current is not None and len(current):
+        ctx.layers_out["grids_before_redraw"] = current  # for the before/after map (maps.redraw)
+    grids = new[["grid_code", "community_code", "kind", "geometry"]].copy()
+    if current is not None and "has_branch" in current.columns:
+        # Branch status is known only for grids that keep their code.
+        grids["has_branch"] = grids["grid_code"].map(dict(zip(current["grid_code"], current["has_branch"])))
+    layers["grids"] = grids
+    households = layers["households"].copy()
+    if "grid_code" in households.columns:
+        households["previous_grid_code"] = households["grid_code"]
+    households["grid_code"] = result.households.reindex(households.index)
+    layers["households"] = households
+    if "members" in layers and "grid_code" in layers["members"].columns:
+        members = layers["members"].copy()
+        members["grid_code"] = None  # re-located in the new grids by the census step
+        layers["members"] = members
+    ctx.summary["redraw"] = {**result.summary, "issues": [f"{i['kind']}: {i['community_code'] or ''} {i['message']}".strip()
+                                                          for i in result.issues]}
+    ctx.notes.append(f"grids redrawn: {result.summary['grids']} grids, {result.summary['in_band_pct']:.1f}% in band, "
+                     f"{result.summary['moved']} households moved")
+
+
+__all__ = ["redraw_command", "step_redraw", "OUT_COLUMNS"]
