@@ -47,7 +47,14 @@ def import_command(
     from geodata.store.importer import import_layer
     from geodata.store.session import make_engine
 
-    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer)
+    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents")
+    if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
+        from geodata.store.dispatch import import_incidents
+
+        r = import_incidents(make_engine(), gdf)
+        console.print(f"incidents: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, "
+                      f"{r.routed:,} routed to a grid, {r.unrouted:,} outside every grid")
+        return
     if layer == "grids":
         from geodata.validate import check_grid_overlaps
         from geodata.errors import InputError

@@ -74,6 +74,15 @@ def _clean(v):
     return v
 
 
+def _china_time(v):
+    if v is None:
+        return None
+    t = pd.Timestamp(v)
+    if t.tzinfo is None:
+        t = t.tz_localize("Asia/Shanghai")
+    return t.to_pydatetime()
+
+
 def _rows(gdf: gpd.GeoDataFrame, layer: str, cols: list[str]):
     defaults = DEFAULTS.get(layer, {})
     data = {}
@@ -90,7 +99,8 @@ def _rows(gdf: gpd.GeoDataFrame, layer: str, cols: list[str]):
         else:
             data[c] = [defaults.get(c)] * len(gdf)
     if layer == "incidents":
-        data["reported_at"] = [pd.Timestamp(v).to_pydatetime() if v is not None else None for v in data["reported_at"]]
+        # Times without a zone are China Standard Time (UTC+8), as every Chinese platform writes them.
+        data["reported_at"] = [_china_time(v) for v in data["reported_at"]]
     geoms = shapely.set_srid(gdf.geometry.values, 4326)
     data["geom"] = shapely.to_wkb(geoms, hex=True, include_srid=True)
     if GEOMETRY_KIND[layer] == "point" and "h3" in LAYER_TABLES[layer].c:
