@@ -92,6 +92,18 @@ def step_census(ctx: PlanContext) -> None:
 #: The engine steps, in order. Each engine appends its own ``step(ctx)``.
 STEPS: list[Callable[[PlanContext], None]] = [step_census]
 
+from api.commands.link import step_links  # noqa: E402  (包片联户: links layer + summary figures)
+
+STEPS.append(step_links)
+
+from api.commands.redraw import step_redraw  # noqa: E402  (网格划分, only with --redraw: before the census)
+
+STEPS.insert(0, step_redraw)
+
+from api.commands.gaps import step_gaps  # noqa: E402  (coverage gaps: blank grids, 15-minute circle)
+
+STEPS.append(step_gaps)
+
 
 def run_plan(scenario: Path, outdir: Path, options: PlanOptions | None = None, console: Console | None = None) -> PlanContext:
     """Run every step on ``scenario`` and write ``outdir/plan.gpkg`` and ``outdir/summary.json``."""
@@ -158,3 +170,9 @@ def summary_table(ctx: PlanContext) -> Table:
         for label, value in rows:
             t.add_row(label, str(value))
     return t
+
+
+# Keep this the last registration: the maps draw every layer the steps above produced.
+from api.commands.maps import step_maps  # noqa: E402
+
+STEPS.append(step_maps)

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pyogrio
 
 from gridmap.contract import LAYERS
@@ -33,7 +34,7 @@ def find_layer_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | None = None) -> dict[str, gpd.GeoDataFrame]:
+def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | None = None) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
     """Read every layer of a scenario; contract layers are validated (``read_layer``), WGS84.
 
     ``fix`` repairs invalid polygons (noted in ``notes``) — the planning job should run on real,
@@ -57,10 +58,18 @@ def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | N
             if name in LAYERS:
                 layers[name] = read_layer(file, name, coords=coords, fix=fix, report=notes, make_ids=name == "incidents")
             else:
+                if file.suffix.lower() in (".csv", ".xlsx"):
+                    # a table without geometry (e.g. last year's links.csv): ids stay text
+                    layers[name] = (pd.read_csv(file, dtype=str, encoding="utf-8-sig") if file.suffix.lower() == ".csv"
+                                    else pd.read_excel(file, dtype=str))
+                    continue
                 with warnings.catch_warnings():
                     # OSM extracts repeat feature ids across tile cuts; GDAL renumbers them, which is fine here
                     warnings.filterwarnings("ignore", message="Several features with id")
                     gdf = pyogrio.read_dataframe(file)
+                if not hasattr(gdf, "crs"):
+                    layers[name] = gdf
+                    continue
                 layers[name] = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf.set_crs("EPSG:4326")
     else:
         raise InputError(f"scenario {path} is neither a folder of layer files nor a GeoPackage")
