@@ -9,6 +9,7 @@ import typer
 from api.commands import data as data_cmd
 from api.commands import db as db_cmd
 from api.commands import plan as plan_cmd
+from api.commands import token as token_cmd
 
 app = typer.Typer(
     name="gridmap",
@@ -25,11 +26,27 @@ app.command("import")(data_cmd.import_command)
 app.command("validate")(data_cmd.validate_command)
 app.command("sample")(data_cmd.sample_command)
 app.add_typer(db_cmd.db_app, name="db")
+app.add_typer(token_cmd.token_app, name="token")
+from api.commands import link as link_cmd  # noqa: E402
+app.command("link")(link_cmd.link_command)
+from api.commands import maps as maps_cmd  # noqa: E402
+app.command("map")(maps_cmd.map_command)
+from api.commands import serve as serve_cmd  # noqa: E402
+app.command("serve")(serve_cmd.serve_command)
+from api.commands import nearest as nearest_cmd  # noqa: E402
+app.command("nearest")(nearest_cmd.nearest_command)
+from api.commands import gaps as gaps_cmd  # noqa: E402
+app.command("gaps")(gaps_cmd.gaps_command)
+app.command("sites")(gaps_cmd.sites_command)
+from api.commands import redraw as redraw_cmd  # noqa: E402
+app.command("redraw")(redraw_cmd.redraw_command)
 # --- end REGISTER --------------------------------------------------------------------------------
 
 
 def main() -> None:
     """Console-script entry point: bad input ends with a clear message and exit code 2, not a traceback."""
+    from sqlalchemy.exc import OperationalError
+
     from geodata.errors import InputError
     from api.commands.common import console
 
@@ -38,6 +55,11 @@ def main() -> None:
     except InputError as e:
         console.print(f"[bold red]Input error[/]\n{e}", highlight=False, markup=True)
         sys.exit(2)
+    except OperationalError as e:  # server down or unreachable: a message, not a traceback
+        reason = str(e.orig or e).strip().splitlines()[0]
+        console.print(f"[bold red]Database unavailable[/] ({reason}). Retry when it is back.",
+                      highlight=False, markup=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,11 @@ def make_engine(url: str | None = None, pool_size: int = 10) -> Engine:
     """A pooled SQLAlchemy engine (psycopg 3) for ``url``; cached per URL.
 
     ``pool_pre_ping`` lets the pool drop connections that died while the server was down, so the
-    service recovers by itself when PostgreSQL comes back.
+    service recovers by itself when PostgreSQL comes back. ``hide_parameters`` keeps statement
+    parameters (which may be residents' names or phone numbers) out of exception texts and logs.
     """
     return create_engine(database_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                         pool_recycle=1800, connect_args={"connect_timeout": 5})
+                         pool_recycle=1800, connect_args={"connect_timeout": 5}, hide_parameters=True)
 
 
 def ping(engine: Engine) -> bool:

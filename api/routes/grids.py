@@ -1,0 +1,163 @@
+"""What-if grid edits for planners (网格调整): preview without saving, then commit in one transaction.
+
+``POST /grids/preview`` moves a set of H3 cells and/or areas (e.g. building footprints, GeoJSON) into
+a receiving grid and returns, for every grid it touches, the household counts before and after,
+whether the count is in band, whether the grid is still one polygon (contiguous), its Polsby-Popper
+compactness and its new outline — nothing is written. ``POST /grids/commit`` applies the same edit
+atomically (``geodata.store.grids.commit_edit``): grids, their H3 cells and households' grid codes
+change together, and the current 包片联户 runs holding links of moved households are flagged for
+re-linking. Only planners and leaders whose regions cover the receiving grid may edit.
+"""
+
+from __future__ import annotations
+
+import h3
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, Field, field_validator
+from shapely.geometry import mapping, shape
+
+from api.auth import Principal, require_roles
+from geodata.store import grids as store
+
+router = APIRouter(tags=["grids"])
+
+EDIT_ROLES = ("planner", "leader")
+#: Coarsest H3 resolution accepted in an edit (res 7 cells are ~5 km², already larger than a community).
+MIN_CELL_RES = 7
+
+
+class EditIn(BaseModel):
+    """Cells and/or areas to move into ``to_grid`` (WGS84)."""
+
+    to_grid: str = Field(..., min_length=1, max_length=100, description="Code of the receiving grid.")
+    cells: list[str] = Field(default_factory=list, max_length=20_000,
+                             description="H3 cells (hex strings or decimal integers, any resolution).")
+    areas: list[dict] = Field(default_factory=list, max_length=5_000,
+                              description="GeoJSON polygons (e.g. building footprints), WGS84 lon/lat.")
+
+    @field_validator("cells")
+    @classmethod
+    def _valid_cells(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            s = str(c).strip()
+            try:
+                cell = h3.int_to_str(int(s)) if s.isdigit() else s.lower()
+                ok = h3.is_valid_cell(cell)
+            except Exception:  # out-of-range integers, odd text: not a cell
+                ok = False
+            if not ok:
+                raise ValueError(f"not an H3 cell: {c!r}")
+            if not MIN_CELL_RES <= h3.get_resolution(cell) <= 15:
+                raise ValueError(f"cell {c!r}: resolution must be {MIN_CELL_RES}–15 (grid-sized or finer)")
+            out.append(cell)
+        return out
+
+    @field_validator("areas")
+    @classmethod
+    def _valid_areas(cls, v: list[dict]) -> list[dict]:
+        for a in v:
+            try:
+                g = shape(a)
+                g.is_valid  # noqa: B018 - forces GEOS to build the geometry (bad coordinates fail here)
+            except Exception as e:  # malformed GeoJSON: a 422 with the reason
+                raise ValueError(f"not a GeoJSON geometry: {e}") from None
+            if g.geom_type not in ("Polygon", "MultiPolygon") or not g.is_valid:
+                raise ValueError("areas must be valid GeoJSON polygons")
+            minx, miny, maxx, maxy = g.bounds
+            if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+                raise ValueError("areas must be lon/lat (WGS84)")
+        return v
+
+
+class GridAfter(BaseModel):
+    grid_code: str
+    community_code: str | None
+    households_before: int
+    households: int
+    band_min: int
+    band_max: int
+    in_band: bool
+    contiguous: bool
+    polsby_popper: float
+    removed: bool
+    geometry: dict | None
+
+
+class EditOut(BaseModel):
+    """Grids touched by the edit (receiving grid first) and the households that change grid."""
+
+    to_grid: str
+    grids: list[GridAfter]
+    moved_households: int
+    moved_household_ids: list[str]
+    issues: list[str]
+    committed: bool = False
+    links_flagged: int = 0
+    runs_flagged: int = 0
+
+
+def _authorise(request: Request, principal: Principal, to_grid: str) -> None:
+    with request.app.state.engine.connect() as conn:
+        from sqlalchemy import text
+
+        row = conn.execute(text(
+            "SELECT g.community_code, c.street_code FROM grids g LEFT JOIN communities c ON c.code = g.community_code "
+            "WHERE g.grid_code = :g"), {"g": to_grid}).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {to_grid} not found")
+    principal.require(grid_code=to_grid, community_code=row[0], street_code=row[1])
+
+
+def _out(body: EditIn, result, committed=None) -> EditOut:
+    grids = []
+    for r in result.grids.itertuples():
+        grids.append(GridAfter(
+            grid_code=r.grid_code, community_code=r.community_code, households_before=int(r.households_before),
+            households=int(r.households), band_min=int(r.band_min), band_max=int(r.band_max), in_band=bool(r.in_band),
+            contiguous=bool(r.contiguous), polsby_popper=round(float(r.polsby_popper), 4), removed=bool(r.removed),
+            geometry=None if r.removed else mapping(r.geometry),
+        ))
+    return EditOut(
+        to_grid=body.to_grid, grids=grids, moved_households=len(result.moved),
+        moved_household_ids=result.moved["household_id"].astype(str).tolist(), issues=result.issues,
+        committed=committed is not None,
+        links_flagged=committed.links_flagged if committed else 0, runs_flagged=committed.runs_flagged if committed else 0,
+    )
+
+
+def _run(request: Request, body: EditIn, principal: Principal, commit: bool) -> EditOut:
+    if not body.cells and not body.areas:
+        raise HTTPException(422, "give cells or areas to move")
+    _authorise(request, principal, body.to_grid)
+    areas = [shape(a) for a in body.areas]
+    engine = request.app.state.engine
+    try:
+        if not principal.everywhere:
+            # Edits stay inside the receiving grid's community, but a token scoped to single grids must
+            # not take households from a neighbour it does not cover (security review, api.auth).
+            touched = store.preview(engine, body.to_grid, cells=body.cells, areas=areas)
+            outside = sorted(str(g) for g in touched.grids["grid_code"] if not principal.covers(grid_code=str(g)))
+            if outside:
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    f"the edit changes grid(s) outside the regions of this token: {', '.join(outside)}")
+            if not commit:
+                return _out(body, touched)
+        if commit:
+            done = store.commit_edit(engine, body.to_grid, cells=body.cells, areas=areas)
+            return _out(body, done.result, done)
+        return _out(body, store.preview(engine, body.to_grid, cells=body.cells, areas=areas))
+    except store.UnknownGrid:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {body.to_grid} not found") from None
+
+
+@router.post("/grids/preview", response_model=EditOut)
+def preview(request: Request, body: EditIn, principal: Principal = Depends(require_roles(*EDIT_ROLES))):
+    """New counts, contiguity and compactness of the grids an edit touches; nothing is saved."""
+    return _run(request, body, principal, commit=False)
+
+
+@router.post("/grids/commit", response_model=EditOut)
+def commit(request: Request, body: EditIn, principal: Principal = Depends(require_roles(*EDIT_ROLES))):
+    """Apply the edit in one transaction; links of moved households are flagged for re-linking."""
+    return _run(request, body, principal, commit=True)
