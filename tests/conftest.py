@@ -76,6 +76,9 @@ def engine(db_url):
 
 
 def truncate_all(eng) -> None:
+    from geodata.store.auth import clear_cache
+
+    clear_cache()  # cached tokens/region scopes belong to the rows being removed
     with eng.begin() as c:
         tables = [r[0] for r in c.execute(sa.text(
             "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename NOT IN ('alembic_version','spatial_ref_sys')"))]

@@ -127,12 +127,29 @@ def test_several_regions_and_everything(regions):
 
 
 def test_unknown_code_covers_itself(regions):
-    # a grid imported after the token was made is covered once it is in the store
+    # a grid imported after the token was made is covered as soon as the import commits
+    import geopandas as gpd
+    from shapely.geometry import MultiPolygon, box
+
+    from geodata.store.importer import import_layer
+
     p = _p(regions, ["C99"])
     assert not p.covers(grid_code="G991")
-    with regions.begin() as c:
-        c.execute(sa.text(f"INSERT INTO grids (grid_code, community_code, geom) VALUES ('G991', 'C99', {SQUARE})"))
+    g = gpd.GeoDataFrame({"grid_code": ["G991"], "community_code": ["C99"]},
+                         geometry=[MultiPolygon([box(120.1, 30.2, 120.2, 30.3)])], crs="EPSG:4326")
+    import_layer(regions, "grids", g)
     assert _p(regions, ["C99"]).covers(grid_code="G991")
+
+
+def test_scope_cache_expires(regions, monkeypatch):
+    # a grid written by other means (SQL, another process) is seen within CACHE_SECONDS
+    p = _p(regions, ["C98"])
+    assert not p.covers(grid_code="G981")
+    with regions.begin() as c:
+        c.execute(sa.text(f"INSERT INTO grids (grid_code, community_code, geom) VALUES ('G981', 'C98', {SQUARE})"))
+    assert not _p(regions, ["C98"]).covers(grid_code="G981")  # still the cached expansion
+    monkeypatch.setattr(store, "CACHE_SECONDS", 0.0)
+    assert _p(regions, ["C98"]).covers(grid_code="G981")
 
 
 def test_allows_pii_needs_role_and_region(regions):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,6 +121,7 @@ def create_token(engine: Engine, role: str, regions: list[str] | tuple[str, ...]
 
 def revoke_token(engine: Engine, token_id: int) -> bool:
     """Revoke a token now; False when there is no such token or it was already revoked."""
+    clear_cache()
     with engine.begin() as conn:
         res = conn.execute(update(api_tokens).where(api_tokens.c.token_id == token_id,
                                                     api_tokens.c.revoked_at.is_(None))
@@ -126,12 +129,47 @@ def revoke_token(engine: Engine, token_id: int) -> bool:
         return res.rowcount == 1
 
 
+#: Seconds a found token (and a region expansion) is reused without asking the database. Every
+#: request needs both, and on the hot path (/responders/nearest) the look-ups cost more than the
+#: KNN query itself. A revocation made in this process clears the cache at once; one made by another
+#: process (``gridmap token revoke``) takes effect within this many seconds.
+CACHE_SECONDS = 5.0
+_CACHE_MAX = 10_000
+_cache: dict[tuple, tuple[float, object]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, compute):
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    value = compute()
+    if value is not None:  # unknown tokens are never cached: a token created a moment later must work
+        with _cache_lock:
+            if len(_cache) >= _CACHE_MAX:
+                _cache.clear()
+            _cache[key] = (now, value)
+    return value
+
+
+def clear_cache() -> None:
+    """Forget cached tokens and region expansions (after a revocation or a change of regions)."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def find_token(engine: Engine, token: str) -> TokenRecord | None:
-    """The live (not revoked) token whose hash matches ``token``, or None."""
-    with engine.connect() as conn:
-        row = conn.execute(select(*api_tokens.c).where(api_tokens.c.token_hash == hash_token(token),
-                                                       api_tokens.c.revoked_at.is_(None))).first()
-    return _record(row) if row is not None else None
+    """The live (not revoked) token whose hash matches ``token``, or None (cached ``CACHE_SECONDS``)."""
+    digest = hash_token(token)
+
+    def lookup():
+        with engine.connect() as conn:
+            row = conn.execute(select(*api_tokens.c).where(api_tokens.c.token_hash == digest,
+                                                           api_tokens.c.revoked_at.is_(None))).first()
+        return _record(row) if row is not None else None
+
+    return _cached(("token", str(engine.url), digest), lookup)
 
 
 def list_tokens(engine: Engine, include_revoked: bool = False) -> list[TokenRecord]:
@@ -183,11 +221,14 @@ def expand_regions(engine: Engine, codes: list[str] | tuple[str, ...]) -> Region
     base = frozenset(codes)
     if not codes:
         return RegionScope(False, base, base, base)
-    comm, grids = set(base), set(base)
-    with engine.connect() as conn:
-        for kind, code in conn.execute(_EXPAND, {"codes": list(base)}):
-            (comm if kind == "c" else grids).add(code)
-    return RegionScope(False, base, frozenset(comm), frozenset(grids))
+    def expand():
+        comm, grids = set(base), set(base)
+        with engine.connect() as conn:
+            for kind, code in conn.execute(_EXPAND, {"codes": list(base)}):
+                (comm if kind == "c" else grids).add(code)
+        return RegionScope(False, base, frozenset(comm), frozenset(grids))
+
+    return _cached(("regions", str(engine.url), base), expand)
 
 
 _KIND = text("""

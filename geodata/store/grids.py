@@ -76,6 +76,16 @@ def preview(engine: Engine, to_grid: str, cells=None, areas=None) -> EditResult:
 
 
 def commit_edit(engine: Engine, to_grid: str, cells=None, areas=None) -> CommittedEdit:
+    """See ``_commit_edit``; afterwards cached region scopes are dropped (grids changed)."""
+    from geodata.store.auth import clear_cache
+
+    try:
+        return _commit_edit(engine, to_grid, cells=cells, areas=areas)
+    finally:
+        clear_cache()
+
+
+def _commit_edit(engine: Engine, to_grid: str, cells=None, areas=None) -> CommittedEdit:
     """Apply the edit in one transaction (see the module docstring); nothing is written if any step fails."""
     with engine.begin() as conn:
         grids, households = _read(conn, to_grid, lock=True)

@@ -129,6 +129,10 @@ def import_layer(engine: Engine, layer: str, gdf: gpd.GeoDataFrame, replace: boo
         # Raised from the raw COPY cursor: give callers SQLAlchemy's exception classes (OperationalError
         # for a lost server, …) like every other store call. The transaction has been rolled back.
         raise sa_exc.DBAPIError.instance(f"import {layer}", None, e, psycopg.Error) from e
+    if layer in ("streets", "communities", "grids"):
+        from geodata.store.auth import clear_cache
+
+        clear_cache()  # region scopes are expanded from these tables
     return result
 
 
