@@ -2,7 +2,8 @@
 
 A folder holds files named after the contract layers (``households.geojson``, ``members.csv``,
 ``grids.shp`` …); a GeoPackage holds layers with those names. Extra layers used by engines
-(``roads``, ``buildings``, ``candidates``, ``barriers``, ``links``) are read as plain GeoDataFrames.
+(``roads``, ``buildings``, ``candidates``, ``barriers``, ``links``) are read as plain GeoDataFrames, and so
+is every other layer of a GeoPackage (e.g. a plan's ``grid_status``), so a plan's output can be mapped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | N
             if name in LAYERS:
                 layers[name] = read_layer(path, name, layer=name, coords=coords, fix=fix, report=notes,
                                           make_ids=name == "incidents")
-            elif name in EXTRA_LAYERS:
+            else:  # extra inputs (roads …) and a plan's own result layers (grid_status, gap_cells …)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Several features with id")
                     layers[name] = pyogrio.read_dataframe(path, layer=name).to_crs("EPSG:4326")

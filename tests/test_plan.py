@@ -70,3 +70,21 @@ def test_console_script_reports_bad_input_cleanly(tmp_path):
     r = subprocess.run([sys.executable, "-m", "api.cli", "plan", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2
     assert "duplicate id 'a' (rows 1, 2)" in r.stdout
+
+
+def test_a_plan_output_can_be_mapped_with_its_own_status(tmp_path):
+    # `gridmap map coverage OUT/plan.gpkg` must show the plan's statuses, not recompute them
+    # without members (the plan writes no members layer: it holds personal data)
+    from api.commands.maps import grid_status_of
+    from geodata.scenario import load_scenario
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["plan", str(SAMPLE), "--out", str(out), "--no-maps"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    layers = load_scenario(out / "plan.gpkg")
+    assert {"grid_status", "gap_cells", "links"} <= set(layers)
+    status = grid_status_of(layers)
+    assert int(status["blank"].sum()) == summary["gaps"]["blank_grids"] == 1  # the sample's grid without a branch
+    assert int((status["members"] > 0).sum()) == int((layers["grid_status"]["members"] > 0).sum()) > 0
+    assert status["blank_reason"].fillna("").str.contains("no members").sum() == 0
