@@ -28,10 +28,22 @@ def read(path: Path, kind: str, coords: str = "wgs84", encoding: str | None = No
     return gdf
 
 
+def figures_table(title: str, rows) -> "Table":
+    """A two-column Rich table (figure, value right-aligned) of ``(label, value)`` rows."""
+    from rich.table import Table
+
+    t = Table(title=title, header_style="bold")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for label, value in rows:
+        t.add_row(str(label), str(value))
+    return t
+
+
 def fail(message: str, code: int = 2):
     """Stop with a red message and exit code ``code``."""
     console.print(f"[bold red]Error:[/] {message}", markup=True)
     raise typer.Exit(code)
 
 
-__all__ = ["console", "err_console", "CoordsOption", "read", "fail", "InputError"]
+__all__ = ["console", "err_console", "CoordsOption", "read", "fail", "figures_table", "InputError"]

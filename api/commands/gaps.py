@@ -13,7 +13,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from api.commands.common import COORDS_HELP, console, fail, read
+from api.commands.common import COORDS_HELP, console, fail, figures_table, read
 from gridmap.contract import SERVICE_RADIUS_M, WALK_MINUTES, WALK_SPEED_M_PER_MIN
 
 LAYER_NAMES = ("grid_status", "unlinked_households", "service_areas", "gap_cells")
@@ -81,12 +81,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
 
 
 def _print_summary(summary: dict) -> None:
-    t = Table(title="coverage gaps", header_style="bold")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
-    for label, value in summary_rows(summary):
-        t.add_row(label, value)
-    console.print(t)
+    console.print(figures_table("coverage gaps", summary_rows(summary)))
 
 
 def gaps_command(

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 from shapely.geometry import LineString
 
-from api.commands.common import COORDS_HELP, console, fail, read
+from api.commands.common import COORDS_HELP, console, fail, figures_table, read
 from gridmap.contract import MAX_LINKS, MIN_LINKS
 
 #: Columns of the links CSV, in order.
@@ -113,12 +113,7 @@ def link_command(
         result = link_households(hh, mm, min_links=min_links, max_links=max_links, max_distance_m=max_distance,
                                  allow_cross_grid=allow_cross_grid, grids=gg, previous=prev, keep_bonus_m=keep_bonus)
     write_links_csv(result.links, out)
-    t = Table(title="包片联户 links", header_style="bold")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
-    for label, value in summary_rows(result):
-        t.add_row(label, value)
-    console.print(t)
+    console.print(figures_table("包片联户 links", summary_rows(result)))
     if result.summary["grids_short"]:
         console.print(shortage_table(result))
     console.print(f"links → {out}")
