@@ -87,3 +87,48 @@ YELLOW_FRACTION = 0.2
 def grid_band(kind: str | None) -> tuple[int, int]:
     """Household band ``(min, max)`` for a grid kind (``urban`` / ``rural``); unknown kinds are urban."""
     return GRID_BANDS.get((kind or DEFAULT_GRID_KIND).strip().lower(), GRID_BANDS[DEFAULT_GRID_KIND])
+
+
+# One vocabulary for yes/no cells (Excel, CSV, forms) -------------------------------------------
+
+#: Words read as true / false in a yes-no column (compared lower-cased and stripped).
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "在岗", "可用", "√"})
+FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", "没有", "不在岗", "离岗", "不可用", "×"})
+
+
+def parse_bool(value, default: bool | None = None) -> bool | None:
+    """A yes/no cell as a bool: ``TRUE_WORDS`` / ``FALSE_WORDS``, numbers (0 is false), real bools.
+
+    Empty cells (None, NaN, "") give ``default``; any other word raises ``ValueError`` naming it.
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return default
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
+        return bool(value != 0)
+    word = str(value).strip().lower()
+    if word == "" or word in ("nan", "<na>", "none"):
+        return default
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not yes/no (use 是/否, 1/0, true/false)")
+
+
+# Why a household has no linked member (无联系党员): one set of codes, Chinese labels for display -----
+
+UNLINKED_NO_GRID = "no_grid"
+UNLINKED_NO_MEMBER = "no_member_in_grid"
+UNLINKED_TOO_FAR = "member_too_far"
+UNLINKED_FULL = "members_full"
+UNLINKED_NOT_LINKED = "not_linked"
+
+UNLINKED_LABELS = {
+    UNLINKED_NO_GRID: "不在任何网格内",
+    UNLINKED_NO_MEMBER: "网格内无党员",
+    UNLINKED_TOO_FAR: "党员距离过远",
+    UNLINKED_FULL: "党员联户已满",
+    UNLINKED_NOT_LINKED: "尚未联户",
+}
