@@ -143,13 +143,6 @@ def from_wgs84(lon, lat, coords: str):
     return _FROM_WGS84[check_coords(coords)](lon, lat)
 
 
-def transform_geometry(geom, func):
-    """Apply a ``(lon, lat) -> (lon, lat)`` array function to every vertex of a shapely geometry."""
-    import shapely
-
-    return shapely.transform(geom, lambda xy: np.column_stack(func(xy[:, 0], xy[:, 1])))
-
-
 def geodataframe_to_wgs84(gdf, coords: str):
     """Copy of a lon/lat GeoDataFrame whose coordinates are in ``coords``, shifted to WGS84 (EPSG:4326)."""
     c = check_coords(coords)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import h3
 import numpy as np
-import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
 from gridmap.contract import H3_POINT_RES
@@ -50,14 +49,6 @@ def cell_polygon(cell) -> Polygon:
     """WGS84 polygon of one H3 cell (int or str)."""
     c = h3.int_to_str(int(cell)) if not isinstance(cell, str) else cell
     return Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)])
-
-
-def cells_to_geometry(cells) -> Polygon | MultiPolygon:
-    """Union of H3 cells as one WGS84 (multi)polygon; empty input gives an empty polygon."""
-    cells = [int(c) for c in cells]
-    if not cells:
-        return Polygon()
-    return shapely.union_all([cell_polygon(c) for c in cells])
 
 
 def to_signed(cells) -> np.ndarray:

@@ -460,10 +460,3 @@ def _merge_near_endpoints(lines: np.ndarray, tol: float) -> np.ndarray:
     return out
 
 
-def walking_distance_lonlat(network: WalkNetwork, source_lonlat, target_lonlat, limit: float = WALK_LIMIT_M,
-                            **kw) -> np.ndarray:
-    """:meth:`WalkNetwork.point_distances` with WGS84 lon/lat inputs (``(k, 2)`` and ``(n, 2)``)."""
-    s = np.asarray(source_lonlat, dtype=float).reshape(-1, 2)
-    t = np.asarray(target_lonlat, dtype=float).reshape(-1, 2)
-    return network.point_distances(network.lonlat_to_xy(s[:, 0], s[:, 1]), network.lonlat_to_xy(t[:, 0], t[:, 1]),
-                                   limit, **kw)

@@ -113,14 +113,6 @@ def recompute(engine: Engine, region: str, *, min_links: int | None = None, max_
     return saved, result
 
 
-def current_run(engine: Engine, region: str) -> dict | None:
-    """The current run of a region (``run_id``, ``created_at``, ``params``, ``summary``), or None."""
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT run_id, region, created_at, params, summary FROM link_runs "
-                                "WHERE region = :r AND is_current"), {"r": region}).first()
-    return dict(row._mapping) if row else None
-
-
 def member_grid(engine: Engine, member_id: str) -> tuple[bool, str | None]:
     """``(exists, grid_code)`` of a member."""
     with engine.connect() as conn:

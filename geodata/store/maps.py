@@ -41,15 +41,6 @@ def _tags(v):
     return v
 
 
-def region_grid_codes(engine: Engine, region: str) -> list[str]:
-    """Every grid code inside a street, community or grid code (sorted); empty when unknown."""
-    scope = expand_regions(engine, [region])
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT grid_code FROM grids WHERE grid_code = ANY(:codes) ORDER BY grid_code"),
-                            {"codes": sorted(scope.grids)}).scalars().all()
-    return list(rows)
-
-
 def load_region(engine: Engine, region: str, layers=_LAYERS, *, with_names: bool = False,
                 member_id: str | None = None, centre_margin_m: float = CENTRE_MARGIN_M) -> dict[str, gpd.GeoDataFrame]:
     """The layers of one region (WGS84), see the module docstring.
