@@ -71,5 +71,6 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(coverage_routes.router)
     from api.routes import grids as grids_routes
     app.include_router(grids_routes.router)
+    from api.routes import tiles as tiles_routes; app.include_router(tiles_routes.router)  # noqa: E702
     # --- end REGISTER ----------------------------------------------------------------------------
     return app
