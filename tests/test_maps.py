@@ -148,11 +148,11 @@ def test_check_tiles():
 
 
 def test_tianditu_needs_key(monkeypatch):
-    monkeypatch.delenv("GRIDMAP_TIANDITU_KEY", raising=False)
+    # the key is an argument: maps/ never reads the environment (the faces pass the setting)
+    monkeypatch.setenv("GRIDMAP_TIANDITU_KEY", "from-the-environment")
     with pytest.raises(MapError, match="GRIDMAP_TIANDITU_KEY"):
         new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu")
-    monkeypatch.setenv("GRIDMAP_TIANDITU_KEY", "abc123")
-    html = page_html(new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu").finish())
+    html = page_html(new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu", tianditu_key="abc123").finish())
     assert "tianditu.gov.cn/vec_w/wmts" in html and "tianditu.gov.cn/cva_w/wmts" in html and "tk=abc123" in html
 
 
