@@ -1,4 +1,4 @@
-"""``gridmap map coverage|service|links|incidents|redraw`` — an HTML map (and PNG) from a scenario or a plan.
+"""``gridmap map coverage|service|links|incidents|redraw``: an HTML map (and PNG) from a scenario or a plan.
 
 Parses the options, calls :func:`api.usecases.maps.write_map`, prints what was written. The Tianditu
 key and the Chromium path come from the settings (``GRIDMAP_TIANDITU_KEY``, ``GRIDMAP_CHROMIUM``).
