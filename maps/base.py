@@ -7,7 +7,8 @@ Base tiles (底图):
   (polygons, lines, markers, heat points, the initial view) is shifted from WGS84 to GCJ-02 with
   :func:`geodata.crs.geodataframe_from_wgs84`; without the shift data sits 300–500 m off in Chinese
   cities.
-* ``tianditu`` — 天地图 vector tiles plus labels, key from ``GRIDMAP_TIANDITU_KEY``. Tianditu is
+* ``tianditu`` — 天地图 vector tiles plus labels; needs a browser key, passed in as ``tianditu_key``
+  (the faces take it from the ``tianditu_key`` setting, ``GRIDMAP_TIANDITU_KEY``). Tianditu is
   CGCS2000, which is WGS84 to a few centimetres at city scale: no shift.
 * ``none`` — no tiles, a plain background; the page then needs no network at all.
 
@@ -25,7 +26,6 @@ import base64
 import html
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -43,7 +43,6 @@ from gridmap.contract import WGS84
 from gridmap.metric import to_metric
 
 TILES = ("osm", "amap", "tianditu", "none")
-TIANDITU_KEY_ENV = "GRIDMAP_TIANDITU_KEY"
 
 _VENDOR = Path(__file__).resolve().parent / "vendor"
 
@@ -141,8 +140,27 @@ def _round_geoms(geoms, decimals: int):
     return shapely.transform(geoms, lambda xy: np.round(xy, decimals))
 
 
-def _geojson_geometry(geom) -> dict:
-    return json.loads(shapely.to_geojson(geom))
+def _object_column(values, n: int) -> pd.Series:
+    """One property per feature as an object column (Python ints stay ints; None = no such key)."""
+    return pd.Series(list(values) if values is not None else [None] * n, dtype=object)
+
+
+def _feature_properties(n: int, style_keys, tooltips, popups, popup_labels, radii_m, numbers) -> pd.DataFrame:
+    """The short property keys of :class:`DataLayer` features, one row per feature (see its docstring)."""
+    props = pd.DataFrame({"s": [str(k) for k in style_keys]})
+    props["t"] = _object_column(tooltips, n).map(lambda tip: tip or None)
+    pops = _object_column(popups, n).map(lambda pop: pop or None)
+    if popup_labels:
+        props["pt"] = pops.map(lambda pop: None if pop is None else esc(pop[0]))
+        props["v"] = pops.map(lambda pop: None if pop is None else [None if v is None else esc(v) for v in pop[1]])
+    else:
+        props["p"] = pops
+    if radii_m is not None:
+        props["r"] = _object_column(radii_m, n).map(
+            lambda r: round(float(r), 1) if r is not None and np.isfinite(r) else None)
+    if numbers is not None:
+        props["n"] = _object_column(numbers, n).map(lambda num: None if num is None else int(num))
+    return props
 
 
 @dataclass
@@ -379,30 +397,12 @@ class MapCanvas:
             return None
         shown = self.to_display(gdf)
         geoms = _round_geoms(shown.geometry.values, decimals)
-        keys = list(style_keys)
-        tips = list(tooltips) if tooltips is not None else [None] * len(gdf)
-        pops = list(popups) if popups is not None else [None] * len(gdf)
-        radii = list(radii_m) if radii_m is not None else None
-        nums = list(numbers) if numbers is not None else None
-        feats = []
-        for i, geom in enumerate(geoms):
-            if geom is None or geom.is_empty:
-                continue
-            props = {"s": str(keys[i])}
-            if tips[i]:
-                props["t"] = tips[i]
-            if pops[i] and popup_labels:
-                title, values = pops[i]
-                props["pt"] = esc(title)
-                props["v"] = [None if v is None else esc(v) for v in values]
-            elif pops[i]:
-                props["p"] = pops[i]
-            if radii is not None and radii[i] is not None and np.isfinite(radii[i]):
-                props["r"] = round(float(radii[i]), 1)
-            if nums is not None and nums[i] is not None:
-                props["n"] = int(nums[i])
-            feats.append({"type": "Feature", "properties": props, "geometry": _geojson_geometry(geom)})
-        layer = DataLayer({"type": "FeatureCollection", "features": feats},
+        props = _feature_properties(len(gdf), style_keys, tooltips, popups, popup_labels, radii_m, numbers)
+        drawn = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        features = gpd.GeoDataFrame(props[drawn], geometry=geoms[drawn], crs=WGS84)
+        # na="drop": a feature carries only the keys it has (no null tooltips or radii in the page)
+        data = features.to_geo_dict(na="drop", drop_id=True)
+        layer = DataLayer(data,
                           {k: s.options() for k, s in styles.items()}, name=name, show=show, control=control,
                           pane=pane, pane_z=pane_z, labels=popup_labels)
         layer.add_to(self.map)
@@ -444,7 +444,7 @@ class MapCanvas:
         return self.map
 
 
-def _tile_layers(tiles: str) -> list[folium.TileLayer]:
+def _tile_layers(tiles: str, tianditu_key: str = "") -> list[folium.TileLayer]:
     if tiles == "osm":
         return [folium.TileLayer(_OSM_URL, attr="© OpenStreetMap contributors", name="OpenStreetMap", max_zoom=19,
                                  control=False)]
@@ -452,9 +452,9 @@ def _tile_layers(tiles: str) -> list[folium.TileLayer]:
         return [folium.TileLayer(_AMAP_URL, attr="© 高德地图 AutoNavi (GCJ-02)", name="高德地图", subdomains="1234",
                                  max_zoom=18, control=False)]
     if tiles == "tianditu":
-        key = os.environ.get(TIANDITU_KEY_ENV, "").strip()
+        key = (tianditu_key or "").strip()
         if not key:
-            raise MapError(f"Tianditu tiles need a key: set {TIANDITU_KEY_ENV} (free browser key from "
+            raise MapError("Tianditu tiles need a key: set GRIDMAP_TIANDITU_KEY (free browser key from "
                            "https://console.tianditu.gov.cn)")
         return [folium.TileLayer(_TDT_URL.format(layer=layer, key=quote(key, safe="")), attr="© 天地图 Tianditu", name=label,
                                  subdomains="01234567", max_zoom=18, control=False, overlay=layer == "cva")
@@ -472,9 +472,11 @@ def bounds_of(*layers) -> tuple[float, float, float, float]:
     return float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max())
 
 
-def new_canvas(bounds: tuple[float, float, float, float], tiles: str = "osm", *, figure: Figure | None = None,
-               width: str = "100%", left: str = "0%") -> MapCanvas:
+def new_canvas(bounds: tuple[float, float, float, float], tiles: str = "osm", *, tianditu_key: str = "",
+               figure: Figure | None = None, width: str = "100%", left: str = "0%") -> MapCanvas:
     """A map fitted to WGS84 ``bounds`` on ``tiles`` (``osm|amap|tianditu|none``), canvas-rendered.
+
+    ``tianditu_key`` is the Tianditu browser key (only ``tianditu`` tiles need one).
 
     ``figure``/``width``/``left`` place several maps side by side on one page (see the redraw map).
     """
@@ -494,7 +496,7 @@ def new_canvas(bounds: tuple[float, float, float, float], tiles: str = "osm", *,
     if figure is not None:
         figure.add_child(m)
     _install_assets(m.get_root())
-    for layer in _tile_layers(tiles):
+    for layer in _tile_layers(tiles, tianditu_key):
         layer.add_to(m)
     if tiles == "none":
         m.get_root().header.add_child(Element(f"<style>#{m.get_name()} {{ background: {NONE_BACKGROUND}; }}</style>"))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from gridmap.census import STATUS_NO_BRANCH, STATUS_NO_MEMBERS, STATUS_OK, STATUS_OVER, STATUS_UNDER
 from maps.base import (H3_EDGE_M, Style, add_outlines, bounds_of, count_cells, esc, fmt_int, fmt_pct, new_canvas,
-                       records, simplify_m, table_html)
+                       records, simplify_m)
 
 BLANK_BOTH = "no branch, no members"
 
@@ -31,7 +31,6 @@ CLASSES = (
     (STATUS_OK, "#41ab5d", "规模达标"),
 )
 CLASS_LABEL = {k: label for k, _, label in CLASSES}
-STATUS_LABEL = {**CLASS_LABEL, "kept": "保留", "redrawn": "重划", "new": "新增"}
 
 #: Link coverage bins (包片联户覆盖率, % of households with a linked member).
 COVERAGE_BINS = ((0.0, 60.0, "#b2182b", "联户覆盖 < 60%"), (60.0, 90.0, "#ef8a62", "60%–90%"),
@@ -105,15 +104,9 @@ def grid_popup_values(row: dict, cls: str) -> tuple[str, list]:
     return title, values
 
 
-def grid_popup(row: dict, cls: str) -> str:
-    """Popup HTML of one grid (a row as a dict; every data value escaped)."""
-    title, values = grid_popup_values(row, cls)
-    return table_html(title, [(k, v) for k, v in zip(POPUP_LABELS, values) if v is not None])
-
-
 def coverage_map(grids: gpd.GeoDataFrame, *, communities: gpd.GeoDataFrame | None = None,
                  streets: gpd.GeoDataFrame | None = None, unlinked: gpd.GeoDataFrame | None = None,
-                 tiles: str = "osm", title: str | None = None, tolerance_m: float = 2.0,
+                 tiles: str = "osm", tianditu_key: str = "", title: str | None = None, tolerance_m: float = 2.0,
                  max_unlinked_cells: int = 2_000) -> folium.Map:
     """Leaders' coverage map (网格覆盖图) of grids by status, with outlines, legend and popups.
 
@@ -127,6 +120,7 @@ def coverage_map(grids: gpd.GeoDataFrame, *, communities: gpd.GeoDataFrame | Non
         :func:`gridmap.coverage.unlinked_households`), drawn as H3 cells with counts (resolution
         10, coarser while more than ``max_unlinked_cells`` cells) in a layer of their own.
     tiles : ``osm|amap|tianditu|none``.
+    tianditu_key : Tianditu browser key (needed for ``tianditu`` tiles).
     title : title shown on the map (default 网格覆盖图).
     tolerance_m : simplification tolerance in metres (keeps city-sized maps light).
 
@@ -135,7 +129,7 @@ def coverage_map(grids: gpd.GeoDataFrame, *, communities: gpd.GeoDataFrame | Non
     folium.Map
     """
     grids = grids.reset_index(drop=True)
-    canvas = new_canvas(bounds_of(grids, communities, streets), tiles)
+    canvas = new_canvas(bounds_of(grids, communities, streets), tiles, tianditu_key=tianditu_key)
     canvas.add_title(title or "网格覆盖图")
     cls = grid_class(grids)
     shown = simplify_m(grids, tolerance_m)

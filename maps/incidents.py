@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from gridmap.cells import points_to_cells
-from maps.base import Style, add_outlines, bounds_of, esc, new_canvas, records, simplify_m, table_html
+from maps.base import Style, add_outlines, bounds_of, esc, new_canvas, records, simplify_m
 
 #: Light classes, in drawing priority: (key, colour, Chinese label).
 LIGHTS = (("red", "#d7191c", "红灯（已超时）"), ("yellow", "#f5b800", "黄灯（临近时限）"),
@@ -74,12 +74,6 @@ def incident_popup_values(row: dict, light: str) -> tuple[str, list]:
     return g("category") or "事件", values
 
 
-def incident_popup(row: dict, light: str) -> str:
-    """Popup HTML of one incident (a row as a dict; every data value escaped)."""
-    title, values = incident_popup_values(row, light)
-    return table_html(title, [(k, v) for k, v in zip(POPUP_LABELS, values) if v is not None])
-
-
 def _heat_input(lonlat: np.ndarray, heat_points: int, res: int):
     """Points for the heat layer: the incidents themselves, or H3 cell centres weighted by counts."""
     if len(lonlat) <= heat_points:
@@ -92,7 +86,7 @@ def _heat_input(lonlat: np.ndarray, heat_points: int, res: int):
 
 def incident_map(incidents: gpd.GeoDataFrame, *, grids: gpd.GeoDataFrame | None = None,
                  communities: gpd.GeoDataFrame | None = None, streets: gpd.GeoDataFrame | None = None,
-                 tiles: str = "osm", title: str | None = None, max_markers: int = MAX_MARKERS,
+                 tiles: str = "osm", tianditu_key: str = "", title: str | None = None, max_markers: int = MAX_MARKERS,
                  heat_points: int = HEAT_POINTS, heat_res: int = HEAT_RES) -> folium.Map:
     """Incident heat map with 红黄绿灯 markers (WGS84 points; shifted for Amap tiles).
 
@@ -102,12 +96,13 @@ def incident_map(incidents: gpd.GeoDataFrame, *, grids: gpd.GeoDataFrame | None 
         ``assigned_member_id``.
     grids, communities, streets : optional WGS84 polygons drawn as faint outlines.
     tiles : ``osm|amap|tianditu|none``.
+    tianditu_key : Tianditu browser key (needed for ``tianditu`` tiles).
     max_markers : most markers drawn (the heat layer always holds every incident).
     heat_points, heat_res : above ``heat_points`` incidents the heat layer uses H3 cells of
         resolution ``heat_res`` (10: edge ~66 m) weighted by counts.
     """
     incidents = incidents[~incidents.geometry.isna() & ~incidents.geometry.is_empty].reset_index(drop=True)
-    canvas = new_canvas(bounds_of(incidents, grids, communities, streets), tiles)
+    canvas = new_canvas(bounds_of(incidents, grids, communities, streets), tiles, tianditu_key=tianditu_key)
     canvas.add_title(title or "网格事件热力图")
     if grids is not None and len(grids):
         g = simplify_m(grids, 2.0)

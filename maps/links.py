@@ -76,7 +76,7 @@ def select_links(links: pd.DataFrame, households: gpd.GeoDataFrame, members: gpd
 
 def links_map(links: pd.DataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame, *,
               grid_code: str | None = None, member_id: str | None = None, grids: gpd.GeoDataFrame | None = None,
-              tiles: str = "osm", title: str | None = None, show_names: bool = False,
+              tiles: str = "osm", tianditu_key: str = "", title: str | None = None, show_names: bool = False,
               max_households: int = MAX_HOUSEHOLDS) -> folium.Map:
     """Member → household lines with visiting order, for one grid or one member.
 
@@ -89,6 +89,7 @@ def links_map(links: pd.DataFrame, households: gpd.GeoDataFrame, members: gpd.Ge
         up to ``max_households``.
     grids : WGS84 grid polygons; the selected grid (or the member's grid) is outlined.
     show_names : show residents' and members' names unmasked (responder's own list); masked otherwise.
+    tianditu_key : Tianditu browser key (needed for ``tianditu`` tiles).
     """
     lk, hh, mm = select_links(links, households, members, grid_code=grid_code, member_id=member_id)
     if len(hh) > max_households:
@@ -103,7 +104,7 @@ def links_map(links: pd.DataFrame, households: gpd.GeoDataFrame, members: gpd.Ge
         codes = {grid_code} if grid_code is not None else set(mm["grid_code"].dropna().astype(str)) \
             if "grid_code" in mm.columns and member_id is not None else set()
         outline = grids[grids["grid_code"].astype(str).isin(codes)] if codes else None
-    canvas = new_canvas(bounds_of(hh, mm, outline), tiles)
+    canvas = new_canvas(bounds_of(hh, mm, outline), tiles, tianditu_key=tianditu_key)
     default_title = (f"包片联户：网格 {grid_code}" if grid_code is not None else
                      f"包片联户：党员 {member_id} 的联系户" if member_id is not None else "包片联户")
     canvas.add_title(title or default_title)

@@ -87,7 +87,7 @@ def _grid_values(row: dict, cls_label: str) -> list:
 
 def redraw_map(current: gpd.GeoDataFrame, proposed: gpd.GeoDataFrame, *, moved: gpd.GeoDataFrame | None = None,
                communities: gpd.GeoDataFrame | None = None, streets: gpd.GeoDataFrame | None = None,
-               tiles: str = "osm", title: str | None = None, moved_points: int = MOVED_POINTS) -> Figure:
+               tiles: str = "osm", tianditu_key: str = "", title: str | None = None, moved_points: int = MOVED_POINTS) -> Figure:
     """Today's grids (left) beside the proposed grids (right), views kept in step.
 
     Parameters
@@ -98,6 +98,7 @@ def redraw_map(current: gpd.GeoDataFrame, proposed: gpd.GeoDataFrame, *, moved: 
     moved : households that change grid, WGS84 points (optional ``household_id``, ``from_grid``,
         ``to_grid``).
     communities, streets : outlines on both maps.
+    tianditu_key : Tianditu browser key (needed for ``tianditu`` tiles).
     moved_points : above this many moved households they are drawn as H3 cells with counts.
 
     Returns
@@ -106,8 +107,8 @@ def redraw_map(current: gpd.GeoDataFrame, proposed: gpd.GeoDataFrame, *, moved: 
     """
     fig = Figure()
     bounds = bounds_of(current, proposed, moved)
-    left = new_canvas(bounds, tiles, figure=fig, width="50%", left="0%")
-    right = new_canvas(bounds, tiles, figure=fig, width="50%", left="50%")
+    left = new_canvas(bounds, tiles, tianditu_key=tianditu_key, figure=fig, width="50%", left="0%")
+    right = new_canvas(bounds, tiles, tianditu_key=tianditu_key, figure=fig, width="50%", left="50%")
     left.add_title(title or "现有网格", css="")
     right.add_title("调整方案", css="left: calc(50% + 54px);")
     cur = current.reset_index(drop=True)

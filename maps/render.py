@@ -1,34 +1,29 @@
 """Open a map page in headless Chromium: screenshot (PNG for printed reports), JS errors, draw time.
 
-Chromium (Debian package ``chromium``; ``scripts/ensure_browser.sh``) is driven through the
-DevTools protocol over its websocket (package ``websockets``) rather than ``--screenshot``: that
-way uncaught exceptions, ``console.error`` calls and failed loads are collected as events, and the
-screenshot is taken only once the page says it has drawn (``data-gridmap-drawn``, set two animation
-frames after ``load`` by every gridmap page, see :mod:`maps.base`).
+Chromium (the Debian package ``chromium``; ``scripts/ensure_browser.sh``) is driven by Playwright
+(``playwright.sync_api``) through ``executable_path``, so no browser is downloaded. Uncaught
+exceptions, ``console.error`` calls and failed loads are collected as events, and the screenshot is
+taken only once the page says it has drawn (``data-gridmap-drawn``, set two animation frames after
+the DOM is ready by every gridmap page, see :mod:`maps.base`).
 
-Every run uses a fresh ``--user-data-dir`` (removed afterwards) and no network beyond what the
-page itself asks for; with ``--tiles none`` the page asks for nothing.
+Every run uses a fresh browser context (nothing kept between runs) and no network beyond what the
+page itself asks for; with ``--tiles none`` the page asks for nothing. The Chromium path is an
+argument: the faces take it from the settings (``api.settings``); this module reads no environment.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import os
-import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM_ENV = "GRIDMAP_CHROMIUM"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync", "--hide-scrollbars",
-                  "--disable-default-apps", "--disable-extensions", "--mute-audio")
+#: Flags for a quiet, sandbox-free headless Chromium (containers run it as root; no phoning home).
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run")
 
-_WS_LINE = re.compile(r"DevTools listening on (ws://\S+)")
+_DRAWN_JS = "() => document.documentElement && document.documentElement.getAttribute('data-gridmap-drawn')"
+_ERROR_ATTR_JS = "() => document.documentElement.getAttribute('data-gridmap-error')"
 
 
 class BrowserError(RuntimeError):
@@ -41,10 +36,10 @@ class PageReport:
 
     Attributes
     ----------
-    errors : uncaught JS exceptions, ``console.error`` messages and error-level log entries
-        (failed resource loads included), in arrival order.
+    errors : uncaught JS exceptions, ``console.error`` messages and failed resource loads, in
+        arrival order.
     drawn_ms : milliseconds from navigation start until the page marked itself drawn (in-page clock).
-    wall_s : seconds from the navigate command until the drawn mark was seen (Python clock).
+    wall_s : seconds from navigation until the drawn mark was seen (Python clock).
     png : the screenshot (PNG bytes) or None when none was asked for.
     evaluated : the value of ``evaluate`` (a JS expression run after drawing), if given.
     """
@@ -56,192 +51,118 @@ class PageReport:
     evaluated: object = None
 
 
-def find_chromium() -> str:
-    """Path of the Chromium binary (``GRIDMAP_CHROMIUM`` or ``chromium`` / ``chromium-browser`` on PATH)."""
-    env = os.environ.get(CHROMIUM_ENV)
-    if env:
-        return env
+def find_chromium(chromium: str | None = None) -> str:
+    """Path of the Chromium binary: ``chromium`` when given, else ``chromium`` / ``chromium-browser`` on PATH."""
+    if chromium:
+        return chromium
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        p = shutil.which(name)
-        if p:
-            return p
+        found = shutil.which(name)
+        if found:
+            return found
     raise BrowserError("headless Chromium not found: install the Debian package `chromium` "
                        "(bash scripts/ensure_browser.sh) or set GRIDMAP_CHROMIUM")
 
 
-class _Cdp:
-    """A minimal DevTools-protocol client over one websocket (flattened sessions)."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.next_id = 0
-        self.pending: dict[int, asyncio.Future] = {}
-        self.events: list[dict] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self):
-        import websockets
-
-        try:
-            async for raw in self.ws:
-                msg = json.loads(raw)
-                if "id" in msg and msg["id"] in self.pending:
-                    fut = self.pending.pop(msg["id"])
-                    if not fut.done():
-                        fut.set_result(msg)
-                elif "method" in msg:
-                    self.events.append(msg)
-        except websockets.ConnectionClosed:
-            pass  # the browser went away (closed by us, or crashed: pending sends then time out)
-        finally:
-            for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(BrowserError("Chromium closed the DevTools connection"))
-
-    async def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60.0):
-        self.next_id += 1
-        mid = self.next_id
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[mid] = fut
-        msg = {"id": mid, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        await self.ws.send(json.dumps(msg))
-        reply = await asyncio.wait_for(fut, timeout)
-        if "error" in reply:
-            raise BrowserError(f"{method}: {reply['error'].get('message')}")
-        return reply.get("result", {})
+def _console_error(message) -> str | None:
+    """An error line for a console message, or None for other levels (failed loads are ``log:`` lines)."""
+    if message.type not in ("error", "assert"):
+        return None
+    text = message.text
+    if text.startswith("Failed to load resource"):
+        return f"log: {text} {message.location.get('url', '')}".strip()
+    return f"console.{message.type}: {text}"
 
 
-def _event_errors(events: list[dict]) -> list[str]:
-    out = []
-    for ev in events:
-        m, p = ev.get("method"), ev.get("params", {})
-        if m == "Runtime.exceptionThrown":
-            d = p.get("exceptionDetails", {})
-            desc = (d.get("exception") or {}).get("description") or d.get("text") or "exception"
-            out.append(f"exception: {desc.splitlines()[0]}")
-        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            args = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
-            out.append(f"console.{p.get('type')}: {args}")
-        elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-            e = p["entry"]
-            out.append(f"log: {e.get('text')} {e.get('url', '')}".strip())
-    return out
+def _collect_errors(page, errors: list[str]) -> None:
+    """Append every page error, console error and failed request of ``page`` to ``errors``."""
+    page.on("pageerror", lambda exc: errors.append(f"exception: {str(exc).splitlines()[0] if str(exc) else exc}"))
+
+    def on_console(message) -> None:
+        line = _console_error(message)
+        if line:
+            errors.append(line)
+
+    page.on("console", on_console)
+    page.on("requestfailed", lambda req: errors.append(f"log: Failed to load resource: {req.failure} {req.url}"))
 
 
-async def _drain(stream):
-    while await stream.read(65536):
-        pass
+def _wait_drawn(page, timeout_s: float, errors: list[str]) -> float:
+    """Milliseconds (page clock) at which the page marked itself drawn; BrowserError after ``timeout_s``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-
-async def _open(url: str, width: int, height: int, timeout_s: float, screenshot: bool, evaluate: str | None,
-                settle_ms: int) -> PageReport:
-    import websockets
-
-    profile = tempfile.mkdtemp(prefix="gridmap-chromium-")
-    proc = await asyncio.create_subprocess_exec(
-        find_chromium(), *CHROMIUM_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
-        f"--window-size={width},{height}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    drain = None
     try:
-        ws_url = None
-        deadline = time.monotonic() + timeout_s
-        while ws_url is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrowserError("Chromium did not open its DevTools port in time")
-            line = await asyncio.wait_for(proc.stderr.readline(), left)
-            if not line:
-                raise BrowserError(f"Chromium exited before starting (code {await proc.wait()})")
-            found = _WS_LINE.search(line.decode("utf-8", "replace"))
-            if found:
-                ws_url = found.group(1)
-        drain = asyncio.create_task(_drain(proc.stderr))
-        async with websockets.connect(ws_url, max_size=None, ping_interval=None) as ws:
-            cdp = _Cdp(ws)
-            target = (await cdp.send("Target.createTarget", {"url": "about:blank"}))["targetId"]
-            sid = (await cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"]
-            for dom in ("Runtime", "Log", "Page"):
-                await cdp.send(f"{dom}.enable", session=sid)
-            await cdp.send("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=sid)
-            report = PageReport()
-            t0 = time.perf_counter()
-            await cdp.send("Page.navigate", {"url": url}, session=sid)
-            drawn = None
-            while drawn is None:
-                if time.perf_counter() - t0 > timeout_s:
-                    raise BrowserError(f"the page did not draw within {timeout_s:.0f} s; errors: {_event_errors(cdp.events)}")
-                r = await cdp.send("Runtime.evaluate", {
-                    "expression": "document.documentElement && document.documentElement.getAttribute('data-gridmap-drawn')",
-                    "returnByValue": True}, session=sid)
-                drawn = r.get("result", {}).get("value")
-                if drawn is None:
-                    await asyncio.sleep(0.02)
-            report.wall_s = time.perf_counter() - t0
-            report.drawn_ms = float(drawn)
-            if evaluate:
-                r = await cdp.send("Runtime.evaluate", {"expression": evaluate, "returnByValue": True,
-                                                        "awaitPromise": True}, session=sid, timeout=timeout_s)
-                if "exceptionDetails" in r:
-                    d = r["exceptionDetails"]
-                    report.errors.append(f"exception: {((d.get('exception') or {}).get('description') or d.get('text'))}")
-                report.evaluated = r.get("result", {}).get("value")
-            if settle_ms:
-                await asyncio.sleep(settle_ms / 1000.0)
-            dom_err = await cdp.send("Runtime.evaluate", {
-                "expression": "document.documentElement.getAttribute('data-gridmap-error')", "returnByValue": True},
-                session=sid)
-            if screenshot:
-                shot = await cdp.send("Page.captureScreenshot", {"format": "png"}, session=sid)
-                report.png = base64.b64decode(shot["data"])
-            report.errors = _event_errors(cdp.events) + report.errors
-            err_attr = dom_err.get("result", {}).get("value")
-            if err_attr and not report.errors:
-                report.errors.append(f"page error: {err_attr}")
-            try:
-                await cdp.send("Browser.close", timeout=5)
-            except Exception:  # the browser may close the socket before answering
-                pass
-            cdp.reader.cancel()
-        return report
-    finally:
+        handle = page.wait_for_function(_DRAWN_JS, timeout=timeout_s * 1000, polling=20)
+    except PlaywrightTimeout:
+        raise BrowserError(f"the page did not draw within {timeout_s:.0f} s; errors: {errors}") from None
+    return float(handle.json_value())
+
+
+def _visit(page, url: str, timeout_s: float, screenshot: bool, evaluate: str | None, settle_ms: int) -> PageReport:
+    """Open ``url`` in ``page`` and fill a :class:`PageReport`."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    report = PageReport()
+    _collect_errors(page, report.errors)
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+    report.drawn_ms = _wait_drawn(page, timeout_s, report.errors)
+    report.wall_s = time.perf_counter() - t0
+    if evaluate:
         try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if drain is not None:
-            drain.cancel()
-        shutil.rmtree(profile, ignore_errors=True)
+            report.evaluated = page.evaluate(evaluate)
+        except PlaywrightError as e:  # the expression threw: report it like any page exception
+            report.errors.append(f"exception: {e.message.splitlines()[0]}")
+    if settle_ms:
+        page.wait_for_timeout(settle_ms)
+    error_mark = page.evaluate(_ERROR_ATTR_JS)
+    if screenshot:
+        report.png = page.screenshot(type="png")
+    if error_mark and not report.errors:
+        report.errors.append(f"page error: {error_mark}")
+    return report
 
 
-def open_page(html_path, *, width: int = 1400, height: int = 1000, timeout_s: float = 120.0, screenshot: bool = True,
-              evaluate: str | None = None, settle_ms: int = 0) -> PageReport:
+def open_page(html_path, *, chromium: str | None = None, width: int = 1400, height: int = 1000,
+              timeout_s: float = 120.0, screenshot: bool = True, evaluate: str | None = None,
+              settle_ms: int = 0) -> PageReport:
     """Open a local HTML file in headless Chromium and report errors, draw time and a screenshot.
 
     Parameters
     ----------
     html_path : the page (a file path).
+    chromium : path of the Chromium binary (default: ``chromium`` on PATH).
     width, height : viewport in CSS pixels.
     timeout_s : give up (``BrowserError``) when the page has not drawn by then.
     screenshot : take a PNG of the viewport once drawn.
     evaluate : a JS expression run after drawing (e.g. open every popup); its value is returned.
     settle_ms : wait this long after drawing (and ``evaluate``) before the screenshot.
     """
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
     url = Path(html_path).resolve().as_uri()
-    return asyncio.run(_open(url, width, height, timeout_s, screenshot, evaluate, settle_ms))
+    executable = find_chromium(chromium)
+    with sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS), headless=True,
+                                         timeout=timeout_s * 1000)
+        except PlaywrightError as e:
+            raise BrowserError(f"Chromium did not start ({executable}): {e.message.splitlines()[0]}") from None
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+            return _visit(page, url, timeout_s, screenshot, evaluate, settle_ms)
+        finally:
+            browser.close()
 
 
-def render_png(html_path, png_path, *, width: int = 1600, height: int = 1100, settle_ms: int = 300,
-               timeout_s: float = 120.0) -> PageReport:
+def render_png(html_path, png_path, *, chromium: str | None = None, width: int = 1600, height: int = 1100,
+               settle_ms: int = 300, timeout_s: float = 120.0) -> PageReport:
     """Screenshot a map page to ``png_path`` (for printed reports); raises BrowserError on JS errors.
 
     ``settle_ms`` leaves online tiles a moment to arrive after the data has drawn.
     """
-    report = open_page(html_path, width=width, height=height, timeout_s=timeout_s, settle_ms=settle_ms)
+    report = open_page(html_path, chromium=chromium, width=width, height=height, timeout_s=timeout_s,
+                       settle_ms=settle_ms)
     js_errors = [e for e in report.errors if not e.startswith("log: Failed to load resource")]
     if js_errors:
         raise BrowserError("the map page raised errors: " + "; ".join(js_errors[:5]))

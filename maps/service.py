@@ -75,7 +75,7 @@ def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None
                 grids: gpd.GeoDataFrame | None = None, communities: gpd.GeoDataFrame | None = None,
                 streets: gpd.GeoDataFrame | None = None, radius_m: float = SERVICE_RADIUS_M,
                 coverage_pct: float | None = None, walk_coverage_pct: float | None = None,
-                tiles: str = "osm", title: str | None = None, max_cells: int = MAX_CELLS) -> folium.Map:
+                tiles: str = "osm", tianditu_key: str = "", title: str | None = None, max_cells: int = MAX_CELLS) -> folium.Map:
     """15-minute service-circle map.
 
     Parameters
@@ -87,6 +87,7 @@ def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None
     sites : proposed sites, WGS84 points (``site_id``, ``rank``, ``newly_covered``, ``reach``,
         optional ``radius_m``), e.g. :func:`gridmap.siting.choose_sites`.
     grids, communities, streets : optional outlines.
+    tianditu_key : Tianditu browser key (needed for ``tianditu`` tiles).
     radius_m : straight-line radius in metres for centres/sites without ``radius_m``.
     coverage_pct, walk_coverage_pct : headline shares (0–100) printed in the legend when given.
     max_cells : more gap cells than this are merged into parent cells.
@@ -98,7 +99,7 @@ def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None
         if "radius_m" in centres.columns and len(centres) else float(radius_m)
     dlat = r / 111_320.0
     dlon = r / (111_320.0 * max(np.cos(np.radians((miny + maxy) / 2.0)), 0.1))
-    canvas = new_canvas((minx - dlon, miny - dlat, maxx + dlon, maxy + dlat), tiles)
+    canvas = new_canvas((minx - dlon, miny - dlat, maxx + dlon, maxy + dlat), tiles, tianditu_key=tianditu_key)
     canvas.add_title(title or "15分钟服务圈")
     if grids is not None and len(grids):
         g = simplify_m(grids, 2.0)

@@ -433,17 +433,15 @@ def test_cli_rejects_bad_band(tmp_path, square):
 
 
 def test_plan_step_redraw_only_with_flag(tmp_path, square):
-    from rich.console import Console
-
-    from api.commands.redraw import step_redraw
-    from api.plan import PlanContext, PlanOptions
+    from api.usecases.plan import PlanContext, PlanOptions
+    from api.usecases.redraw import step_redraw
 
     comm, hh, first = square
     layers = {"communities": comm, "households": hh[["household_id", "geometry"]].copy()}
-    ctx = PlanContext(layers=dict(layers), outdir=tmp_path, console=Console(), options=PlanOptions(redraw=False))
+    ctx = PlanContext(layers=dict(layers), outdir=tmp_path, options=PlanOptions(redraw=False))
     step_redraw(ctx)
     assert "redraw_grids" not in ctx.layers_out and "grids" not in ctx.layers
-    ctx = PlanContext(layers=dict(layers), outdir=tmp_path, console=Console(), options=PlanOptions(redraw=True, seed=7))
+    ctx = PlanContext(layers=dict(layers), outdir=tmp_path, options=PlanOptions(redraw=True, seed=7))
     step_redraw(ctx)
     assert ctx.summary["redraw"]["in_band_pct"] == 100.0
     assert len(ctx.layers["grids"]) == len(ctx.layers_out["redraw_grids"])
@@ -451,7 +449,7 @@ def test_plan_step_redraw_only_with_flag(tmp_path, square):
     # With today's grids: minimal change, and today's grids and codes kept for the before/after map.
     current = first.grids[["grid_code", "geometry"]]
     hh_coded = layers["households"].assign(grid_code=first.households.to_numpy())
-    ctx = PlanContext(layers={**layers, "grids": current, "households": hh_coded}, outdir=tmp_path, console=Console(),
+    ctx = PlanContext(layers={**layers, "grids": current, "households": hh_coded}, outdir=tmp_path,
                       options=PlanOptions(redraw=True, seed=7))
     step_redraw(ctx)
     assert ctx.summary["redraw"]["kept"] == len(current) and ctx.summary["redraw"]["moved"] == 0

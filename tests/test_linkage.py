@@ -472,7 +472,7 @@ def test_cli_link_writes_csv_and_is_stable(tmp_path):
 def test_plan_step_adds_links_layer(tmp_path):
     from types import SimpleNamespace
 
-    from api.commands.link import step_links
+    from api.usecases.links import step_links
 
     households, members, grids = _city(seed=6, grids=2, hh_per=25, members_per=(2, 3))
     ctx = SimpleNamespace(layers={"households": households, "members": members, "grids": grids}, layers_out={},

@@ -15,7 +15,7 @@ import shapely
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from api.commands.maps import MapOptions, build_map, incident_lights
+from api.usecases.maps import MapOptions, build_map, incident_lights
 from geodata.io import read_layer, write_layer
 from geodata.synth import synth_in_grids
 from gridmap import census, coverage
@@ -148,11 +148,11 @@ def test_check_tiles():
 
 
 def test_tianditu_needs_key(monkeypatch):
-    monkeypatch.delenv("GRIDMAP_TIANDITU_KEY", raising=False)
+    # the key is an argument: maps/ never reads the environment (the faces pass the setting)
+    monkeypatch.setenv("GRIDMAP_TIANDITU_KEY", "from-the-environment")
     with pytest.raises(MapError, match="GRIDMAP_TIANDITU_KEY"):
         new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu")
-    monkeypatch.setenv("GRIDMAP_TIANDITU_KEY", "abc123")
-    html = page_html(new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu").finish())
+    html = page_html(new_canvas((120.1, 30.2, 120.2, 30.3), "tianditu", tianditu_key="abc123").finish())
     assert "tianditu.gov.cn/vec_w/wmts" in html and "tianditu.gov.cn/cva_w/wmts" in html and "tk=abc123" in html
 
 
@@ -527,12 +527,12 @@ def test_cli_png(tmp_path, small):
 
 
 def test_plan_writes_maps_last(tmp_path, small):
-    from api.commands.maps import step_maps
-    from api.plan import STEPS, PlanOptions, run_plan
+    from api.usecases.maps import step_maps
+    from api.usecases.plan import PLAN_STEPS, PlanOptions, run_plan
 
-    assert STEPS[-1] is step_maps
+    assert PLAN_STEPS[-1] is step_maps
     d = _scenario_dir(tmp_path, small)
-    ctx = run_plan(d, tmp_path / "out", PlanOptions(extra={"map_tiles": "none"}))
+    ctx = run_plan(PlanOptions(scenario=d, outdir=tmp_path / "out", extra={"map_tiles": "none"}))
     written = ctx.summary["maps"]["written"]
     assert {"coverage", "service"} <= set(written)
     for k in written:
@@ -542,7 +542,7 @@ def test_plan_writes_maps_last(tmp_path, small):
     for name in small["households"]["name"].iloc[:50]:
         assert name not in (tmp_path / "out" / "maps" / "links.html").read_text(encoding="utf-8") \
             if "links" in written else True
-    ctx = run_plan(d, tmp_path / "out2", PlanOptions(maps=False))
+    ctx = run_plan(PlanOptions(scenario=d, outdir=tmp_path / "out2", maps=False))
     assert not (tmp_path / "out2" / "maps").exists()
 
 
@@ -637,3 +637,50 @@ def test_http_roles_and_the_responders_own_map(client, stored, small):
     assert client.get("/maps/redraw", params={"region": comm}, headers=resp).status_code == 403
     assert client.get("/maps/coverage", params={"region": "NOWHERE"},
                       headers=_token(eng, "admin", ["*"])).status_code == 404
+
+
+@pytest.mark.db
+def test_http_links_map_draws_only_saved_links(client, engine, small):
+    # a region with households and members but no saved 包片联户 run: no engine may run inside the GET
+    from geodata.store.importer import import_layer
+
+    comm = small["communities"]["code"].iloc[0]
+    grids = small["grids"].copy()
+    grids["community_code"] = comm
+    for layer, gdf in (("grids", grids), ("households", small["households"]), ("members", small["members"])):
+        import_layer(engine, layer, gdf)
+
+    def counts():
+        with engine.connect() as c:
+            return [c.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in ("link_runs", "links")]
+
+    before = counts()
+    h = _token(engine, "leader", [grids["grid_code"].iloc[0]])
+    r = client.get("/maps/links", params={"region": grids["grid_code"].iloc[0], "grid": grids["grid_code"].iloc[0],
+                                          "tiles": "none"}, headers=h)
+    assert r.status_code == 409, r.text
+    assert "recompute links first" in r.json()["detail"] and "包片联户" in r.json()["detail"]
+    assert counts() == before == [0, 0]
+
+
+def test_the_plan_is_one_explicit_ordered_list():
+    from api.usecases import gaps, links, maps, plan, redraw
+
+    assert plan.PLAN_STEPS == (redraw.step_redraw, plan.step_census, links.step_links, gaps.step_gaps,
+                               maps.step_maps)
+    assert isinstance(plan.PLAN_STEPS, tuple)  # nothing can register itself into it
+
+
+def test_routes_and_use_cases_import_no_command_module():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "api"
+    for folder in ("routes", "usecases"):
+        for path in (root / folder).glob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+            names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+            bad = [m for m in names if m.startswith(("api.commands", "api.cli", "typer", "rich"))
+                   or (folder == "usecases" and m.startswith(("fastapi", "api.routes")))]
+            assert not bad, f"{path.name} imports {bad}"

@@ -75,7 +75,7 @@ def test_console_script_reports_bad_input_cleanly(tmp_path):
 def test_a_plan_output_can_be_mapped_with_its_own_status(tmp_path):
     # `gridmap map coverage OUT/plan.gpkg` must show the plan's statuses, not recompute them
     # without members (the plan writes no members layer: it holds personal data)
-    from api.commands.maps import grid_status_of
+    from api.usecases.maps import grid_status_of
     from geodata.scenario import load_scenario
 
     out = tmp_path / "out"

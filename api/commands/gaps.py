@@ -1,7 +1,6 @@
 """``gridmap gaps`` and ``gridmap sites``: blank grids, unlinked households, the 15-minute circle, new stations.
 
-Also the plan step ``step_gaps`` that adds the layers ``grid_status``, ``unlinked_households``,
-``service_areas`` and ``gap_cells`` and the coverage figures to ``gridmap plan``.
+The plan step ``step_gaps`` and the figures shared with ``gridmap plan`` live in :mod:`api.usecases.gaps`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import typer
 from rich.table import Table
 
 from api.commands.common import COORDS_HELP, console, fail, figures_table, read
+from api.usecases.gaps import LAYER_NAMES, layer_for_gpkg, summary_rows
 from gridmap.contract import SERVICE_RADIUS_M, WALK_MINUTES, WALK_SPEED_M_PER_MIN
-
-LAYER_NAMES = ("grid_status", "unlinked_households", "service_areas", "gap_cells")
 
 
 def read_links(path: Path) -> pd.DataFrame:
@@ -49,35 +47,6 @@ def read_roads(path: Path, coords: str = "wgs84") -> gpd.GeoDataFrame:
         return gdf.to_crs("EPSG:4326")
     gdf = gdf.set_crs("EPSG:4326", allow_override=True) if gdf.crs is None else gdf.to_crs("EPSG:4326")
     return geodataframe_to_wgs84(gdf, coords)
-
-
-def _links_from_layer(layer) -> pd.DataFrame | None:
-    if layer is None or len(layer) == 0 or "household_id" not in layer.columns or "member_id" not in layer.columns:
-        return None
-    cols = ["household_id", "member_id"] + (["distance_m"] if "distance_m" in layer.columns else [])
-    return pd.DataFrame(layer[cols]).astype({"household_id": str, "member_id": str})
-
-
-def summary_rows(summary: dict) -> list[tuple[str, str]]:
-    """Headline figures as ``(label, value)`` rows (no personal data)."""
-    rows = [("grids", f"{summary['grids']:,}"), ("blank grids (空白网格)", f"{summary['blank_grids']:,}")]
-    for reason, n in summary["blank_by_reason"].items():
-        rows.append((f"  {reason}", f"{n:,}"))
-    if summary["linked_pct"] is not None:
-        rows.append(("households linked", f"{summary['linked_households']:,} / {summary['households']:,} "
-                                          f"({summary['linked_pct']:.1f}%)"))
-    for reason, n in summary.get("unlinked_by_reason", {}).items():
-        rows.append((f"  unlinked: {reason}", f"{n:,}"))
-    rows.append(("members needed", f"{summary['members_needed']:,}"))
-    if "within_straight_pct" in summary:
-        rows.append(("within straight-line circle", f"{summary['within_straight_pct']:.1f}%"))
-    if "within_walk_pct" in summary:
-        rows.append(("within walking circle", f"{summary['within_walk_pct']:.1f}%"))
-    if summary.get("gap_basis"):
-        rows.append((f"gap cells ({summary['gap_basis']})",
-                     f"{summary['gap_cells']:,} in {summary['gap_areas']:,} areas, "
-                     f"{summary['households_outside_circle']:,} households"))
-    return rows
 
 
 def _print_summary(summary: dict) -> None:
@@ -124,7 +93,7 @@ def gaps_command(
         out.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in LAYER_NAMES:
-        write_layer(_plain(layers[name]), out, layer=name)
+        write_layer(layer_for_gpkg(layers[name]), out, layer=name)
     _print_summary(summary)
     console.print(f"layers → {out}")
 
@@ -185,40 +154,3 @@ def sites_command(
                   f"({100 * res.covered / uncovered:.1f}% of them)" if uncovered else "every household is covered")
     console.print(f"method: {res.method}; optimal: {res.optimal}; upper bound {res.bound:,.0f}; {res.seconds:.2f} s")
     console.print(f"sites → {out}")
-
-
-def _plain(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Layer fit for a GeoPackage: list/dict cells become text."""
-    out = gdf.copy()
-    for c in out.columns:
-        if c != out.geometry.name and out[c].dtype == object:
-            if out[c].map(lambda v: isinstance(v, (list, dict, set, tuple))).any():
-                out[c] = out[c].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple, set)) else v)
-    return out
-
-
-def step_gaps(ctx) -> None:
-    """Plan step: coverage gaps with the policy defaults; adds the four gap layers and the figures.
-
-    Uses the ``links`` layer written by the linkage step when present, the scenario's
-    ``service_centres`` and (for the walking circle) ``roads``.
-    """
-    from gridmap.coverage import coverage_gaps
-
-    grids = ctx.layers.get("grids")
-    households = ctx.layers.get("households")
-    if grids is None or households is None:
-        ctx.notes.append("gaps: no grids or households, coverage skipped")
-        return
-    extra = getattr(ctx.options, "extra", {}) or {}
-    links = _links_from_layer(ctx.layers_out.get("links"))
-    layers, summary = coverage_gaps(grids, households, ctx.layers.get("members"), links,
-                                    ctx.layers.get("service_centres"),
-                                    radius_m=extra.get("service_radius_m"), roads=ctx.layers.get("roads"),
-                                    walk_limit_m=extra.get("walk_limit_m"),
-                                    max_link_distance_m=extra.get("link_max_distance_m"))
-    for name in LAYER_NAMES:
-        ctx.layers_out[name] = _plain(layers[name])
-    summary["links_source"] = "links layer" if links is not None else "estimated"
-    ctx.summary["gaps"] = summary
-    ctx.summary.setdefault("table", {})["gaps"] = [(f"gaps: {label}", value) for label, value in summary_rows(summary)]

@@ -1,7 +1,6 @@
 """``gridmap link``: 包片联户 — link every household to one party member (5–10 each), optimally.
 
-Also the plan step ``step_links`` that adds a ``links`` layer and the summary figures to
-``gridmap plan``.
+The plan step and the figures shared with ``gridmap plan`` live in :mod:`api.usecases.links`.
 """
 
 from __future__ import annotations
@@ -9,13 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import geopandas as gpd
 import pandas as pd
 import typer
 from rich.table import Table
-from shapely.geometry import LineString
 
 from api.commands.common import COORDS_HELP, console, fail, figures_table, read
+from api.usecases.links import summary_rows
 from gridmap.contract import MAX_LINKS, MIN_LINKS
 
 #: Columns of the links CSV, in order.
@@ -42,27 +40,6 @@ def write_links_csv(links: pd.DataFrame, path: Path) -> None:
     out["distance_m"] = out["distance_m"].round(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, index=False, encoding="utf-8")
-
-
-def summary_rows(result) -> list[tuple[str, str]]:
-    """Headline figures of a linkage result as ``(label, value)`` rows (no personal data)."""
-    s = result.summary
-    rows = [
-        ("households linked", f"{s['linked']:,} / {s['households']:,} ({s['linked_pct']:.1f}%)"),
-        ("members in band", f"{s['members_in_band']:,} / {s['members_available']:,}"),
-        ("members below minimum", f"{s['members_below_min']:,}"),
-        ("total distance", f"{s['total_distance_m'] / 1000:,.1f} km (mean {s['mean_distance_m']:.0f} m)"),
-    ]
-    for reason, count in s.get("unlinked_by_reason", {}).items():
-        rows.append((f"  unlinked: {reason}", f"{count:,}"))
-    if s.get("cross_grid_links"):
-        rows.append(("cross-grid links", f"{s['cross_grid_links']:,}"))
-    rows.append(("grids short of members", f"{s['grids_short']:,} (members needed {s['members_needed']:,})"))
-    if "changes" in s:
-        c = s["changes"]
-        rows.append(("links changed vs previous", f"{s['links_changed']:,} (kept {c['kept']:,}, reassigned "
-                                                  f"{c['reassigned']:,}, dropped {c['dropped']:,}, added {c['added']:,})"))
-    return rows
 
 
 def shortage_table(result, limit: int = 15) -> Table:
@@ -132,47 +109,3 @@ def report_dict(result) -> dict:
         "members_below_minimum": members[members["status"] == "below minimum"].to_dict(orient="records"),
         "grids": result.grids[result.grids["unlinked"] > 0].to_dict(orient="records"),
     }
-
-
-def links_layer(result, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """The ``links`` layer: one line per link, member home → household (WGS84), with distance and order."""
-    links = result.links
-    hpt = households.drop_duplicates("household_id").set_index(households["household_id"].astype(str).drop_duplicates())
-    mpt = members.drop_duplicates("member_id").set_index(members["member_id"].astype(str).drop_duplicates())
-    hg = hpt.geometry.reindex(links["household_id"].astype(str)).to_numpy()
-    mg = mpt.geometry.reindex(links["member_id"].astype(str)).to_numpy()
-    lines = [LineString([(a.x, a.y), (b.x, b.y)]) for a, b in zip(mg, hg)]
-    cols = ["household_id", "member_id", "distance_m", "visit_order", "grid_code", "member_grid_code", "cross_grid"]
-    return gpd.GeoDataFrame(links[cols].reset_index(drop=True), geometry=lines, crs="EPSG:4326")
-
-
-def step_links(ctx) -> None:
-    """Plan step: 包片联户 with the policy defaults; adds the ``links`` layer and summary figures."""
-    from gridmap.linkage import link_households
-
-    households = ctx.layers.get("households")
-    members = ctx.layers.get("members")
-    if households is None or members is None or len(members) == 0:
-        ctx.notes.append("links: no members layer, 包片联户 skipped")
-        return
-    extra = getattr(ctx.options, "extra", {}) or {}
-    previous = ctx.layers.get("links")  # last run's links in the scenario: keep them stable
-    if previous is not None and not {"household_id", "member_id"} <= set(previous.columns):
-        ctx.notes.append("links: the scenario's links layer has no household_id/member_id columns; ignored")
-        previous = None
-    result = link_households(households, members, grids=ctx.layers.get("grids"), previous=previous,
-                             max_distance_m=extra.get("link_max_distance_m"),
-                             allow_cross_grid=bool(extra.get("link_allow_cross_grid", False)))
-    ctx.layers_out["links"] = links_layer(result, households, members)
-    s = result.summary
-    ctx.summary["links"] = {k: s[k] for k in (
-        "households", "linked", "unlinked", "linked_pct", "unlinked_by_reason", "members_available",
-        "members_in_band", "members_below_min", "members_idle", "total_distance_m", "mean_distance_m",
-        "cross_grid_links", "grids_short", "members_needed")}
-    if "links_changed" in s:
-        ctx.summary["links"]["links_changed"] = s["links_changed"]
-    short = result.grids[result.grids["unlinked"] > 0]
-    ctx.summary["links"]["shortage_by_grid"] = {
-        str(r.grid_code): {"unlinked": int(r.unlinked), "members_needed": int(r.members_needed)}
-        for r in short.itertuples()}
-    ctx.summary.setdefault("table", {})["links"] = [(f"links: {label}", value) for label, value in summary_rows(result)]

@@ -1,12 +1,33 @@
-"""``gridmap plan`` — the main job on files (no database needed)."""
+"""``gridmap plan`` — the main job on files (no database needed): parse, run, present with Rich."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from api.commands.common import COORDS_HELP, console
+
+
+def summary_table(summary: dict) -> Table:
+    """A Rich table of a plan's headline figures (``summary.json``)."""
+    t = Table(title="gridmap plan", show_header=True, header_style="bold")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    g = summary.get("grids", {})
+    t.add_row("households", f"{g.get('households', 0):,}")
+    t.add_row("members (党员)", f"{g.get('members', 0):,}")
+    t.add_row("grids", f"{g.get('total', 0):,}")
+    for k, v in sorted(g.get("by_status", {}).items()):
+        t.add_row(f"  grids {k}", f"{v:,}")
+    if g.get("households_outside_grids"):
+        t.add_row("households in no grid", f"{g['households_outside_grids']:,}")
+    for rows in summary.get("table", {}).values():
+        for label, value in rows:
+            t.add_row(label, str(value))
+    return t
 
 
 def plan_command(
@@ -18,10 +39,25 @@ def plan_command(
     seed: int = typer.Option(0, "--seed", help="Random seed for the engines that use one."),
 ):
     """Run the whole plan on a scenario: grid census, and every engine step; writes OUTDIR/plan.gpkg + summary.json."""
-    from api.plan import PlanOptions, run_plan, summary_table
+    from api.settings import get_settings
+    from api.usecases.plan import PLAN_STEPS, PlanOptions, run_plan
 
-    ctx = run_plan(scenario, out, PlanOptions(coords=coords, redraw=redraw, maps=maps, seed=seed), console=console)
-    for n in ctx.notes:
+    options = PlanOptions(scenario=scenario, outdir=out, coords=coords, redraw=redraw, maps=maps, seed=seed,
+                          extra={"tianditu_key": get_settings().tianditu_key})
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("planning", total=len(PLAN_STEPS) + 1)
+        started = []
+
+        def on_step(name: str) -> None:
+            if started:  # the step before this one is done
+                progress.advance(task)
+            started.append(name)
+            progress.update(task, description=f"[bold]{name}[/]")
+
+        result = run_plan(options, on_step=on_step)
+        progress.advance(task)
+    for n in result.notes:
         console.print(f"[yellow]note[/] {n}", markup=True)
-    console.print(summary_table(ctx))
-    console.print(f"wrote [bold]{out / 'plan.gpkg'}[/] and [bold]{out / 'summary.json'}[/]", markup=True)
+    console.print(summary_table(result.summary))
+    console.print(f"wrote [bold]{result.gpkg}[/] and [bold]{result.summary_path}[/]", markup=True)

@@ -1,7 +1,6 @@
 """``gridmap redraw``: redraw grids (网格划分) to 300–500 households (urban) / 100–200 (rural).
 
-Also the plan step ``step_redraw`` used by ``gridmap plan --redraw``: it redraws the grids before
-the census, so every later step (counts, 包片联户 links, maps) works on the new grids.
+The plan step ``step_redraw`` (``gridmap plan --redraw``) lives in :mod:`api.usecases.redraw`.
 """
 
 from __future__ import annotations
@@ -13,9 +12,8 @@ import typer
 from rich.table import Table
 
 from api.commands.common import COORDS_HELP, console, fail, read
+from api.usecases.redraw import OUT_COLUMNS
 
-#: Columns written for each grid, in order.
-OUT_COLUMNS = ["grid_code", "community_code", "households", "kind", "in_band", "polsby_popper", "moved", "status", "geometry"]
 
 
 def read_lines(path: Path, coords: str) -> gpd.GeoDataFrame:
@@ -112,47 +110,4 @@ def redraw_command(
     console.print(f"wrote {len(result.grids)} grids to {out}")
 
 
-def step_redraw(ctx) -> None:
-    """Plan step (only with ``--redraw``): new grids replace today's before the census runs.
-
-    Needs a ``communities`` layer; uses ``grids`` (minimal change), ``buildings`` and ``barriers``
-    when the scenario has them. Writes layers ``redraw_grids`` (and today's ``grids_before_redraw``)
-    and ``summary['redraw']``; households are re-filed under the new grid codes (today's code kept
-    in ``previous_grid_code``) and members re-located by the census step.
-    """
-    if not getattr(ctx.options, "redraw", False):
-        return
-    from gridmap.districting import redraw
-
-    layers = ctx.layers
-    if "communities" not in layers or "households" not in layers:
-        ctx.notes.append("--redraw needs communities and households layers; grids were not redrawn")
-        return
-    current = layers.get("grids")
-    result = redraw(layers["communities"], layers["households"], current=current if current is not None and len(current) else None,
-                    buildings=layers.get("buildings"), barriers=layers.get("barriers"), seed=getattr(ctx.options, "seed", 0))
-    new = result.grids
-    ctx.layers_out["redraw_grids"] = new[OUT_COLUMNS]
-    if current is not None and len(current):
-        ctx.layers_out["grids_before_redraw"] = current  # for the before/after map (maps.redraw)
-    grids = new[["grid_code", "community_code", "kind", "geometry"]].copy()
-    if current is not None and "has_branch" in current.columns:
-        # Branch status is known only for grids that keep their code.
-        grids["has_branch"] = grids["grid_code"].map(dict(zip(current["grid_code"], current["has_branch"])))
-    layers["grids"] = grids
-    households = layers["households"].copy()
-    if "grid_code" in households.columns:
-        households["previous_grid_code"] = households["grid_code"]
-    households["grid_code"] = result.households.reindex(households.index)
-    layers["households"] = households
-    if "members" in layers and "grid_code" in layers["members"].columns:
-        members = layers["members"].copy()
-        members["grid_code"] = None  # re-located in the new grids by the census step
-        layers["members"] = members
-    ctx.summary["redraw"] = {**result.summary, "issues": [f"{i['kind']}: {i['community_code'] or ''} {i['message']}".strip()
-                                                          for i in result.issues]}
-    ctx.notes.append(f"grids redrawn: {result.summary['grids']} grids, {result.summary['in_band_pct']:.1f}% in band, "
-                     f"{result.summary['moved']} households moved")
-
-
-__all__ = ["redraw_command", "step_redraw", "OUT_COLUMNS"]
+__all__ = ["redraw_command", "OUT_COLUMNS"]

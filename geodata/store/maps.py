@@ -2,7 +2,7 @@
 
 A region is a street (街道), community (社区) or grid (网格) code; it is expanded down the
 hierarchy with :func:`geodata.store.auth.expand_regions`. Layers come back as WGS84 GeoDataFrames
-with contract column names, ready for ``api.commands.maps.build_map``:
+with contract column names, ready for ``api.usecases.maps.build_map``:
 
 * ``grids``, ``communities``, ``streets`` of the region;
 * ``households`` and ``members`` in its grids — *without* phone and ID numbers; names only when
