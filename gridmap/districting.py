@@ -993,6 +993,7 @@ def redraw(
             for j in kept
         ]
         atoms = None
+        b_atom = None  # set only when the leftover is tiled by building atoms
         if not leftover.is_empty and shapely.area(leftover) > 0:
             if buildings is not None and len(b_left):
                 atoms, b_atom = building_atoms(leftover, b_pts[b_left], b_weight[b_left], hi, barrier_lines)
@@ -1109,7 +1110,7 @@ def redraw(
                     gid_code[r["gid"]] = r["code"]
             lab_u = np.where(u_atom >= 0, labels[np.maximum(u_atom, 0)], -1)
             u_code[u_idx[left]] = gid_code[lab_u]
-            if buildings is not None and n_hh:
+            if b_atom is not None and n_hh:
                 b_code[b_left] = gid_code[labels[b_atom]]
         old_u = hh_old[u_idx] if n_hh else b_old[u_idx]
         for r in rows_here:
