@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from gridmap.atoms import building_atoms, choose_h3_res, h3_atoms
+from gridmap.atoms import (
+    building_atoms,
+    choose_h3_res,
+    footprint_atoms,
+    h3_atoms,
+    locate_points,
+)
 
 
 def _share_oversize_households(atoms, unit_atom, unit_xy, building_position) -> None:
@@ -29,8 +35,17 @@ def building_territories(city, leftover, buildings_left, unit_building, unit_xy,
     """Building atoms of ``leftover``, the atom of each unit and of each building left.
 
     ``unit_building``: per unit to draw, its building (-1 none); ``unit_xy`` its point (m).
-    Returns ``(atoms, unit_atom, building_atom)``.
+    Returns ``(atoms, unit_atom, building_atom)``. Footprints give territories grown from them
+    (each building whole in one atom; households counted by the atom containing them, so counts
+    equal a point-in-polygon recount); points give Voronoi territories.
     """
+    footprints = city.building_geoms[buildings_left]
+    if (shapely.area(footprints) > 0).all():
+        households_xy = unit_xy if city.n_households else None
+        atoms, building_atom = footprint_atoms(leftover, footprints, band_max, households_xy,
+                                               city.building_households[buildings_left], city.barriers)
+        unit_atom = locate_points(unit_xy, atoms.geoms) if city.n_households else building_atom
+        return atoms, unit_atom, building_atom
     atoms, building_atom = building_atoms(leftover, city.building_xy[buildings_left],
                                           city.building_households[buildings_left], band_max, city.barriers)
     position = np.full(len(city.building_xy), -1, dtype=np.int64)
