@@ -358,3 +358,111 @@ def building_atoms(
     atoms = _finish(parts, weight, source, barriers, verify=False)
     first_seed = np.cumsum(m) - m
     return atoms, owner[inverse[first_seed]]
+
+
+def _merged_footprints(footprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Footprints that overlap (positive shared area) merged into one; returns the merged polygons
+    and, per input footprint, the index of its merged polygon."""
+    n = len(footprints)
+    left, right = shapely.STRtree(footprints).query(footprints, predicate="intersects")
+    pair = left < right
+    left, right = left[pair], right[pair]
+    overlapping = shapely.area(shapely.intersection(footprints[left], footprints[right])) > PRECISION_M**2
+    graph = sparse.coo_matrix((np.ones(int(overlapping.sum())), (left[overlapping], right[overlapping])), shape=(n, n))
+    from scipy.sparse import csgraph
+
+    _, group = csgraph.connected_components(graph, directed=False)
+    merged = np.array([shapely.union_all(footprints[group == g], grid_size=PRECISION_M) for g in range(group.max() + 1)],
+                      dtype=object) if overlapping.any() else footprints
+    return merged, group
+
+
+def _grown_territories(region, footprints: np.ndarray) -> np.ndarray:
+    """Territory of each footprint: its morphological-tessellation cell (momepy) joined with the
+    footprint itself and cleared of every other footprint, so each footprint lies whole in its own
+    territory and territories never overlap (metres, 1 mm grid)."""
+    import geopandas as gpd
+    import momepy
+
+    cells = momepy.morphological_tessellation(gpd.GeoSeries(footprints), clip=region, shrink=0.4, segment=2.0)
+    territory = np.array([shapely.Polygon()] * len(footprints), dtype=object)
+    territory[cells.index.to_numpy()] = cells.geometry.to_numpy()
+    territory = shapely.union(territory, footprints, grid_size=PRECISION_M)
+    cell_idx, foot_idx = shapely.STRtree(footprints).query(territory, predicate="intersects")
+    other = cell_idx != foot_idx
+    for i in np.unique(cell_idx[other]):
+        others = footprints[foot_idx[other & (cell_idx == i)]]
+        territory[i] = shapely.difference(territory[i], shapely.union_all(others, grid_size=PRECISION_M), grid_size=PRECISION_M)
+    return territory
+
+
+def _split_oversize(parts, source, weight_of, band_max: int):
+    """Atoms holding more than ``band_max`` households cut into ``ceil(w / band_max)`` west-to-east
+    slices of equal width — the one case where a building is split (metres)."""
+    out_parts, out_source = [], []
+    for part, src in zip(parts, source):
+        pieces = max(1, -(-int(weight_of(part)) // max(band_max, 1)))
+        if pieces == 1:
+            out_parts.append(part)
+            out_source.append(src)
+            continue
+        x0, y0, x1, y1 = part.bounds
+        edges = np.linspace(x0, x1, pieces + 1)
+        for a, b in zip(edges[:-1], edges[1:]):
+            cut, _ = _explode(np.array([shapely.intersection(part, shapely.box(a, y0 - 1, b, y1 + 1), grid_size=PRECISION_M)], dtype=object))
+            out_parts.extend(cut)
+            out_source.extend([src] * len(cut))
+    return np.array(out_parts, dtype=object), np.array(out_source, dtype=np.int64)
+
+
+def footprint_atoms(region, footprints, band_max: int, households_xy=None, building_weight=None,
+                    barriers=None) -> tuple[Atoms, np.ndarray]:
+    """Building atoms grown from the footprints: each building lies whole inside one atom.
+
+    Parameters
+    ----------
+    region : shapely Polygon or MultiPolygon
+        Region in a metric CRS (metres).
+    footprints : array of shapely polygons
+        Building footprints (metres); only their part inside the region counts. Overlapping
+        footprints are merged into one building.
+    band_max : int
+        An atom with more households than this is cut into west-to-east slices (the one case where a
+        building is split).
+    households_xy : ndarray (m, 2), optional
+        Household points (metres); atoms count the households they contain, so counts always equal
+        a point-in-polygon recount.
+    building_weight : ndarray (b,), optional
+        Households per building, used when no household points are given.
+    barriers : array of shapely lines, optional
+        Rivers, arterial roads (metres) that cut adjacency.
+
+    Returns
+    -------
+    (Atoms, ndarray of int64)
+        The atoms and, per building, the index of the atom holding (most of) it; -1 for a building
+        with no ground in the region.
+    """
+    region = shapely.set_precision(region, PRECISION_M)
+    clipped = np.asarray(_clip(np.asarray(footprints, dtype=object), region), dtype=object)
+    present = np.flatnonzero(~shapely.is_empty(clipped) & (shapely.area(clipped) > 0))
+    feet, group = _merged_footprints(shapely.make_valid(clipped[present])) if len(present) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
+    territory = _grown_territories(region, feet) if len(feet) else np.zeros(0, dtype=object)
+    parts, idx = _explode(_clip(territory, region)) if len(feet) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
+    covered = shapely.union_all(parts, grid_size=PRECISION_M) if len(parts) else shapely.Polygon()
+    gap, _ = _explode(np.array([shapely.difference(region, covered, grid_size=PRECISION_M)], dtype=object))
+    parts, source = np.concatenate([parts, gap]), np.r_[idx, np.full(len(gap), -1)].astype(np.int64)
+    xy = np.asarray(households_xy, dtype=float).reshape(-1, 2) if households_xy is not None else None
+    if xy is not None and len(parts):
+        parts, source = _split_oversize(parts, source, lambda p: shapely.contains_xy(p, xy[:, 0], xy[:, 1]).sum(), band_max)
+        hh_atom = locate_points(xy, parts)
+        weight = np.bincount(hh_atom, minlength=len(parts))
+    building_atom = np.full(len(np.asarray(footprints)), -1, dtype=np.int64)
+    if len(present):
+        # A building's atom: the one containing the inner point of its (clipped) footprint.
+        inner = shapely.get_coordinates(shapely.point_on_surface(clipped[present]))
+        building_atom[present] = locate_points(inner, parts)
+    if xy is None:
+        weights = np.asarray(building_weight, dtype=np.int64)
+        weight = np.bincount(building_atom[building_atom >= 0], weights=weights[building_atom >= 0], minlength=len(parts)).astype(np.int64)
+    return _finish(parts, weight, source, barriers), building_atom

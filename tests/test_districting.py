@@ -581,3 +581,26 @@ def test_api_preview_then_commit(db_url, engine, square):
     assert counts[a] == got[a] and counts[b] == got[b]
     assert cells_a > 0 and after[a] > before[a] and after[b] < before[b]
     assert abs(sum(after.values()) - sum(before.values())) < 5.0  # ground moved, not made or lost
+
+
+# ---------------------------------------------------------------------------------------------
+# the bundled sample (issue 11, finding 9)
+
+
+def test_plan_with_redraw_on_bundled_sample(tmp_path):
+    """``gridmap plan <sample> --redraw``: grids, households and buildings together (it crashed with
+    ``UnboundLocalError: b_atom`` when every building of a community lay in a kept grid)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from conftest import SAMPLE
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["plan", str(SAMPLE), "--out", str(out), "--redraw", "--no-maps"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["redraw"]["grids"] > 0
+    grids = gpd.read_file(out / "plan.gpkg", layer="redraw_grids")
+    assert len(grids) == summary["redraw"]["grids"]
