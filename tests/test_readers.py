@@ -224,3 +224,15 @@ def test_excel_title_row_above_the_header_is_counted_in_row_numbers(tmp_path):
     with pytest.raises(InputError) as e:
         read_layer(p, "households")
     assert "Excel row 4, data row 2, column phone" in str(e.value)
+
+
+def test_scenario_with_two_files_for_one_layer_is_refused_naming_both(tmp_path):
+    from geodata.scenario import load_scenario
+
+    write_layer(_hh(), tmp_path / "households.geojson")
+    write_layer(_hh(2), tmp_path / "households.csv")
+    with pytest.raises(InputError) as e:
+        load_scenario(tmp_path)
+    assert "households.geojson" in str(e.value) and "households.csv" in str(e.value)
+    (tmp_path / "households.csv").unlink()
+    assert len(load_scenario(tmp_path)["households"]) == 3
