@@ -308,5 +308,6 @@ def derive_community_codes(grids: gpd.GeoDataFrame, communities: gpd.GeoDataFram
     out["community_code"] = given.astype(object)
     out.loc[best["g"].to_numpy(), "community_code"] = best["code"].to_numpy()
     n = int(blank.sum())
-    return out, [f"grids: {len(best):,} of {n:,} grids without community_code took it from the community polygon "
-                 f"holding most of their area; {n - len(best):,} lie in no community"]
+    note = (f"grids: {len(best):,} of {n:,} grids without community_code took it from the community polygon "
+            f"holding most of their area; {n - len(best):,} lie in no community")
+    return out, [note]
