@@ -9,7 +9,9 @@ class InputError(ValueError):
     ``problems`` is a list of :class:`Problem`; ``str(error)`` lists them one per line, at most
     ``MAX_SHOWN`` of them (the rest are counted), e.g.
     ``households.csv row 12, column lon: 30.2 looks like a latitude (lon/lat swapped?)``.
-    Rows are numbered as a person sees them in the file: the first data row is row 1.
+    Rows are numbered as a person sees them in the file: the first data row is row 1. For CSV and
+    Excel files each problem also carries ``sheet_row``, the row number the spreadsheet shows (data
+    row + the header + any title rows above it), e.g. ``Excel row 3, data row 2, column phone``.
     """
 
     MAX_SHOWN = 20
@@ -34,19 +36,23 @@ class InputError(ValueError):
 class Problem:
     """One problem: a message with where it is (file, 1-based row, column)."""
 
-    __slots__ = ("message", "source", "row", "column")
+    __slots__ = ("message", "source", "row", "column", "sheet_row")
 
-    def __init__(self, message: str, source: str | None = None, row: int | None = None, column: str | None = None):
+    def __init__(self, message: str, source: str | None = None, row: int | None = None, column: str | None = None,
+                 sheet_row: int | None = None):
         self.message = message
         self.source = source
         self.row = row
         self.column = column
+        self.sheet_row = sheet_row
 
     def where(self) -> str:
         parts = []
         if self.source:
             parts.append(str(self.source))
-        if self.row is not None:
+        if self.sheet_row is not None:
+            parts.append(f"Excel row {self.sheet_row}, data row {self.row}")
+        elif self.row is not None:
             parts.append(f"row {self.row}")
         if self.column:
             parts.append(f"column {self.column}")
@@ -57,4 +63,5 @@ class Problem:
         return f"{w}: {self.message}" if w else self.message
 
     def as_dict(self) -> dict:
-        return {"file": self.source, "row": self.row, "column": self.column, "message": self.message}
+        return {"file": self.source, "row": self.row, "sheet_row": self.sheet_row, "column": self.column,
+                "message": self.message}

@@ -20,7 +20,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from gridmap.contract import GEOMETRY_KIND, ID_COLUMN, LAYERS
+from gridmap.contract import GEOMETRY_KIND, ID_COLUMN, LAYERS, parse_bool
 from geodata import crs as crsmod
 from geodata.errors import InputError, Problem
 from geodata.headers import find_lonlat, header_map
@@ -37,8 +37,11 @@ INT_COLUMNS = ("size", "min_links", "max_links", "level")
 FLOAT_COLUMNS = ("radius_m",)
 LIST_COLUMNS = ("tags", "skills")
 
-_TRUE = {"1", "true", "t", "yes", "y", "是", "有", "在岗", "可用", "√"}
-_FALSE = {"0", "false", "f", "no", "n", "否", "无", "没有", "不在岗", "不可用", "×"}
+#: Text columns where a number in scientific notation (``1.38E+10``) means the digits were lost.
+DIGIT_COLUMNS = ("phone", "id_number")
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:\.\d*)?[eE][+-]?\d+$")
+#: Rows a CSV/Excel header takes before the first data row (without any title rows above it).
+HEADER_ROWS = 1
 _LIST_SPLIT = re.compile(r"[,，;；、|/]")
 
 
@@ -74,16 +77,32 @@ def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs8
         raise InputError(f"file not found: {path}", source=source)
     notes = report if report is not None else []
     ext = path.suffix.lower()
-    if ext in TABLE_EXT:
-        df = _read_table(path, encoding, notes)
-        gdf = _table_to_points(df, kind, source, coords)
-    elif ext in VECTOR_EXT:
-        gdf = _read_vector(path, kind, layer, encoding, notes)
-        gdf = _rename(gdf, kind)
-        gdf = _vector_to_wgs84(gdf, source, coords)
-    else:
-        raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)", source=source)
-    return normalise(gdf, kind, source, fix=fix, make_ids=make_ids, report=notes)
+    rows_above = None  # rows before the first data row, for tables (header + title rows)
+    try:
+        if ext in TABLE_EXT:
+            df, rows_above = _read_table(path, encoding, notes, kind)
+            gdf = _table_to_points(df, kind, source, coords)
+        elif ext in VECTOR_EXT:
+            gdf = _read_vector(path, kind, layer, encoding, notes)
+            gdf = _rename(gdf, kind)
+            gdf = _vector_to_wgs84(gdf, source, coords)
+        else:
+            raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)", source=source)
+        gdf = normalise(gdf, kind, source, fix=fix, make_ids=make_ids, report=notes)
+    except InputError as e:
+        raise with_sheet_rows(e, rows_above) from None
+    gdf.attrs.update(source=source, rows_above=rows_above)
+    return gdf
+
+
+def with_sheet_rows(error: InputError, rows_above: int | None) -> InputError:
+    """``error`` with each row also numbered as a spreadsheet shows it (data row + ``rows_above``)."""
+    if rows_above:
+        for p in error.problems:
+            if p.row is not None and p.sheet_row is None:
+                p.sheet_row = p.row + rows_above
+        return InputError(error.problems)
+    return error
 
 
 def normalise(gdf: gpd.GeoDataFrame, kind: str, source: str | None = None, *, fix: bool = False, make_ids: bool = False,
@@ -99,6 +118,7 @@ def normalise(gdf: gpd.GeoDataFrame, kind: str, source: str | None = None, *, fi
     problems = check_columns(gdf, kind, source)
     if problems:
         raise InputError(problems, source=source)
+    problems += _check_text_cells(gdf, source)
     problems += _coerce_types(gdf, source)
     if GEOMETRY_KIND[kind] == "polygon":
         gdf = merge_parts(gdf, idcol, source, notes)
@@ -201,15 +221,21 @@ def _guess_dbf_encoding(dbf: Path) -> str:
         return "gbk"
 
 
-def _read_table(path: Path, encoding: str | None, notes: list) -> pd.DataFrame:
+def _read_table(path: Path, encoding: str | None, notes: list, kind: str) -> tuple[pd.DataFrame, int]:
+    """A CSV or Excel sheet as text cells, and the number of rows above its first data row."""
     source = path.name
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         try:
             # dtype=object keeps what the cell holds: text stays text (ID numbers, phones with leading zeros).
-            df = pd.read_excel(path, dtype=object, engine="openpyxl")
+            raw = pd.read_excel(path, dtype=object, engine="openpyxl", header=None)
         except Exception as e:
             raise InputError(f"cannot read Excel file: {e}", source=source) from None
-        return df
+        at = _header_row(raw, kind)
+        if at:
+            notes.append(f"{source}: {at} row(s) above the header skipped (the header is Excel row {at + 1})")
+        df = raw.iloc[at + 1:].reset_index(drop=True)
+        df.columns = [str(c) if not _is_blank(c) else f"Unnamed: {i}" for i, c in enumerate(raw.iloc[at])] if len(raw) else []
+        return df, at + HEADER_ROWS
     encodings = [encoding] if encoding else ["utf-8-sig", "gbk"]
     last = None
     for enc in encodings:
@@ -217,12 +243,39 @@ def _read_table(path: Path, encoding: str | None, notes: list) -> pd.DataFrame:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=enc)
             if enc == "gbk":
                 notes.append(f"{source}: not UTF-8; read as GBK")
-            return df.replace({"": None})
+            return df.replace({"": None}), _blank_lines_above(path) + HEADER_ROWS
         except UnicodeDecodeError as e:
             last = e
         except Exception as e:
             raise InputError(f"cannot read CSV: {e}", source=source) from None
     raise InputError(f"cannot decode text ({last}); pass --encoding", source=source)
+
+
+def _header_row(raw: pd.DataFrame, kind: str, look: int = 10) -> int:
+    """Index of the header row of a sheet: the first of its top rows naming the id or lon/lat columns.
+
+    Rosters often carry a title row (``某某社区住户花名册``) above the header; 0 when none is found.
+    """
+    idcol = ID_COLUMN[kind]
+    for i in range(min(look, len(raw))):
+        cells = [str(c) for c in raw.iloc[i].tolist() if not _is_blank(c)]
+        if not cells:
+            continue
+        lon, lat = find_lonlat(cells)
+        if (lon and lat) or idcol in header_map(cells, kind).values():
+            return i
+    return 0
+
+
+def _blank_lines_above(path: Path) -> int:
+    """Blank lines before a CSV's header (pandas skips them, a spreadsheet counts them)."""
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip(b" \t\r\n\xef\xbb\xbf"):
+                break
+            n += 1
+    return n
 
 
 def _rename(df, kind: str):
@@ -294,6 +347,45 @@ def _as_text(v, column: str, source: str | None, row: int, problems: list) -> st
     return str(v).strip()
 
 
+def _as_bools(values, column: str, source: str | None, problems: list) -> list:
+    """Yes/no cells through the one project vocabulary (``gridmap.contract.parse_bool``)."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(None if _is_blank(v) else parse_bool(v))
+        except ValueError as e:
+            problems.append(Problem(str(e), source=source, row=i + 1, column=column))
+            out.append(None)
+    return out
+
+
+def _check_text_cells(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
+    """NUL bytes in any text cell, and numbers in scientific notation in phone / ID number columns.
+
+    PostgreSQL cannot store a NUL (``\\x00``) in text, and a spreadsheet that shows ``1.38E+10`` in a
+    CSV has already rounded the phone or ID number, so both are refused with the row and column.
+    """
+    problems: list[Problem] = []
+    for col in gdf.columns:
+        if isinstance(gdf, gpd.GeoDataFrame) and col == gdf.geometry.name:
+            continue
+        if "\x00" in str(col):
+            problems.append(Problem("column header contains a NUL byte (\\x00); save the file again as plain UTF-8 text",
+                                    source=source, column=repr(str(col))))
+            continue
+        for i, v in enumerate(gdf[col].tolist()):
+            if not isinstance(v, str):
+                continue
+            if "\x00" in v:
+                problems.append(Problem("cell contains a NUL byte (\\x00); remove it or save the file again as plain text",
+                                        source=source, row=i + 1, column=str(col)))
+            elif col in DIGIT_COLUMNS and _SCIENTIFIC.match(v.strip()):
+                problems.append(Problem(f"{v.strip()!r} is a number in scientific notation: its digits are lost; format the "
+                                        "column as text in Excel and type the numbers again", source=source, row=i + 1,
+                                        column=str(col)))
+    return problems
+
+
 def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
     problems: list[Problem] = []
     n = len(gdf)
@@ -307,22 +399,7 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
                 continue
             gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)], index=gdf.index, dtype=object)
         elif col in BOOL_COLUMNS:
-            out = []
-            for i, v in enumerate(values):
-                if _is_blank(v):
-                    out.append(None)
-                    continue
-                s = str(v).strip().lower()
-                if isinstance(v, (bool, np.bool_)):
-                    out.append(bool(v))
-                elif s in _TRUE or s in ("1.0",):
-                    out.append(True)
-                elif s in _FALSE or s in ("0.0",):
-                    out.append(False)
-                else:
-                    problems.append(Problem(f"{v!r} is not yes/no (use 是/否, 1/0, true/false)", source=source, row=i + 1, column=col))
-                    out.append(None)
-            gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
+            gdf[col] = pd.Series(_as_bools(values, col, source, problems), index=gdf.index, dtype=object)
         elif col in INT_COLUMNS or col in FLOAT_COLUMNS:
             raw = pd.Series(values, index=gdf.index, dtype=object)
             blank = raw.map(_is_blank).to_numpy(dtype=bool)

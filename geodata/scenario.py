@@ -24,14 +24,25 @@ _EXTS = (".gpkg", ".geojson", ".json", ".shp", ".csv", ".xlsx")
 
 
 def find_layer_files(folder: Path) -> dict[str, Path]:
-    """Files in ``folder`` whose stem names a contract or extra layer (first extension in ``_EXTS`` wins)."""
+    """Files in ``folder`` whose stem names a contract or extra layer.
+
+    Raises
+    ------
+    InputError
+        When one layer has two files (``households.xlsx`` and ``households.geojson``): which one
+        is meant cannot be guessed, so both are named and the scenario is refused.
+    """
     found: dict[str, Path] = {}
+    problems = []
     for name in LAYERS + EXTRA_LAYERS:
-        for ext in _EXTS:
-            p = folder / f"{name}{ext}"
-            if p.exists():
-                found[name] = p
-                break
+        files = [folder / f"{name}{ext}" for ext in _EXTS if (folder / f"{name}{ext}").exists()]
+        if len(files) > 1:
+            problems.append(f"layer {name} has {len(files)} files: {', '.join(f.name for f in files)}; "
+                            "keep one (move or rename the others)")
+        elif files:
+            found[name] = files[0]
+    if problems:
+        raise InputError(problems, source=str(folder))
     return found
 
 

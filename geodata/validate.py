@@ -192,3 +192,122 @@ def households_outside_grids(households: gpd.GeoDataFrame, grids: gpd.GeoDataFra
     rows = np.flatnonzero(located.isna().to_numpy())
     ids = households["household_id"].astype(str).to_numpy()
     return [Problem(f"household {ids[i]} lies in no grid", source=source, row=_row(i), column="geometry") for i in rows]
+
+
+#: How far (metres) a point may lie outside the grid its ``grid_code`` names, or outside every grid
+#: and still be placed in the nearest one: digitising error and points on the street edge.
+GRID_TOLERANCE_M = 50.0
+
+
+def derive_grid_codes(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame,
+                      tolerance_m: float = GRID_TOLERANCE_M) -> pd.Series:
+    """The grid of each point from the polygons: the one containing it, else the nearest within ``tolerance_m``.
+
+    Parameters
+    ----------
+    points, grids : GeoDataFrames in WGS84 (EPSG:4326); ``grids`` carries ``grid_code``.
+    tolerance_m : largest distance in metres (measured in a local UTM projection) to a grid.
+
+    Returns
+    -------
+    Series of grid codes aligned with ``points``; None where no grid is near enough.
+    """
+    from gridmap.census import locate_in_grids
+
+    located = locate_in_grids(points, grids)
+    missing = located.isna().to_numpy()
+    if missing.any() and len(grids):
+        crs = metric_crs(points)
+        loose = points.loc[missing, [points.geometry.name]].to_crs(crs)
+        near = gpd.sjoin_nearest(loose, grids[["grid_code", grids.geometry.name]].to_crs(crs),
+                                 max_distance=tolerance_m, how="inner")
+        near = near.sort_values("grid_code").loc[lambda d: ~d.index.duplicated()]
+        located.loc[near.index] = near["grid_code"]
+    return located
+
+
+def metres_outside_named_grid(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, codes: pd.Series) -> np.ndarray:
+    """Distance in metres from each point to the polygon of the grid ``codes`` names (NaN: no such grid).
+
+    Computed in a local UTM projection of the points (WGS84 in).
+    """
+    out = np.full(len(points), np.nan)
+    known = codes.isin(set(grids["grid_code"])).to_numpy()
+    if not known.any():
+        return out
+    crs = metric_crs(points)
+    grid_geom = dict(zip(grids["grid_code"], grids.to_crs(crs).geometry.values))
+    pts = points.geometry.values[known]
+    pts_m = gpd.GeoSeries(pts, crs=points.crs).to_crs(crs).values
+    out[known] = shapely.distance(np.asarray(pts_m, dtype=object), np.array([grid_geom[c] for c in codes[known]], dtype=object))
+    return out
+
+
+def check_grid_codes(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, layer: str, source: str | None, *,
+                     fix: bool = False, tolerance_m: float = GRID_TOLERANCE_M, rows_above: int | None = None):
+    """Make each point's ``grid_code`` true: name an existing grid containing the point or within ``tolerance_m``.
+
+    Blank codes (or no ``grid_code`` column) are derived from the polygons (``derive_grid_codes``).
+    A code naming no grid, or a grid farther than ``tolerance_m`` metres, is a problem naming the
+    row — or, with ``fix``, is replaced by the grid derived from the polygons.
+
+    Returns
+    -------
+    (points with ``grid_code``, problems, notes). ``rows_above`` (header + title rows of a CSV or
+    Excel sheet) also numbers the rows as the spreadsheet shows them.
+    """
+    out = points.copy()
+    idcol = ID_COLUMN[layer]
+    given = out["grid_code"] if "grid_code" in out.columns else pd.Series(None, index=out.index, dtype=object)
+    blank = given.isna() | (given.astype(str).str.strip() == "")
+    derived = derive_grid_codes(out, grids, tolerance_m)
+    dist = metres_outside_named_grid(out, grids, given.where(~blank, ""))
+    unknown = ~blank.to_numpy() & np.isnan(dist)
+    too_far = ~blank.to_numpy() & (dist > tolerance_m)
+    problems, notes = [], []
+    ids, labels = out[idcol].astype(str).to_numpy(), out.index.to_numpy()
+    for i in np.flatnonzero(unknown | too_far):
+        why = (f"grid_code {given.iloc[i]!r} names no grid" if unknown[i] else
+               f"lies {dist[i]:,.0f} m outside grid {given.iloc[i]} (more than {tolerance_m:,.0f} m)")
+        where = f"it lies in grid {derived.iloc[i]}" if derived.iloc[i] else "it lies in no grid"
+        problems.append(Problem(f"{layer[:-1]} {ids[i]}: {why}; {where} (use --fix to take the grid from the polygons)",
+                                source=source, row=_row(labels[i]), column="grid_code",
+                                sheet_row=_row(labels[i]) + rows_above if rows_above else None))
+    wrong = unknown | too_far
+    if fix and wrong.any():
+        problems = []
+        notes.append(f"{source or layer}: {int(wrong.sum()):,} {layer} had a grid_code that does not hold them; "
+                     "re-derived from the grid polygons")
+    fill = blank.to_numpy() | (wrong if fix else np.zeros(len(out), dtype=bool))
+    out["grid_code"] = given.where(~fill, derived).astype(object)
+    if blank.any():
+        placed = int((blank & derived.notna()).sum())
+        notes.append(f"{source or layer}: {placed:,} of {int(blank.sum()):,} {layer} without grid_code placed in a grid "
+                     f"from the polygons (inside, or within {tolerance_m:,.0f} m); {int(blank.sum()) - placed:,} lie in no grid")
+    return out, problems, notes
+
+
+def derive_community_codes(grids: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Fill blank ``community_code`` of grids from the community polygon holding most of each grid.
+
+    The overlap areas are measured in m² in a local UTM projection (WGS84 in). Returns the grids and
+    a note saying how many were derived (none when every grid names its community).
+    """
+    out = grids.copy()
+    given = out["community_code"] if "community_code" in out.columns else pd.Series(None, index=out.index, dtype=object)
+    blank = given.isna() | (given.astype(str).str.strip() == "")
+    if not blank.any():
+        return out, []
+    crs = metric_crs(out)
+    g_m = out.loc[blank].to_crs(crs)
+    c_m = communities.to_crs(crs)
+    gi, ci = c_m.sindex.query(g_m.geometry.values, predicate="intersects")
+    area = shapely.area(shapely.intersection(g_m.geometry.values[gi], c_m.geometry.values[ci])) if len(gi) else []
+    pairs = pd.DataFrame({"g": g_m.index.to_numpy()[gi], "code": c_m["code"].to_numpy()[ci], "area": area})
+    best = pairs[pairs["area"] > 0].sort_values(["g", "area"], ascending=[True, False]).drop_duplicates("g")
+    out["community_code"] = given.astype(object)
+    out.loc[best["g"].to_numpy(), "community_code"] = best["code"].to_numpy()
+    n = int(blank.sum())
+    note = (f"grids: {len(best):,} of {n:,} grids without community_code took it from the community polygon "
+            f"holding most of their area; {n - len(best):,} lie in no community")
+    return out, [note]

@@ -2,6 +2,8 @@
 Chinese headers, GBK), Excel with 18-digit ID numbers kept as text, and coordinate shifts on read."""
 
 import json
+import os
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -155,3 +157,82 @@ def test_multi_part_rows_merge_into_one_grid(hangzhou):
     assert len(g) == len({f["properties"]["code"] for f in raw}) == 297
     assert g["grid_code"].is_unique
     assert any("merged into one multi-part polygon" in n for n in notes)
+
+
+# --- issue 11, finding 6 and the CSV part of finding 5 ------------------------------------------
+
+def test_csv_phone_or_id_in_scientific_notation_is_refused_with_the_row(tmp_path):
+    p = tmp_path / "hh.csv"
+    p.write_text("household_id,phone,id_number,lon,lat\n"
+                 "H1,13812345678,33010319800101123X,120.16,30.27\n"
+                 "H2,1.38E+10,,120.16,30.27\n"
+                 "H3,,3.30103E+17,120.16,30.27\n", encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        read_layer(p, "households")
+    msg = str(e.value)
+    assert "Excel row 3, data row 2, column phone: '1.38E+10' is a number in scientific notation" in msg
+    assert "Excel row 4, data row 3, column id_number: '3.30103E+17'" in msg
+    assert "data row 1" not in msg
+
+
+def test_nul_byte_in_a_csv_cell_names_row_and_column(tmp_path):
+    p = tmp_path / "hh.csv"
+    p.write_bytes(b"household_id,name,lon,lat\nH1,ok,120.16,30.27\nH2,Zh\x00ang,120.16,30.27\n")
+    with pytest.raises(InputError) as e:
+        read_layer(p, "households")
+    assert "hh.csv, Excel row 3, data row 2, column name: cell contains a NUL byte" in str(e.value)
+
+
+def test_cli_nul_byte_exits_2_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    p = tmp_path / "hh.csv"
+    p.write_bytes(b"household_id,name,lon,lat\nH1,Zh\x00ang,120.16,30.27\n")
+    run = subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "validate", "households", str(p)],
+                         check=False, capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert "data row 1, column name" in run.stdout and "NUL byte" in run.stdout
+
+
+def test_yes_no_cells_use_the_contract_vocabulary(tmp_path):
+    from gridmap.contract import FALSE_WORDS
+
+    assert "离岗" in FALSE_WORDS  # in the contract's list, not in the reader's old private one
+    p = tmp_path / "m.csv"
+    p.write_text("member_id,available,lon,lat\nM1,离岗,120.16,30.27\nM2,在岗,120.16,30.27\nM3,maybe,120.16,30.27\n",
+                 encoding="utf-8")
+    with pytest.raises(InputError, match=r"data row 3, column available: 'maybe' is not yes/no"):
+        read_layer(p, "members")
+    p.write_text("member_id,available,lon,lat\nM1,离岗,120.16,30.27\nM2,在岗,120.16,30.27\n", encoding="utf-8")
+    assert list(read_layer(p, "members")["available"]) == [False, True]
+
+
+def test_excel_title_row_above_the_header_is_counted_in_row_numbers(tmp_path):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["某某社区住户花名册"])
+    ws.append(["户编号", "联系电话", "经度", "纬度"])
+    ws.append(["0001", "13812345678", 120.16, 30.27])
+    ws.append(["0002", "1.38E+10", 120.16, 30.27])
+    p = tmp_path / "roster.xlsx"
+    wb.save(p)
+    with pytest.raises(InputError) as e:
+        read_layer(p, "households")
+    assert "Excel row 4, data row 2, column phone" in str(e.value)
+
+
+def test_scenario_with_two_files_for_one_layer_is_refused_naming_both(tmp_path):
+    from geodata.scenario import load_scenario
+
+    write_layer(_hh(), tmp_path / "households.geojson")
+    write_layer(_hh(2), tmp_path / "households.csv")
+    with pytest.raises(InputError) as e:
+        load_scenario(tmp_path)
+    assert "households.geojson" in str(e.value) and "households.csv" in str(e.value)
+    (tmp_path / "households.csv").unlink()
+    assert len(load_scenario(tmp_path)["households"]) == 3

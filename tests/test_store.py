@@ -41,6 +41,7 @@ def test_migrations_up_and_down():
 
 
 def test_round_trip_households(engine, hangzhou_scenario):
+    import_layer(engine, "grids", hangzhou_scenario["grids"])  # a household's grid_code must name a stored grid
     hh = hangzhou_scenario["households"].iloc[:500].copy()
     r = import_layer(engine, "households", hh)
     assert (r.rows, r.inserted, r.updated) == (500, 500, 0)
@@ -58,6 +59,7 @@ def test_round_trip_households(engine, hangzhou_scenario):
 
 
 def test_reimport_is_idempotent_and_upserts(engine, hangzhou_scenario):
+    import_layer(engine, "grids", hangzhou_scenario["grids"])
     m = hangzhou_scenario["members"].iloc[:200].copy()
     import_layer(engine, "members", m)
     r = import_layer(engine, "members", m)
@@ -83,6 +85,7 @@ def test_every_grid_gets_h3_cells_even_tiny_ones(engine):
 
 def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_scenario):
     hh = hangzhou_scenario["households"].iloc[:1000]
+    import_layer(engine, "grids", hangzhou_scenario["grids"])
     import_layer(engine, "households", hh.iloc[:100])
     before = table_counts(engine)
     with engine.begin() as c:  # a database-side failure at row 700 of 1000, after the COPY has started

@@ -23,7 +23,7 @@ def test_swapped_lat_lon_named(tmp_path):
     with pytest.raises(InputError) as e:
         read_layer(p, "households")
     msg = str(e.value)
-    assert "households.csv, row 2, column lon" in msg and "swapped" in msg
+    assert "households.csv, Excel row 3, data row 2, column lon" in msg and "swapped" in msg
     assert "row 1" not in msg
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from api.commands.common import COORDS_HELP, console, read
+from gridmap.contract import ID_COLUMN
 
 
 def synth_command(
@@ -39,12 +40,20 @@ def import_command(
     file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile, CSV (lon/lat) or Excel file."),
     coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding for a Shapefile without .cpg or a CSV (e.g. gbk)."),
-    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons with make_valid and say what changed."),
+    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons with make_valid, re-derive grid codes that do "
+                                                  "not hold their point from the stored grids; say what changed."),
     gpkg_layer: str = typer.Option(None, "--layer", help="Layer name inside a GeoPackage."),
-    replace: bool = typer.Option(False, "--replace", help="Also delete stored rows whose id is not in the file."),
+    replace: bool = typer.Option(False, "--replace", help="Also delete stored rows whose id is not in the file "
+                                                          "(refused for grids households or members still point at)."),
 ):
-    """Load a layer into PostGIS (GRIDMAP_DATABASE_URL) in one transaction: all rows or none, upsert by id."""
-    from geodata.store.importer import import_layer
+    """Load a layer into PostGIS (GRIDMAP_DATABASE_URL) in one transaction: all rows or none, upsert by id.
+
+    Only the file's columns are written; households/members get their grid from the stored polygons
+    when the file gives none, and a given grid_code must hold its point (within 50 m). Audited.
+    """
+    import getpass
+
+    from geodata.store.importer import Actor, import_layer
     from geodata.store.session import make_engine
 
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents")
@@ -64,8 +73,11 @@ def import_command(
             console.print(f"[yellow]note[/] {w}", markup=True)
         if problems:
             raise InputError(problems)
-    r = import_layer(make_engine(), layer, gdf, replace=replace)
-    console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated"
+    r = import_layer(make_engine(), layer, gdf, replace=replace, fix=fix, actor=Actor(by=f"os:{getpass.getuser()}"))
+    for n in r.notes:
+        console.print(f"[yellow]note[/] {n}", markup=True)
+    console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, {r.unchanged:,} unchanged"
+                  + (f", {r.derived:,} derived" if r.derived else "")
                   + (f", {r.deleted:,} deleted" if replace else "") + (f", {r.cells:,} H3 cells" if r.cells else ""))
 
 
@@ -74,13 +86,14 @@ def validate_command(
     file: Path = typer.Argument(...),
     coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
     encoding: str = typer.Option(None, "--encoding"),
-    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons and report what changed."),
-    grids: Path = typer.Option(None, "--grids", help="Grid polygons: report households/members that fall in no grid."),
+    fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons, re-derive wrong grid codes; report what changed."),
+    grids: Path = typer.Option(None, "--grids", help="Grid polygons: each household/member's grid_code must name the grid "
+                                                    "holding it (within 50 m); blank ones are derived."),
     out: Path = typer.Option(None, "--out", help="With --fix: write the repaired layer here."),
 ):
     """Check a file against the data contract; exit 2 with every problem (file, row, column) if it fails."""
     from geodata.errors import InputError
-    from geodata.validate import check_grid_overlaps, households_outside_grids
+    from geodata.validate import check_grid_overlaps
 
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix)
     problems = []
@@ -90,8 +103,8 @@ def validate_command(
         for w in warnings:
             console.print(f"[yellow]note[/] {w}", markup=True)
     if grids is not None and layer in ("households", "members"):
-        g = read(grids, "grids", fix=True)
-        problems += households_outside_grids(gdf, g, file.name)
+        gdf, p = _check_against_grids(gdf, read(grids, "grids", fix=True), layer, file.name, fix)
+        problems += p
     if problems:
         raise InputError(problems)
     if out is not None:
@@ -100,6 +113,24 @@ def validate_command(
         write_layer(gdf, out)
         console.print(f"wrote {out}")
     console.print(f"[green]ok[/] {file.name}: {len(gdf):,} {layer} rows pass the contract", markup=True)
+
+
+def _check_against_grids(points, grids, layer: str, source: str, fix: bool):
+    """``grid_code`` checked (or with ``fix`` re-derived) against grid polygons; points in no grid are problems."""
+    from geodata.errors import Problem
+    from geodata.validate import check_grid_codes
+
+    rows_above = points.attrs.get("rows_above")
+    points, problems, notes = check_grid_codes(points, grids, layer, source, fix=fix, rows_above=rows_above)
+    for n in notes:
+        console.print(f"[yellow]note[/] {n}", markup=True)
+    bad = {p.row for p in problems}
+    for label, code, pid in zip(points.index, points["grid_code"], points[ID_COLUMN[layer]]):
+        if code is None and label + 1 not in bad:
+            problems.append(Problem(f"{layer[:-1]} {pid} lies in no grid (nor within 50 m of one)", source=source,
+                                    row=label + 1, column="geometry",
+                                    sheet_row=label + 1 + rows_above if rows_above else None))
+    return points, sorted(problems, key=lambda p: p.row or 0)
 
 
 def sample_command(
