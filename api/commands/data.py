@@ -45,13 +45,13 @@ def import_command(
 ):
     """Load a layer into PostGIS (GRIDMAP_DATABASE_URL) in one transaction: all rows or none, upsert by id."""
     from geodata.store.importer import import_layer
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents")
     if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
         from geodata.store.dispatch import import_incidents
 
-        r = import_incidents(make_engine(), gdf)
+        r = import_incidents(db_engine(), gdf)
         console.print(f"incidents: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, "
                       f"{r.routed:,} routed to a grid, {r.unrouted:,} outside every grid")
         return
@@ -64,7 +64,7 @@ def import_command(
             console.print(f"[yellow]note[/] {w}", markup=True)
         if problems:
             raise InputError(problems)
-    r = import_layer(make_engine(), layer, gdf, replace=replace)
+    r = import_layer(db_engine(), layer, gdf, replace=replace)
     console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated"
                   + (f", {r.deleted:,} deleted" if replace else "") + (f", {r.cells:,} H3 cells" if r.cells else ""))
 

@@ -147,12 +147,12 @@ def _calendar_file(path: str, mtime: float) -> rules.WorkCalendar:
     return store.read_calendar_file(path)
 
 
-def file_calendar() -> rules.WorkCalendar | None:
-    """The holiday calendar file named by ``GRIDMAP_HOLIDAYS`` (re-read when it changes), if any."""
-    path = os.environ.get("GRIDMAP_HOLIDAYS")
+def file_calendar(request: Request) -> rules.WorkCalendar | None:
+    """The holiday calendar file of the app's settings (``holidays``; re-read when it changes), if any."""
+    path = request.app.state.settings.holidays
     if not path:
         return None
-    return _calendar_file(path, os.path.getmtime(path))
+    return _calendar_file(str(path), os.path.getmtime(path))
 
 
 def _engine(request: Request):
@@ -265,7 +265,7 @@ def report_incident(request: Request, body: IncidentIn,
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
     inc = store.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=file_calendar(), radius_m=body.radius_m)
+                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m)
     return _out(inc)
 
 
