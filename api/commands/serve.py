@@ -1,7 +1,7 @@
 """``gridmap serve`` — run the HTTP API (FastAPI under uvicorn).
 
 The app is built from the settings (``api.settings``) with the command's options laid over them;
-nothing is written to ``os.environ``. The address is bound before anything starts, so a taken
+nothing is written to the process environment. The address is bound before anything starts, so a taken
 port fails at once with a clear message. With ``--workers N`` uvicorn needs an import string: the
 settings are handed to the workers in a private ``.env`` file that uvicorn loads.
 """
