@@ -1,25 +1,53 @@
 """The FastAPI service (``gridmap serve``). Routes live in ``api/routes/<name>.py``.
 
-The database comes from ``GRIDMAP_DATABASE_URL``. While PostgreSQL is unreachable every route that
-needs it answers 503 with ``Retry-After``; the pool re-connects by itself when it is back.
+:func:`create_app` takes the :class:`api.settings.Settings` of the deployment (database URL, body
+limits, holiday file, docs on/off …) and hands each value to the layer that needs it. While
+PostgreSQL is unreachable every route that needs it answers 503 with ``Retry-After``; the pool
+re-connects by itself when it is back.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from api.auth import public, require_token
 from api import guards
+from api.auth import public, require_token
+from api.settings import Settings, get_settings
 from geodata.errors import InputError
 from geodata.store.session import make_engine, ping
 
 RETRY_AFTER_S = 5
+DOCS_ASSETS = "/docs/assets"
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
-    """Build the app bound to one PostGIS database (``database_url`` or GRIDMAP_DATABASE_URL)."""
+def _resolve(settings: Settings | str | None) -> Settings:
+    """The settings to build with: given, or (a bare URL, as older callers pass) the process settings
+    with that database, or the process settings."""
+    if settings is None:
+        return get_settings()
+    if isinstance(settings, str):
+        return Settings(database_url=settings)
+    return settings
+
+
+def create_app(settings: Settings | str | None = None) -> FastAPI:
+    """Build the app for one deployment.
+
+    Parameters
+    ----------
+    settings : Settings, str or None
+        The deployment's settings (default :func:`api.settings.get_settings`); a string is taken as
+        the database URL with every other setting from the environment.
+    """
+    settings = _resolve(settings)
     app = FastAPI(
         title="gridmap",
         version="0.1.0",
@@ -27,14 +55,28 @@ def create_app(database_url: str | None = None) -> FastAPI:
         dependencies=[Depends(require_token)],
         description="Grid management for 网格党支部 work: 包片联户 links, coverage gaps, nearest responder and "
                     "incident dispatch (红黄绿灯), grid redraw, maps. Coordinates WGS84, distances metres.",
+        # The stock docs load Swagger UI from a CDN; ours are served from the package (see _add_docs).
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    app.state.engine = make_engine(database_url)
-    # Size limit (413), NaN/Infinity and values PostgreSQL refuses → 422, never 500 (api/guards.py).
-    guards.install(app)
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    # Token before body, size limits (413), 401 throttling (429), lone surrogates, NaN/Infinity and
+    # values PostgreSQL refuses → 422, never 500; security headers (api/guards.py).
+    guards.install(app, max_bytes=settings.max_body_bytes, anonymous_bytes=settings.anonymous_body_bytes,
+                   auth_failures_per_minute=settings.auth_failures_per_minute)
+    _add_error_handlers(app)
+    _add_health(app)
+    if settings.docs_enabled:
+        _add_docs(app)
+    _include_routers(app)
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return JSONResponse(status_code=422, content={"detail": str(exc), "problems": [p.as_dict() for p in exc.problems]})
+        return JSONResponse(status_code=422, content=guards.cap_echo(
+            {"detail": str(exc), "problems": [p.as_dict() for p in exc.problems]}))
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError):
@@ -48,6 +90,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
                                 content={"detail": "database connection lost, retry shortly"})
         raise exc
 
+
+def _add_health(app: FastAPI) -> None:
     @app.get("/health", tags=["service"])
     @public
     def health():
@@ -58,6 +102,33 @@ def create_app(database_url: str | None = None) -> FastAPI:
             return body
         return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}, content=body)
 
+
+def _script_hashes(html: str) -> str:
+    """CSP sources (``'sha256-…'``) of the inline scripts of ``html``."""
+    bodies = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'" for b in bodies)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its assets from the ``swagger-ui-bundle`` package (Apache-2.0): the
+    service runs on intranets without internet, so nothing is loaded from a CDN."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    page = get_swagger_ui_html(openapi_url=app.openapi_url, title="gridmap API",
+                               swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                               swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png").body.decode()
+    csp = (f"default-src 'self'; script-src 'self' {_script_hashes(page)}; style-src 'self' 'unsafe-inline'; "
+           "img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+
+    @app.get("/docs", include_in_schema=False)
+    @public
+    def docs() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": csp})
+
+
+def _include_routers(app: FastAPI) -> None:
     # --- REGISTER: one line per router ----------------------------------------------------------
     from api.routes import audit as audit_routes
     app.include_router(audit_routes.router)
@@ -73,4 +144,3 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(grids_routes.router)
     from api.routes import tiles as tiles_routes; app.include_router(tiles_routes.router)  # noqa: E702
     # --- end REGISTER ----------------------------------------------------------------------------
-    return app

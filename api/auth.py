@@ -139,6 +139,14 @@ class Principal:
                                 detail=f"role {self.role} may not do this (needs {' or '.join(roles) or 'admin'})")
 
 
+def _unauthorized(request: Request, detail: str) -> HTTPException:
+    """401, counted against the caller's address (``api.guards.AuthFailures``: repeated 401s get 429)."""
+    failures = getattr(request.app.state, "auth_failures", None)
+    if failures is not None:
+        failures.record(request.client.host if request.client else "?")
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=UNAUTHORIZED)
+
+
 def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     """FastAPI dependency: the :class:`Principal` of the request's bearer token, or 401.
@@ -150,14 +158,16 @@ def current_principal(request: Request,
     if cached is not None:  # already resolved for this request (app-wide gate, then the route)
         return cached
     if credentials is None or not credentials.credentials:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing bearer token", headers=UNAUTHORIZED)
+        raise _unauthorized(request, "missing bearer token")
     token = credentials.credentials.strip()
     if not token.startswith(store.TOKEN_PREFIX) or len(token) > 200:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid or revoked token", headers=UNAUTHORIZED)
+        raise _unauthorized(request, "invalid or revoked token")
     engine = request.app.state.engine
-    rec = store.find_token(engine, token)
+    # The request gate (api.guards) already looked this token up before reading the body.
+    seen = getattr(request.state, "bearer", None)
+    rec = seen[1] if seen is not None and seen[0] == token else store.find_token(engine, token)
     if rec is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid or revoked token", headers=UNAUTHORIZED)
+        raise _unauthorized(request, "invalid or revoked token")
     principal = Principal(rec.token_id, rec.role, list(rec.regions), rec.member_id, engine=engine)
     request.state.principal = principal
     return principal

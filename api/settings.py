@@ -21,11 +21,21 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridmap"
 class Settings(BaseSettings):
     """Configuration of one gridmap deployment (units in the field names: ``_bytes``, ``_s``, ``_m``)."""
 
-    model_config = SettingsConfigDict(env_prefix="GRIDMAP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GRIDMAP_", extra="ignore", env_file_encoding="utf-8")
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="PostGIS URL (postgresql:// or postgresql+psycopg://).")
     holidays: Path | None = Field(None, description="Holiday calendar file (YYYY-MM-DD[,holiday|workday] per line).")
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above).")
+    anonymous_body_bytes: int = Field(64 * 1024, gt=0, description=(
+        "Largest body accepted before a valid token is seen (413 above): a request without a token is "
+        "never parsed at full size."))
+    auth_failures_per_minute: int = Field(20, gt=0, description=(
+        "Failed token checks (401) one client address may make per minute before it gets 429 with Retry-After."))
+    gap_min_households: int = Field(5, ge=1, description=(
+        "k of /gaps for roles without personal-data rights: H3 cells with fewer households are merged into "
+        "their parent cell or left out, so no single household is located."))
+    gap_max_resolution_masked: int = Field(9, ge=7, le=11, description=(
+        "Finest H3 resolution of /gaps for roles without personal-data rights (9: cells of ~0.1 km²)."))
     docs_enabled: bool = Field(True, description="Serve the OpenAPI docs at /docs (assets from the package).")
     chromium: str | None = Field(None, description="Path of the Chromium binary (default: chromium on PATH).")
     tianditu_key: str = Field("", description="Tianditu browser key, needed for Tianditu base maps.")
@@ -36,10 +46,46 @@ class Settings(BaseSettings):
     upload_dir: Path = Field(Path("var/uploads"), description="Folder for uploaded photos (outside the database).")
 
 
+ENV_FILE_VARIABLE = "GRIDMAP_ENV_FILE"
+
+
+def read_settings(env_file: str | Path | None = None) -> Settings:
+    """Settings from ``env_file`` (a ``.env`` file of ``GRIDMAP_<NAME>=value`` lines), then from the
+    environment for the names the file does not set. The file wins because it is the explicit choice
+    (``gridmap serve`` writes the settings it resolved from its options and the environment there)."""
+    if not env_file:
+        return Settings()
+    from dotenv import dotenv_values
+
+    given = {name[len("GRIDMAP_"):].lower(): value for name, value in dotenv_values(env_file).items()
+             if name.startswith("GRIDMAP_") and name != ENV_FILE_VARIABLE and value is not None}
+    return Settings(**given)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read from the environment once."""
-    return Settings()
+    """The settings of this process, read once: the environment and the ``.env`` file it names in
+    ``GRIDMAP_ENV_FILE`` (which is how ``gridmap serve --workers N`` hands its settings to the workers)."""
+    import os
+
+    return read_settings(os.environ.get(ENV_FILE_VARIABLE))
 
 
-__all__ = ["Settings", "get_settings", "DEFAULT_DATABASE_URL"]
+def to_env_file(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as ``GRIDMAP_<NAME>=value`` lines to ``path`` (mode 600: it may hold a
+    database password) so worker processes read the same settings."""
+    import json
+
+    lines = []
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"GRIDMAP_{name.upper()}={json.dumps(text, ensure_ascii=False)}")
+    lines.append(f"{ENV_FILE_VARIABLE}={json.dumps(str(path))}")  # so a worker finds the file again
+    path.touch(mode=0o600)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = ["Settings", "get_settings", "read_settings", "to_env_file", "DEFAULT_DATABASE_URL", "ENV_FILE_VARIABLE"]

@@ -1,13 +1,13 @@
-"""Alembic environment: the URL comes from the config (set by ``geodata.store.migrate``) or GRIDMAP_DATABASE_URL."""
+"""Alembic environment: the URL comes from the config, set by ``geodata.store.migrate`` (``gridmap db``)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from geodata.store.models import metadata
-from geodata.store.session import database_url
-
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or database_url()
+url = config.get_main_option("sqlalchemy.url")
+if not url:
+    raise SystemExit("run migrations through `gridmap db upgrade` (it passes the database URL)")
 config.set_main_option("sqlalchemy.url", url)
 
 

@@ -117,8 +117,9 @@ def test_incident_in_b_is_hidden_from_a(town):
     assert r.status_code == 201, r.text
     iid = r.json()["incident_id"]
     dispatcher = _h(eng, "dispatcher", [A["street"]])
-    assert c.get(f"/incidents/{iid}", headers=dispatcher).status_code == 403
-    assert c.post(f"/incidents/{iid}/assign", json={}, headers=dispatcher).status_code == 403
+    # issue 11: "not yours" is the same 404 as "missing" (it was 403, which confirmed the incident exists)
+    assert c.get(f"/incidents/{iid}", headers=dispatcher).status_code == 404
+    assert c.post(f"/incidents/{iid}/assign", json={}, headers=dispatcher).status_code == 404
     listed = c.get("/incidents", headers=dispatcher).json()
     assert iid not in {i["incident_id"] for i in listed}
     mine = c.get("/incidents", headers=_h(eng, "dispatcher", [B["street"]])).json()

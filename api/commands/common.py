@@ -40,10 +40,34 @@ def figures_table(title: str, rows) -> "Table":
     return t
 
 
+def settings():
+    """The settings of this command (``api.settings.Settings``), read from the environment when it starts.
+
+    Read afresh for each command rather than cached for the process, so one process running several
+    commands (tests, ``CliRunner``) sees the environment each was started with.
+    """
+    from api.settings import Settings
+
+    return Settings()
+
+
+def db_url() -> str:
+    """The PostGIS URL of this command (``GRIDMAP_DATABASE_URL`` or the local default)."""
+    return settings().database_url
+
+
+def db_engine():
+    """A pooled engine on :func:`db_url` (``geodata.store.session.make_engine``)."""
+    from geodata.store.session import make_engine
+
+    return make_engine(db_url())
+
+
 def fail(message: str, code: int = 2):
     """Stop with a red message and exit code ``code``."""
     console.print(f"[bold red]Error:[/] {message}", markup=True)
     raise typer.Exit(code)
 
 
-__all__ = ["console", "err_console", "CoordsOption", "read", "fail", "figures_table", "InputError"]
+__all__ = ["console", "err_console", "CoordsOption", "read", "fail", "figures_table", "InputError", "settings",
+           "db_url", "db_engine"]

@@ -53,14 +53,14 @@ def import_command(
     """
     import getpass
 
+    from api.commands.common import db_engine
     from geodata.store.importer import Actor, import_layer
-    from geodata.store.session import make_engine
 
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents")
     if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
         from geodata.store.dispatch import import_incidents
 
-        r = import_incidents(make_engine(), gdf)
+        r = import_incidents(db_engine(), gdf)
         console.print(f"incidents: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, "
                       f"{r.routed:,} routed to a grid, {r.unrouted:,} outside every grid")
         return
@@ -73,7 +73,7 @@ def import_command(
             console.print(f"[yellow]note[/] {w}", markup=True)
         if problems:
             raise InputError(problems)
-    r = import_layer(make_engine(), layer, gdf, replace=replace, fix=fix, actor=Actor(by=f"os:{getpass.getuser()}"))
+    r = import_layer(db_engine(), layer, gdf, replace=replace, fix=fix, actor=Actor(by=f"os:{getpass.getuser()}"))
     for n in r.notes:
         console.print(f"[yellow]note[/] {n}", markup=True)
     console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, {r.unchanged:,} unchanged"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.commands.common import console
+from api.commands.common import console, db_url
 
 db_app = typer.Typer(help="PostGIS schema migrations (GRIDMAP_DATABASE_URL).", no_args_is_help=True)
 
@@ -14,8 +14,8 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision (defaul
     """Upgrade the schema (creates the PostGIS extension when allowed)."""
     from geodata.store import migrate
 
-    migrate.upgrade(revision=revision)
-    console.print(f"database at revision [bold]{migrate.current()}[/]", markup=True)
+    migrate.upgrade(db_url(), revision=revision)
+    console.print(f"database at revision [bold]{migrate.current(db_url())}[/]", markup=True)
 
 
 @db_app.command("downgrade")
@@ -23,8 +23,8 @@ def downgrade(revision: str = typer.Argument("-1", help="Target revision: -1 (on
     """Downgrade the schema."""
     from geodata.store import migrate
 
-    migrate.downgrade(revision=revision)
-    console.print(f"database at revision [bold]{migrate.current() or 'base (empty)'}[/]", markup=True)
+    migrate.downgrade(db_url(), revision=revision)
+    console.print(f"database at revision [bold]{migrate.current(db_url()) or 'base (empty)'}[/]", markup=True)
 
 
 @db_app.command("current")
@@ -32,4 +32,4 @@ def current():
     """Print the schema revision of the database."""
     from geodata.store import migrate
 
-    console.print(migrate.current() or "base (empty)")
+    console.print(migrate.current(db_url()) or "base (empty)")

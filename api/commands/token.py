@@ -19,7 +19,7 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
            label: str = typer.Option(None, "--label", help="A note to recognise the token by (who holds it).")):
     """Create a token and print it ONCE (only its SHA-256 is stored)."""
     from geodata.store import auth as store
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
     regions = list(region or [])
     if not regions and role == "admin":
@@ -27,7 +27,7 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
     if not regions:
         fail("--region is required (a street, community or grid code; '*' for every region)")
     try:
-        rec, token = store.create_token(make_engine(), role, regions, member_id=member, label=label)
+        rec, token = store.create_token(db_engine(), role, regions, member_id=member, label=label)
     except ValueError as e:
         fail(str(e))
     console.print(f"token id {rec.token_id}: role {rec.role}, regions {', '.join(rec.regions)}"
@@ -41,9 +41,9 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
 def revoke(token_id: int = typer.Argument(..., help="Id of the token (from create or list).")):
     """Revoke a token; requests with it get 401 from now on."""
     from geodata.store import auth as store
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
-    if not store.revoke_token(make_engine(), token_id):
+    if not store.revoke_token(db_engine(), token_id):
         fail(f"no live token with id {token_id}")
     console.print(f"token {token_id} revoked")
 
@@ -52,8 +52,8 @@ def revoke(token_id: int = typer.Argument(..., help="Id of the token (from creat
 def list_tokens(all_: bool = typer.Option(False, "--all", help="Include revoked tokens.")):
     """List tokens (ids, roles, regions — never the tokens themselves)."""
     from geodata.store import auth as store
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
-    for r in store.list_tokens(make_engine(), include_revoked=all_):
+    for r in store.list_tokens(db_engine(), include_revoked=all_):
         state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "live"
         typer.echo(f"{r.token_id}\t{r.role}\t{','.join(r.regions)}\t{r.member_id or '-'}\t{r.label or '-'}\t{state}")

@@ -5,7 +5,11 @@
 from the PostGIS store with :func:`gridmap.coverage.coverage_gaps` (straight-line circle: the store
 holds no road network). Links come from the current 包片联户 run; without one they are estimated.
 Aggregates only — no resident is named or located individually: unlinked households are returned
-as H3 cells with counts. The region must lie inside the token's regions (403 otherwise).
+as H3 cells with counts. For roles without personal-data rights (planners, viewers) the cells are
+at most ``gap_max_resolution_masked`` fine and hold at least ``gap_min_households`` (k) households
+each: smaller cells are merged with their siblings into the parent cell, and what is still under k
+at resolution 7 is left out (counted in ``summary.suppressed_households``). The region must lie
+inside the token's regions (403 otherwise).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from api.auth import Principal, current_principal
 from gridmap.contract import SERVICE_RADIUS_M
+from gridmap.privacy import PII_ROLES
 
 router = APIRouter(tags=["coverage"])
 
@@ -27,7 +32,10 @@ COVERAGE_ROLES = ("leader", "planner", "dispatcher", "responder", "viewer")
 Region = Query(..., min_length=1, max_length=64, description="Street, community or grid code.")
 Radius = Query(SERVICE_RADIUS_M, gt=0, le=20_000, description="Straight-line service radius, metres "
                                                                  "(centres with their own radius_m keep it).")
-GapRes = Query(9, ge=7, le=11, description="H3 resolution of the gap cells (9: ~0.1 km², 10: ~0.015 km²).")
+GapRes = Query(9, ge=7, le=11, description="H3 resolution of the gap cells (9: ~0.1 km², 10: ~0.015 km²); "
+                                          "capped for roles without personal-data rights.")
+#: Coarsest resolution k-anonymous merging goes up to (~5 km² cells).
+COARSEST_RES = 7
 
 
 def _compute(request: Request, region: str, principal: Principal, radius_m: float, gap_res: int):
@@ -121,9 +129,12 @@ def get_gaps(request: Request, region: str = Region, radius_m: float = Radius, g
     """
     from shapely.geometry import mapping
 
-    from gridmap.cells import to_unsigned
     from gridmap.coverage import unlinked_cells
 
+    settings = request.app.state.settings
+    masked = principal.role not in PII_ROLES
+    if masked:
+        gap_res = min(gap_res, settings.gap_max_resolution_masked)
     out, summary = _compute(request, region, principal, radius_m, gap_res)
     st = out["grid_status"]
     blank = st[st["blank"]]
@@ -132,20 +143,77 @@ def get_gaps(request: Request, region: str = Region, radius_m: float = Radius, g
                                           "members", "has_branch")), blank.geometry):
         features.append({"type": "Feature", "properties": {"layer": "blank_grid", **row}, "geometry": mapping(geom)})
     gaps = out["gap_cells"]
-    for row, geom in zip(_records(gaps, ("h3", "households", "gap_id", "gap_households", "basis")), gaps.geometry):
-        row["h3"] = format(int(to_unsigned([row["h3"]])[0]), "x")
-        features.append({"type": "Feature", "properties": {"layer": "gap_cell", **row},
-                         "geometry": mapping(geom)})
+    gap_rows = _records(gaps, ("h3", "households", "gap_id", "gap_households", "basis"))
     cells = unlinked_cells(out["unlinked_households"], gap_res)
     reasons = [c for c in cells.columns if c not in ("h3", "households", cells.geometry.name)]
-    for i, geom in enumerate(cells.geometry):
-        by_reason = {r: int(cells[r].iat[i]) for r in reasons if cells[r].iat[i]}
-        cell = format(int(to_unsigned([cells["h3"].iat[i]])[0]), "x")
-        features.append({"type": "Feature",
-                         "properties": {"layer": "unlinked_cell", "h3": cell,
-                                        "households": int(cells["households"].iat[i]), "by_reason": by_reason},
-                         "geometry": mapping(geom)})
-    return {"type": "FeatureCollection", "region": region,
+    unlinked_rows = [{"h3": int(cells["h3"].iat[i]), "households": int(cells["households"].iat[i]),
+                      "by_reason": {r: int(cells[r].iat[i]) for r in reasons if cells[r].iat[i]}}
+                     for i in range(len(cells))]
+    if masked:
+        k = settings.gap_min_households
+        gap_rows, hidden_gaps = k_anonymous_cells(gap_rows, k, keep=("basis",))
+        unlinked_rows, hidden_unlinked = k_anonymous_cells(unlinked_rows, k)
+        summary = {**summary, "min_households_per_cell": k,
+                   "suppressed_households": {"gap_cell": hidden_gaps, "unlinked_cell": hidden_unlinked}}
+    features += [_cell_feature("gap_cell", row) for row in gap_rows]
+    features += [_cell_feature("unlinked_cell", row) for row in unlinked_rows]
+    return {"type": "FeatureCollection", "region": region, "gap_res": gap_res,
             "summary": {k: _clean(v) if not isinstance(v, dict) else {a: _clean(b) for a, b in v.items()}
                         for k, v in summary.items()},
             "features": features}
+
+
+def _cell_feature(layer: str, row: dict) -> dict:
+    """A GeoJSON feature of one H3 cell (``row["h3"]``, signed int64) with the row as properties (h3 as hex)."""
+    from shapely.geometry import mapping
+
+    from gridmap.cells import cell_polygon, to_unsigned
+
+    cell = int(to_unsigned([row["h3"]])[0])
+    return {"type": "Feature", "properties": {"layer": layer, **row, "h3": format(cell, "x")},
+            "geometry": mapping(cell_polygon(cell))}
+
+
+def k_anonymous_cells(rows: list[dict], k: int, keep: tuple[str, ...] = ()) -> tuple[list[dict], int]:
+    """Cells that each hold at least ``k`` households: a cell under ``k`` is merged with all its
+    siblings into their parent cell, level by level up to resolution :data:`COARSEST_RES`; what is
+    still under ``k`` there is left out.
+
+    Parameters
+    ----------
+    rows : list of dict
+        ``h3`` (signed int64 cell), ``households`` and optionally ``by_reason`` (counts, summed on
+        merging) and the ``keep`` keys (the first row's value is kept).
+
+    Returns
+    -------
+    (rows, suppressed) : the merged rows and the number of households left out.
+    """
+    import h3
+
+    from gridmap.cells import to_signed, to_unsigned
+
+    cells = {format(int(to_unsigned([r["h3"]])[0]), "x"): r for r in rows}
+    for res in range(max((h3.get_resolution(c) for c in cells), default=COARSEST_RES), COARSEST_RES, -1):
+        families: dict[str, list[str]] = {}
+        for c in cells:
+            if h3.get_resolution(c) == res:
+                families.setdefault(h3.cell_to_parent(c, res - 1), []).append(c)
+        for parent, children in families.items():
+            if any(cells[c]["households"] < k for c in children):
+                merged = _merge([cells.pop(c) for c in children] + ([cells.pop(parent)] if parent in cells else []),
+                                keep)
+                cells[parent] = {**merged, "h3": int(to_signed([int(parent, 16)])[0])}
+    shown = [r for r in cells.values() if r["households"] >= k]
+    return shown, sum(r["households"] for r in cells.values() if r["households"] < k)
+
+
+def _merge(rows: list[dict], keep: tuple[str, ...]) -> dict:
+    out = {"households": sum(r["households"] for r in rows), **{key: rows[0].get(key) for key in keep}}
+    if any("by_reason" in r for r in rows):
+        reasons: dict[str, int] = {}
+        for r in rows:
+            for reason, n in r.get("by_reason", {}).items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        out["by_reason"] = reasons
+    return out

@@ -118,6 +118,11 @@ class Incident(BaseModel):
 
 class AssignIn(BaseModel):
     member_id: str | None = Field(None, max_length=200, description="The responder; default: the nearest suitable one.")
+    escalate: str | None = Field(
+        None, min_length=2, max_length=500,
+        description="吹哨报到: why a responder outside your regions is needed. Without it a responder outside "
+                    "your regions is refused (403); with it the search is widened and your token and reason "
+                    "are recorded in the incident's history.")
 
 
 class RateIn(BaseModel):
@@ -147,12 +152,12 @@ def _calendar_file(path: str, mtime: float) -> rules.WorkCalendar:
     return store.read_calendar_file(path)
 
 
-def file_calendar() -> rules.WorkCalendar | None:
-    """The holiday calendar file named by ``GRIDMAP_HOLIDAYS`` (re-read when it changes), if any."""
-    path = os.environ.get("GRIDMAP_HOLIDAYS")
+def file_calendar(request: Request) -> rules.WorkCalendar | None:
+    """The holiday calendar file of the app's settings (``holidays``; re-read when it changes), if any."""
+    path = request.app.state.settings.holidays
     if not path:
         return None
-    return _calendar_file(path, os.path.getmtime(path))
+    return _calendar_file(str(path), os.path.getmtime(path))
 
 
 def _engine(request: Request):
@@ -170,17 +175,27 @@ def _reader(request: Request):
     return cached[1]
 
 
+def _no_incident(incident_id: str) -> HTTPException:
+    # One answer for "missing" and "not yours": nothing is revealed about other regions' incidents.
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no incident {incident_id}")
+
+
 def _incident_or_404(engine, incident_id: str, principal: Principal) -> dict:
     """The incident, if the caller's regions cover it or it is assigned to the caller (an escalated
-    incident may be assigned to a responder of a neighbouring grid); 404 / 403 otherwise."""
+    incident may be assigned to a responder of another grid); the same 404 otherwise."""
     try:
         inc = store.get_incident(engine, incident_id)
     except store.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no incident {incident_id}") from None
-    mine = principal.member_id is not None and principal.member_id == inc["assigned_member_id"]
-    if not mine:
-        principal.require(inc["grid_code"], inc["community_code"], inc["street_code"])
+        raise _no_incident(incident_id) from None
+    if not (_assigned_to(principal, inc) or principal.covers(inc["grid_code"], inc["community_code"],
+                                                             inc["street_code"])):
+        raise _no_incident(incident_id)
     return inc
+
+
+def _assigned_to(principal: Principal, inc: dict) -> bool:
+    """Whether the incident is assigned to the caller's own member (a token without one has none)."""
+    return principal.member_id is not None and principal.member_id == inc["assigned_member_id"]
 
 
 def _out(inc: dict) -> dict:
@@ -198,6 +213,8 @@ def _act(request: Request, incident_id: str, action: str, principal: Principal, 
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this incident is not assigned to you")
     try:
         return _out(store.transition(engine, incident_id, action, acting_member=acting, **kw))
+    except store.OutsideRegions as e:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from None
     except rules.IllegalTransition as e:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from None
     except store.Unavailable as e:
@@ -209,19 +226,17 @@ def _act(request: Request, incident_id: str, action: str, principal: Principal, 
 
 
 def _me(principal: Principal, member_id: str | None) -> str:
-    """The member whose view is asked for: the token's own member; a dispatcher/leader may name one.
-
-    (The member comes from the bearer token of ``api.auth``; the ``member_id`` parameter is only
-    honoured for dispatchers and leaders looking at a responder's view.)
-    """
+    """The member whose view is asked for: the token's own member; a dispatcher/leader may name one
+    of their regions (a missing member and another region's get the same 403, so nothing is told
+    about members elsewhere)."""
     if member_id is not None and member_id != principal.member_id:
         principal.require_role(*DISPATCH_ROLES)
-        if not principal.everywhere:  # only members of the token's regions (security review, api.auth)
+        if not principal.everywhere:
             from geodata.store.links import member_grid
 
             exists, grid = member_grid(principal.engine, member_id)
-            if exists:
-                principal.require(grid_code=grid)
+            if not (exists and principal.covers(grid_code=grid)):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=store.HIDDEN_MEMBER.format(member_id))
         return member_id
     if principal.member_id is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -265,7 +280,7 @@ def report_incident(request: Request, body: IncidentIn,
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
     inc = store.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=file_calendar(), radius_m=body.radius_m)
+                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m)
     return _out(inc)
 
 
@@ -290,19 +305,26 @@ def list_incidents(request: Request,
 
 @router.get("/incidents/{incident_id}", response_model=Incident)
 def get_incident(request: Request, incident_id: str, principal: Principal = Depends(current_principal)):
-    """One incident with its light and proposed responders."""
+    """One incident with its light and proposed responders: for dispatchers and leaders of its region
+    and for the responder it is assigned to; everyone else gets the 404 of a missing incident."""
     inc = _incident_or_404(_engine(request), incident_id, principal)
-    if not principal.has_role(*DISPATCH_ROLES) and inc["assigned_member_id"] != principal.member_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not your incident")
+    if not (principal.has_role(*DISPATCH_ROLES) or _assigned_to(principal, inc)):
+        raise _no_incident(incident_id)
     return _out(inc)
 
 
 @router.post("/incidents/{incident_id}/assign", response_model=Incident)
 def assign(request: Request, incident_id: str, body: AssignIn | None = None,
            principal: Principal = Depends(require_roles(*DISPATCH_ROLES))):
-    """支部派单: assign to a responder (default the nearest suitable); again before acceptance re-assigns.
-    409 when the incident's state does not allow it or the responder is unavailable."""
-    return _act(request, incident_id, "assign", principal, member_id=body.member_id if body else None)
+    """支部派单: assign to a responder of your regions (default the nearest suitable); again before
+    acceptance re-assigns. 409 when the incident's state does not allow it or the responder is
+    unavailable; 403 for a responder outside your regions unless ``escalate`` (吹哨报到) says why."""
+    body = body or AssignIn()
+    escalation = None
+    if body.escalate:
+        escalation = {"reason": body.escalate, "token_id": principal.token_id, "role": principal.role}
+    return _act(request, incident_id, "assign", principal, member_id=body.member_id,
+                within=principal.grid_codes(), escalation=escalation)
 
 
 @router.post("/incidents/{incident_id}/accept", response_model=Incident)

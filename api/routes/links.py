@@ -106,10 +106,11 @@ def member_households(request: Request, member_id: str = Path(..., max_length=20
     if principal.role == "responder" and principal.member_id != member_id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a responder may only see their own households")
     exists, grid = store.member_grid(engine, member_id)
+    if principal.role != "responder" and not principal.everywhere and not (exists and principal.covers(grid_code=grid)):
+        # A missing member and another region's get the same answer: nothing is told about members elsewhere.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"member {member_id} is outside the regions of this token")
     if not exists:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"member {member_id} not found")
-    if principal.role != "responder":
-        principal.require(grid_code=grid)
     rows = store.member_households(engine, member_id)
     for r in rows:
         r.pop("run_id", None)

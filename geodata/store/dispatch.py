@@ -17,6 +17,8 @@ All coordinates WGS84 (EPSG:4326) degrees; all distances metres.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import json
 import uuid
 from dataclasses import dataclass
@@ -52,6 +54,15 @@ class WrongMember(PermissionError):
 
 class Unavailable(ValueError):
     """The chosen responder is not available (or does not exist)."""
+
+
+class OutsideRegions(PermissionError):
+    """The chosen responder is not (known to be) one of the caller's regions; the text says nothing
+    more about them, so it cannot tell a missing member from another region's."""
+
+
+#: The one text for every refused responder outside the caller's regions.
+HIDDEN_MEMBER = "member {} is not a suitable responder within reach of this token"
 
 
 # -- nearest responders -----------------------------------------------------------------------------
@@ -232,12 +243,14 @@ def grids_of(conn: Connection, level: str, code: str) -> list[str]:
 
 
 def propose(conn: Connection, lon: float, lat: float, route: dict, skill: str | None = None,
-            k: int = PROPOSE_K, radius_m: float = SERVICE_RADIUS_M) -> tuple[str | None, list[dict]]:
+            k: int = PROPOSE_K, radius_m: float = SERVICE_RADIUS_M,
+            within: Collection[str] | None = None) -> tuple[str | None, list[dict]]:
     """Suitable responders for an incident, escalating grid → community → street (吹哨报到).
 
     Grid level: available responders of the incident's grid within ``radius_m`` metres. Community
     and street levels: available responders of any grid of the community / street, nearest first
-    (the area bounds the search, not the radius). Returns ``(level reached, responders)``.
+    (the area bounds the search, not the radius). ``within`` (grid codes) keeps the search inside a
+    caller's regions. Returns ``(level reached, responders)``.
     """
     codes = {"grid": route.get("grid_code"), "community": route.get("community_code"),
              "street": route.get("street_code")}
@@ -247,6 +260,8 @@ def propose(conn: Connection, lon: float, lat: float, route: dict, skill: str | 
         if code is None:
             return None
         pool = grids_of(conn, level, code)
+        if within is not None:
+            pool = [g for g in pool if g in within]
         return nearest_responders(conn, lon, lat, k=k, skill=skill, pool=pool,
                                   radius_m=radius_m if level == "grid" else None)
 
@@ -363,7 +378,8 @@ def incident_events(engine: Engine, incident_id: str) -> list[dict]:
 
 def transition(engine: Engine, incident_id: str, action: str, *, member_id: str | None = None,
                rating: int | None = None, acting_member: str | None = None, at: datetime | None = None,
-               radius_m: float = SERVICE_RADIUS_M) -> dict:
+               radius_m: float = SERVICE_RADIUS_M, within: Collection[str] | None = None,
+               escalation: dict | None = None) -> dict:
     """Apply one life-cycle action (``assign``, ``accept``, ``close``, ``rate``) under a row lock.
 
     Parameters
@@ -373,11 +389,15 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
     rating : for ``rate``, 1–5.
     acting_member : for ``accept``/``close`` by a responder: must be the assigned member.
     at : when it happened (default now).
+    within : for ``assign``, the grid codes of the caller's regions (None: everywhere). A responder
+        outside them is refused (OutsideRegions) unless ``escalation`` is given.
+    escalation : for ``assign`` outside ``within`` (吹哨报到): who widens the search and why,
+        e.g. ``{"reason": …, "token_id": …, "role": …}``; recorded as an ``escalate`` event.
 
     Raises
     ------
     NotFound, gridmap.dispatch.IllegalTransition (→ HTTP 409), WrongMember (→ 403),
-    Unavailable (→ 409), ValueError for a bad rating.
+    Unavailable (→ 409), OutsideRegions (→ 403), ValueError for a bad rating.
     """
     if action == "rate":
         rating = rules.check_rating(rating)
@@ -389,21 +409,14 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
         now = at or datetime.now(timezone.utc)
         who = None
         if action == "assign":
-            if member_id is None:
-                _, cands = propose(conn, inc["lon"], inc["lat"], inc, skill=inc["required_skill"], k=1,
-                                   radius_m=radius_m)
-                if not cands:
-                    raise Unavailable("no suitable responder is available at grid, community or street level")
-                member_id = cands[0]["member_id"]
-            m = conn.execute(text("SELECT available, skills FROM members WHERE member_id = :m"), {"m": member_id}).first()
-            if m is None:
-                raise Unavailable(f"no member {member_id}")
-            if not m.available:
-                raise Unavailable(f"member {member_id} is not available")
-            if not rules.has_skill(m.skills, inc["required_skill"]):
-                raise Unavailable(f"member {member_id} lacks the skill {inc['required_skill']}")
+            member_id, widened = _choose_member(conn, inc, member_id, radius_m, within, escalation)
             sets = {"assigned_member_id": member_id, "assigned_at": now}
             who = member_id
+            if widened is not None:
+                sets["escalated"] = True
+                _event(conn, incident_id, "escalate", inc["status"], inc["status"], member_id=member_id,
+                       detail=widened, at=now)
+                detail["escalation"] = widened
             if inc["assigned_member_id"] and inc["assigned_member_id"] != member_id:
                 detail["reassigned_from"] = inc["assigned_member_id"]
         else:
@@ -422,6 +435,38 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
                      {"new": new, "i": incident_id, **sets})
         _event(conn, incident_id, action, inc["status"], new, member_id=who, detail=detail or None, at=now)
         return _get(conn, incident_id)
+
+
+def _choose_member(conn: Connection, inc: dict, member_id: str | None, radius_m: float,
+                   within: Collection[str] | None, escalation: dict | None) -> tuple[str, dict | None]:
+    """The responder an ``assign`` gives the incident to, and the escalation record when the choice
+    lies outside ``within`` (None otherwise). Facts about a responder outside ``within`` (missing,
+    unavailable, lacking the skill) never reach the error text: they all read :data:`HIDDEN_MEMBER`."""
+    if member_id is None:
+        _, cands = propose(conn, inc["lon"], inc["lat"], inc, skill=inc["required_skill"], k=1, radius_m=radius_m,
+                           within=None if escalation else within)
+        if not cands:
+            raise Unavailable("no suitable responder is available at grid, community or street level")
+        member_id = cands[0]["member_id"]
+    m = conn.execute(text("SELECT available, skills, grid_code FROM members WHERE member_id = :m"),
+                     {"m": member_id}).first()
+    outside = within is not None and (m is None or m.grid_code not in within)
+    if outside and escalation is None:
+        raise OutsideRegions(HIDDEN_MEMBER.format(member_id))
+    if m is None:
+        problem = f"no member {member_id}"
+    elif not m.available:
+        problem = f"member {member_id} is not available"
+    elif not rules.has_skill(m.skills, inc["required_skill"]):
+        problem = f"member {member_id} lacks the skill {inc['required_skill']}"
+    else:
+        problem = None
+    if problem and outside:
+        raise NotFound(HIDDEN_MEMBER.format(member_id))
+    if problem:
+        raise Unavailable(problem)
+    widened = {**escalation, "member_grid": m.grid_code} if outside and escalation else None
+    return member_id, widened
 
 
 def with_light(inc: dict, at: datetime) -> dict:

@@ -12,7 +12,7 @@ from geodata.store.session import database_url
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str) -> Config:
     cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation: a literal % in a password must be doubled.
@@ -20,17 +20,17 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str | None = None, revision: str = "-1") -> None:
+def downgrade(url: str, revision: str = "-1") -> None:
     """Downgrade the schema by one step, or to ``revision`` (``base`` removes every table)."""
     command.downgrade(alembic_config(url), revision)
 
 
-def current(url: str | None = None) -> str | None:
+def current(url: str) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
     from geodata.store.session import make_engine

@@ -1,13 +1,12 @@
 """Engines and transactions for the PostGIS store.
 
-The connection comes from ``GRIDMAP_DATABASE_URL`` (e.g.
-``postgresql+psycopg://postgres@127.0.0.1:5432/gridmap``). A plain ``postgresql://`` URL is accepted
-and given the psycopg 3 driver.
+The caller passes the database URL (the faces in ``api/`` take it from ``api.settings``; this
+layer never reads the environment), e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/gridmap``.
+A plain ``postgresql://`` URL is accepted and given the psycopg 3 driver.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 from sqlalchemy import create_engine, text
@@ -16,9 +15,10 @@ from sqlalchemy.engine import Engine
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridmap"
 
 
-def database_url(url: str | None = None) -> str:
-    """The database URL: the argument, else ``GRIDMAP_DATABASE_URL``, else the local default."""
-    url = url or os.environ.get("GRIDMAP_DATABASE_URL") or DEFAULT_URL
+def database_url(url: str) -> str:
+    """``url`` with the psycopg 3 driver named (``postgresql://`` → ``postgresql+psycopg://``)."""
+    if not url:
+        raise ValueError("no database URL given (set GRIDMAP_DATABASE_URL or pass --database-url)")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     elif url.startswith("postgres://"):
@@ -27,7 +27,7 @@ def database_url(url: str | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
-def make_engine(url: str | None = None, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     """A pooled SQLAlchemy engine (psycopg 3) for ``url``; cached per URL.
 
     ``pool_pre_ping`` lets the pool drop connections that died while the server was down, so the
