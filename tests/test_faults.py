@@ -60,7 +60,8 @@ def _engine(url):
 
 def _households(n: int, prefix: str, seed: int = 0) -> gpd.GeoDataFrame:
     rng = np.random.default_rng(seed)
-    return gpd.GeoDataFrame({"household_id": [f"{prefix}{i}" for i in range(n)], "grid_code": ["G1"] * n,
+    # No grid_code: this database has no grids, and a grid_code must name one (migration 0004).
+    return gpd.GeoDataFrame({"household_id": [f"{prefix}{i}" for i in range(n)], "grid_code": [None] * n,
                              "size": rng.integers(1, 6, n)},
                             geometry=gpd.points_from_xy(LON + rng.random(n) * 0.01, LAT + rng.random(n) * 0.01),
                             crs="EPSG:4326")
