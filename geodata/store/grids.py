@@ -148,6 +148,12 @@ def area_m2(geom) -> float:
     return float(gpd.GeoSeries([dense], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).area.iloc[0])
 
 
+def _polygonal(geom):
+    """Only the polygons of a geometry (an intersection along shared edges also yields lines and points)."""
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon") and p.area > 0]
+    return shapely.union_all(parts) if parts else None
+
+
 def _clip_to_community(grids: gpd.GeoDataFrame, to_grid: str, areas) -> tuple[list, list[str]]:
     """Areas clipped (in WGS84) to the ground of ``to_grid``'s community, and a note of what was cut.
 
@@ -160,8 +166,8 @@ def _clip_to_community(grids: gpd.GeoDataFrame, to_grid: str, areas) -> tuple[li
     same = grids["community_code"] == target["community_code"] if target["community_code"] is not None else grids.index >= 0
     region = shapely.union_all(shapely.make_valid(grids.loc[same].geometry.to_numpy()))
     selection = shapely.union_all(shapely.make_valid(list(areas)))
-    clipped = [c for c in (shapely.intersection(shapely.make_valid(a), region) for a in areas)
-               if not c.is_empty and c.area > 0]
+    clipped = [c for c in (_polygonal(shapely.intersection(shapely.make_valid(a), region)) for a in areas)
+               if c is not None]
     outside = area_m2(shapely.difference(selection, region))
     notes = []
     if outside >= 1.0:
@@ -298,13 +304,11 @@ def _move_members(conn: Connection, to_grid: str, sources: list[str]) -> int:
         "AND NOT ST_Covers(sg.geom, m.geom)"), {"t": to_grid, "src": sources}).rowcount
 
 
-def _repoint(conn: Connection, old_codes: list[str], new_code: str | None) -> int:
-    """Everything still naming one of ``old_codes`` (about to be deleted) names ``new_code`` instead."""
-    n = 0
-    for table in ("households", "members", "incidents"):
-        n += conn.execute(text(f"UPDATE {table} SET grid_code = :n WHERE grid_code = ANY(:o)"),
-                          {"n": new_code, "o": old_codes}).rowcount
-    return n
+def _repoint(conn: Connection, old_codes: list[str], new_code: str | None) -> dict[str, int]:
+    """Everything still naming one of ``old_codes`` (about to be deleted) names ``new_code`` instead; rows per table."""
+    return {table: conn.execute(text(f"UPDATE {table} SET grid_code = :n WHERE grid_code = ANY(:o)"),
+                                {"n": new_code, "o": old_codes}).rowcount
+            for table in ("households", "members", "incidents")}
 
 
 def assert_no_dangling(conn: Connection) -> None:
@@ -377,7 +381,7 @@ def _write_edit(conn: Connection, to_grid: str, result: EditResult) -> Committed
     members = _move_members(conn, to_grid, sources)
     if removed:
         # A removed grid's ground all went to the receiving grid, so whatever still names it goes there too.
-        _repoint(conn, removed, to_grid)
+        members += _repoint(conn, removed, to_grid)["members"]
         conn.execute(text("DELETE FROM grids WHERE grid_code = ANY(:g)"), {"g": removed})
     return CommittedEdit(result=result, grids_updated=len(kept), grids_removed=len(removed), households_moved=len(ids),
                          links_flagged=links, runs_flagged=runs, members_moved=members)
