@@ -295,3 +295,89 @@ def test_nan_coordinates_are_not_a_number(city):
            '[120.1, 30.3], [NaN, 30.2]]]}]}' % codes[0])
     r = c.post("/grids/preview", content=raw, headers={**_hdr(eng, "planner", [comm]), "Content-Type": "application/json"})
     assert r.status_code == 422 and "not a number" in r.text, r.text
+
+
+# -- finding 8: commit a whole redraw ------------------------------------------------------------
+
+def _redrawn(city, fresh=True):
+    from gridmap.districting import redraw
+
+    layers, comm = city["layers"], city["community"]
+    communities = layers["communities"][layers["communities"]["code"] == comm]
+    hh = layers["households"][layers["households"]["grid_code"].isin(city["codes"])]
+    res = redraw(communities, hh, current=layers["grids"][layers["grids"]["community_code"] == comm],
+                 minimal_change=not fresh, seed=1)
+    return res.grids[["grid_code", "community_code", "kind", "geometry"]]
+
+
+def _every_household_in_its_grid(engine, community):
+    with engine.connect() as c:
+        outside = c.execute(sa.text(
+            "SELECT count(*) FROM households h JOIN grids g ON g.grid_code = h.grid_code "
+            "WHERE g.community_code = :c AND NOT ST_DWithin(g.geom::geography, h.geom::geography, 50)"),
+            {"c": community}).scalar_one()
+        uncovered = c.execute(sa.text(
+            "SELECT count(*) FROM households h JOIN grids g ON g.grid_code = h.grid_code "
+            "WHERE g.community_code = :c AND NOT ST_Covers(g.geom, h.geom)"), {"c": community}).scalar_one()
+    return outside, uncovered
+
+
+def test_commit_redraw_refiles_by_location_and_keeps_names(city):
+    from geodata.store.grids import Actor, commit_redraw, scope_versions
+
+    eng, comm, codes = city["engine"], city["community"], city["codes"]
+    with eng.connect() as c:
+        names_before = dict(c.execute(sa.text("SELECT grid_code, name FROM grids")).all())
+        n_households = c.execute(sa.text("SELECT count(*) FROM households")).scalar_one()
+    new = _redrawn(city)
+    # Split the last grid in two: the east half is a new grid without a code.
+    last = new.iloc[-1]
+    minx, miny, maxx, maxy = last.geometry.bounds
+    mid = (minx + maxx) / 2
+    west, east = last.geometry.intersection(box(minx, miny, mid, maxy)), last.geometry.intersection(box(mid, miny, maxx, maxy))
+    new.loc[new.index[-1], "geometry"] = west
+    new = pd.concat([new, gpd.GeoDataFrame([{**last.to_dict(), "grid_code": None, "geometry": east}], crs=new.crs)],
+                    ignore_index=True)
+    done = commit_redraw(eng, new, versions=scope_versions(eng, [comm]), actor=Actor(role="cli"),
+                         allow_out_of_band=True)
+    assert done.added and done.kept
+    _no_dangling(eng)
+    assert _every_household_in_its_grid(eng, comm) == (0, 0)
+    with eng.connect() as c:
+        names = dict(c.execute(sa.text("SELECT grid_code, name FROM grids")).all())
+        assert c.execute(sa.text("SELECT count(*) FROM households")).scalar_one() == n_households
+        assert c.execute(sa.text("SELECT count(*) FROM households WHERE grid_code IS NULL")).scalar_one() == 0
+        cells = dict(c.execute(sa.text("SELECT grid_code, count(*) FROM grid_cells GROUP BY 1")).all())
+        audit = c.execute(sa.text("SELECT action, role, detail FROM audit_log")).all()
+    for code in done.kept:
+        assert names[code] == names_before[code]
+    for code in done.added:
+        assert code.startswith(comm + "-") and len(code) == len(comm) + 3
+        assert names[code] == f"社区001第{int(code[-2:])}网格"
+    assert set(done.removed) == set(codes) - set(done.kept)
+    assert all(cells.get(code, 0) > 0 for code in done.kept + done.added)
+    assert len(audit) == 1 and audit[0][0] == "grid_redraw" and audit[0][1] == "cli"
+    assert audit[0][2]["grids_added"] == len(done.added)
+
+
+def test_commit_redraw_refusals_change_nothing(city):
+    from geodata.store.grids import EditRefused, commit_redraw, scope_versions
+
+    eng, comm = city["engine"], city["community"]
+    new = _redrawn(city)
+    before = snapshot(eng)
+    with pytest.raises(EditRefused) as e:  # stale: computed on other versions
+        commit_redraw(eng, new, versions={k: v + 1 for k, v in scope_versions(eng, [comm]).items()})
+    assert e.value.reason == "stale"
+    split = new.copy()  # two far-apart pieces in one grid
+    g0 = split.geometry.iloc[0]
+    split.loc[split.index[0], "geometry"] = shapely.MultiPolygon([g0, affinity.translate(g0, 0.05, 0.0)])
+    with pytest.raises(EditRefused) as e:
+        commit_redraw(eng, split, versions=scope_versions(eng, [comm]))
+    assert e.value.reason == "non_contiguous"
+    one = new.iloc[[0]].copy()  # one grid for the whole community: far too many households
+    one.loc[one.index[0], "geometry"] = shapely.union_all(new.geometry.to_numpy())
+    with pytest.raises(EditRefused) as e:
+        commit_redraw(eng, one, versions=scope_versions(eng, [comm]))
+    assert e.value.reason == "out_of_band" and e.value.grids[0]["households"] > 500
+    assert snapshot(eng) == before

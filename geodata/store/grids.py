@@ -387,5 +387,235 @@ def _write_edit(conn: Connection, to_grid: str, result: EditResult) -> Committed
                          links_flagged=links, runs_flagged=runs, members_moved=members)
 
 
+# -- committing a whole redraw (finding 8) --------------------------------------------------------
+
+#: Households (and members) farther than this from every new grid get no grid (metres).
+NEAREST_GRID_M = 50.0
+
+
+@dataclass
+class CommittedRedraw:
+    """What ``commit_redraw`` wrote: grid codes kept / added / removed, people re-filed by location."""
+
+    communities: list[str]
+    kept: list[str]
+    added: list[str]
+    removed: list[str]
+    households_moved: int
+    households_without_grid: int
+    members_moved: int
+    versions: dict[str, int]
+
+
+def scope_versions(engine: Engine, community_codes) -> dict[str, int]:
+    """Versions of every grid of these communities (what a redraw is computed on)."""
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT grid_code, version FROM grids WHERE community_code = ANY(:c)"),
+                                 {"c": [str(c) for c in community_codes]}).all())
+
+
+def _read_scope(conn: Connection, scope: list[str]):
+    rows = conn.execute(text(
+        "SELECT g.grid_code, g.name, g.community_code, ST_AsBinary(g.geom), g.version, c.street_code FROM grids g "
+        "LEFT JOIN communities c ON c.code = g.community_code WHERE g.community_code = ANY(:s) "
+        "ORDER BY g.grid_code FOR UPDATE OF g"), {"s": scope}).all()
+    old = gpd.GeoDataFrame({"grid_code": [r[0] for r in rows], "name": [r[1] for r in rows],
+                            "community_code": [r[2] for r in rows], "version": [int(r[4]) for r in rows],
+                            "street_code": [r[5] for r in rows]},
+                           geometry=shapely.from_wkb([bytes(r[3]) for r in rows]), crs="EPSG:4326")
+    comm = {code: (name, street) for code, name, street in conn.execute(text(
+        "SELECT code, name, street_code FROM communities WHERE code = ANY(:s)"), {"s": scope}).all()}
+    missing = sorted(set(scope) - set(comm))
+    if missing:
+        raise UnknownGrid(f"community {', '.join(missing)}")
+    return old, comm
+
+
+def _match_old(old: gpd.GeoDataFrame, new: gpd.GeoDataFrame) -> list[str | None]:
+    """For each new grid the old grid it continues: same code, else the largest overlap (each old grid once)."""
+    from gridmap.metric import metric_crs
+
+    codes = new["grid_code"].fillna("").astype(str).str.strip().tolist()
+    old_codes = set(old["grid_code"])
+    match = [c if c in old_codes else None for c in codes]
+    used = {c for c in match if c}
+    if len(old) and len(new):
+        crs = metric_crs(new)
+        om, nm = old.to_crs(crs).geometry.to_numpy(), new.to_crs(crs).geometry.to_numpy()
+        pairs = sorted(((shapely.area(shapely.intersection(shapely.make_valid(nm[i]), shapely.make_valid(om[j]))), i, j)
+                        for i in range(len(new)) if match[i] is None for j in range(len(old))), reverse=True)
+        for overlap, i, j in pairs:
+            code = old["grid_code"].iloc[j]
+            if overlap > 0 and match[i] is None and code not in used:
+                match[i], used = code, used | {code}
+    return match
+
+
+def _new_codes(conn: Connection, community_code: str, community_name: str | None, n: int, taken: set[str]):
+    """``n`` (code, name) pairs ``<community>-NN`` / ``<community name>第N网格``, lowest free numbers first."""
+    taken = taken | set(conn.execute(text("SELECT grid_code FROM grids WHERE grid_code LIKE :p"),
+                                     {"p": community_code + "-%"}).scalars())
+    names = set(conn.execute(text("SELECT name FROM grids WHERE community_code = :c AND name IS NOT NULL"),
+                             {"c": community_code}).scalars())
+    out, k = [], 1
+    while len(out) < n:
+        code, name = f"{community_code}-{k:02d}", f"{community_name or community_code}第{k}网格"
+        if code not in taken and name not in names:
+            out.append((code, name))
+        k += 1
+    return out
+
+
+def _plan_codes(conn, old, new, comm) -> tuple[list[str], list[str | None], list[bool]]:
+    """Final code, name (None = keep the stored one) and kept-flag of every new grid."""
+    match = _match_old(old, new)
+    codes, names, kept = list(match), [None] * len(new), [m is not None for m in match]
+    taken = set(old["grid_code"])
+    for cc in sorted(set(new["community_code"])):
+        todo = [i for i in range(len(new)) if match[i] is None and new["community_code"].iloc[i] == cc]
+        for i, (code, name) in zip(todo, _new_codes(conn, cc, comm[cc][0], len(todo), taken)):
+            codes[i], names[i] = code, name
+            taken.add(code)
+    return codes, names, kept
+
+
+def _refuse_noncontiguous(new: gpd.GeoDataFrame, codes: list[str]) -> None:
+    parts = [len([p for p in shapely.get_parts(shapely.make_valid(g)) if p.geom_type == "Polygon"]) for g in new.geometry]
+    bad = [{"grid_code": c, "parts": n} for c, n in zip(codes, parts) if n != 1]
+    if bad:
+        raise EditRefused("non_contiguous", "grid(s) are not one piece: " + ", ".join(
+            f"{b['grid_code']} ({b['parts']} parts)" for b in bad) + ' (send "allow_noncontiguous": true)', bad)
+
+
+def _write_redraw_grids(conn, new, codes, names, kept) -> None:
+    for i, g in enumerate(new.geometry):
+        geom = _multi(_polygonal(shapely.make_valid(g)))
+        args = {"g": codes[i], "wkb": shapely.to_wkb(geom), "c": new["community_code"].iloc[i],
+                "k": new["kind"].iloc[i] if "kind" in new.columns else None, "n": names[i]}
+        if kept[i]:
+            conn.execute(text("UPDATE grids SET geom = ST_Multi(ST_GeomFromWKB(:wkb, 4326)), community_code = :c, "
+                              "kind = coalesce(CAST(:k AS text), kind), updated_at = now() WHERE grid_code = :g"), args)
+        else:
+            conn.execute(text("INSERT INTO grids (grid_code, name, community_code, kind, geom) "
+                              "VALUES (:g, :n, :c, :k, ST_Multi(ST_GeomFromWKB(:wkb, 4326)))"), args)
+        write_grid_cells(conn, codes[i], geom)
+
+
+_REFILE = """
+WITH target AS (
+    SELECT t.{id} AS id, t.grid_code AS old_code,
+           (SELECT g.grid_code FROM grids g WHERE g.grid_code = ANY(:new)
+              AND ST_DWithin(g.geom::geography, t.geom::geography, :near)
+            ORDER BY ST_Covers(g.geom, t.geom) DESC, ST_Distance(g.geom::geography, t.geom::geography), g.grid_code
+            LIMIT 1) AS new_code
+    FROM {table} t
+    WHERE t.grid_code = ANY(:old) OR (t.grid_code IS NULL AND EXISTS (
+        SELECT 1 FROM grids g WHERE g.grid_code = ANY(:new) AND ST_Covers(g.geom, t.geom)))
+)
+UPDATE {table} t SET grid_code = target.new_code FROM target
+WHERE t.{id} = target.id AND t.grid_code IS DISTINCT FROM target.new_code
+RETURNING t.{id}, target.new_code
+"""
+
+
+def _refile(conn: Connection, table: str, idcol: str, old: list[str], new: list[str]) -> list[tuple[str, str | None]]:
+    """Re-file rows of ``table`` by location: the new grid covering the point, else the nearest within 50 m."""
+    return conn.execute(text(_REFILE.format(table=table, id=idcol)),
+                        {"old": old, "new": new, "near": NEAREST_GRID_M}).all()
+
+
+def _refuse_out_of_band(conn: Connection, codes: list[str], kinds: list[str | None]) -> None:
+    from gridmap.contract import grid_band
+
+    counts = dict(conn.execute(text("SELECT grid_code, count(*) FROM households WHERE grid_code = ANY(:c) GROUP BY 1"),
+                               {"c": codes}).all())
+    facts = [{"grid_code": c, "households": int(counts.get(c, 0)), "band_min": grid_band(k)[0], "band_max": grid_band(k)[1]}
+             for c, k in zip(codes, kinds)]
+    bad = [f for f in facts if not f["band_min"] <= f["households"] <= f["band_max"]]
+    if bad:
+        raise EditRefused("out_of_band", "the redraw leaves grid(s) outside their band: " + "; ".join(
+            f"{f['grid_code']} {f['households']} households (band {f['band_min']}–{f['band_max']})" for f in bad)
+            + ' (send "allow_out_of_band": true)', bad)
+
+
+def commit_redraw(engine: Engine, new_grids: gpd.GeoDataFrame, *, versions: Mapping[str, int] | None,
+                  allow_out_of_band: bool = False, allow_noncontiguous: bool = False,
+                  authorise: Authorise | None = None, actor: Actor | None = None) -> CommittedRedraw:
+    """Replace every grid of the communities in ``new_grids`` with ``new_grids``, in ONE transaction.
+
+    Parameters
+    ----------
+    new_grids : GeoDataFrame (WGS84)
+        A redraw result: ``community_code`` (required), ``grid_code`` (blank for new grids), optional
+        ``kind``, polygon. Its communities are the scope (a street's redraw names all its communities).
+    versions : dict
+        Versions of the scope's stored grids the redraw was computed on (``scope_versions``).
+
+    Kept grids (same code, else the largest overlap) keep code, Chinese name and branch; new grids get
+    ``<community>-NN`` and ``<community name>第N网格``; grids of the scope not kept are deleted.
+    Households and members of the scope are re-filed by location (covering grid, else the nearest
+    within 50 m, else none); H3 cells rebuilt; versions bumped; one audit row. Raises
+    :class:`EditRefused` for stale versions, grids out of band or in several pieces (unless allowed).
+    """
+    from geodata.store.auth import clear_cache
+
+    new = _checked_redraw(new_grids)
+    scope = sorted(set(new["community_code"]))
+    try:
+        with engine.begin() as conn:
+            return _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_noncontiguous, authorise, actor)
+    finally:
+        clear_cache()
+
+
+def _checked_redraw(new_grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    if len(new_grids) == 0:
+        raise EditInvalid("the redraw has no grids")
+    new = new_grids.to_crs("EPSG:4326").reset_index(drop=True)
+    if "community_code" not in new.columns or new["community_code"].isna().any():
+        rows = [] if "community_code" not in new.columns else new.index[new["community_code"].isna()].tolist()
+        raise EditInvalid(f"every grid needs a community_code (missing in feature(s) {rows[:10] or 'all'})")
+    if "grid_code" not in new.columns:
+        new["grid_code"] = None
+    new["community_code"] = new["community_code"].astype(str)
+    bad = [i for i, g in enumerate(new.geometry) if g is None or _polygonal(shapely.make_valid(g)) is None]
+    if bad:
+        raise EditInvalid(f"feature(s) {bad[:10]} have no polygon")
+    return new
+
+
+def _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_noncontiguous, authorise, actor):
+    old, comm = _read_scope(conn, scope)
+    if authorise is not None:
+        authorise([{"grid_code": None, "community_code": c, "street_code": comm[c][1]} for c in scope])
+    check_versions(_versions(old, old["grid_code"]), versions)
+    codes, names, kept = _plan_codes(conn, old, new, comm)
+    if not allow_noncontiguous:
+        _refuse_noncontiguous(new, codes)
+    _write_redraw_grids(conn, new, codes, names, kept)
+    old_codes = old["grid_code"].tolist()
+    removed = sorted(set(old_codes) - set(codes))
+    households = _refile(conn, "households", "household_id", old_codes, codes)
+    members = _refile(conn, "members", "member_id", old_codes, codes)
+    _refile(conn, "incidents", "incident_id", removed, codes)
+    if removed:
+        conn.execute(text("DELETE FROM grids WHERE grid_code = ANY(:g)"), {"g": removed})
+    if not allow_out_of_band:
+        kinds = new["kind"].tolist() if "kind" in new.columns else [None] * len(new)
+        _refuse_out_of_band(conn, codes, [k if isinstance(k, str) else None for k in kinds])
+    assert_no_dangling(conn)
+    if households:
+        flag_stale_links(conn, [h for h, _ in households])
+    done = CommittedRedraw(
+        communities=scope, kept=sorted(c for c, k in zip(codes, kept) if k), added=sorted(c for c, k in zip(codes, kept) if not k),
+        removed=removed, households_moved=len(households), households_without_grid=sum(1 for _, g in households if g is None),
+        members_moved=len(members), versions=_current_versions(conn, codes))
+    write_audit(conn, actor, "grid_redraw", codes + removed, {
+        "communities": scope, "grids_kept": len(done.kept), "grids_added": len(done.added), "grids_removed": len(removed),
+        "households_moved": done.households_moved, "households_without_grid": done.households_without_grid,
+        "members_moved": done.members_moved})
+    return done
+
+
 __all__ = ["UnknownGrid", "EditInvalid", "EditRefused", "Actor", "EditPreview", "CommittedEdit", "load_edit_layers",
-           "preview", "commit_edit", "check_rules", "check_versions", "area_m2", "write_audit", "assert_no_dangling"]
+           "preview", "commit_edit", "CommittedRedraw", "commit_redraw", "scope_versions", "check_rules", "check_versions", "area_m2", "write_audit", "assert_no_dangling"]
