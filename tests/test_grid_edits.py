@@ -47,7 +47,7 @@ def city(engine, db_url):
     grids = layers["grids"]
     comm = str(layers["communities"]["code"].iloc[0])
     codes = sorted(grids.loc[grids["community_code"] == comm, "grid_code"].astype(str))
-    return {"app": app, "client": TestClient(app, raise_server_exceptions=False), "engine": engine, "community": comm,
+    return {"app": app, "client": TestClient(app), "engine": engine, "community": comm,
             "codes": codes, "layers": layers}
 
 
@@ -381,3 +381,27 @@ def test_commit_redraw_refusals_change_nothing(city):
         commit_redraw(eng, one, versions=scope_versions(eng, [comm]))
     assert e.value.reason == "out_of_band" and e.value.grids[0]["households"] > 500
     assert snapshot(eng) == before
+
+
+def test_redraw_commit_route(city):
+    import json
+
+    c, eng, comm = city["client"], city["engine"], city["community"]
+    new = _redrawn(city)
+    fc = json.loads(new.to_json())
+    with eng.connect() as conn:
+        versions = dict(conn.execute(sa.text("SELECT grid_code, version FROM grids WHERE community_code = :c"),
+                                     {"c": comm}).all())
+    body = {"grids": fc, "versions": versions, "allow_out_of_band": True}
+    before = snapshot(eng)
+    other = str(city["layers"]["communities"]["code"].iloc[1])
+    assert c.post("/grids/redraw/commit", json=body, headers=_hdr(eng, "planner", [other])).status_code == 403
+    assert c.post("/grids/redraw/commit", json=body, headers=_hdr(eng, "viewer", [comm])).status_code == 403
+    assert c.post("/grids/redraw/commit", json={**body, "versions": {}},
+                  headers=_hdr(eng, "planner", [comm])).status_code == 409
+    assert snapshot(eng) == before
+    r = c.post("/grids/redraw/commit", json=body, headers=_hdr(eng, "planner", [comm]))
+    assert r.status_code == 200, r.text
+    assert r.json()["communities"] == [comm]
+    _no_dangling(eng)
+    assert _every_household_in_its_grid(eng, comm) == (0, 0)

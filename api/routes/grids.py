@@ -138,10 +138,10 @@ def _authorise(request: Request, principal: Principal, to_grid: str) -> None:
 def region_check(principal: Principal):
     """The store's ``authorise`` callback: every touched grid must lie in the token's regions (403)."""
     def check(rows: list[dict]) -> None:
-        outside = sorted(r["grid_code"] for r in rows if not principal.covers(**r))
+        outside = sorted(r["grid_code"] or r["community_code"] or "?" for r in rows if not principal.covers(**r))
         if outside:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"the edit changes grid(s) outside the regions of this token: {', '.join(outside)}")
+                                f"the edit changes grids outside the regions of this token: {', '.join(outside)}")
     return check
 
 
@@ -205,3 +205,60 @@ def preview(request: Request, body: EditIn, principal: Principal = Depends(requi
 def commit(request: Request, body: EditIn, principal: Principal = Depends(require_roles(*EDIT_ROLES))):
     """Apply the edit in one transaction (with the versions the preview returned); audited."""
     return _run(request, body, principal, commit=True)
+
+
+class RedrawCommitIn(BaseModel):
+    """A community's (or street's) new grids as a GeoJSON FeatureCollection (WGS84) and what they were computed on."""
+
+    grids: dict = Field(..., description="FeatureCollection; properties community_code (required), grid_code "
+                                         "(blank for a new grid), kind.")
+    versions: dict[str, int] = Field(default_factory=dict, max_length=5_000,
+                                     description="Versions of the scope's stored grids the redraw was computed on.")
+    allow_out_of_band: bool = False
+    allow_noncontiguous: bool = False
+
+    @field_validator("grids")
+    @classmethod
+    def _collection(cls, v: dict) -> dict:
+        feats = v.get("features") if v.get("type") == "FeatureCollection" else None
+        if not isinstance(feats, list) or not feats or len(feats) > 5_000:
+            raise ValueError("grids must be a GeoJSON FeatureCollection of 1–5,000 features")
+        for i, f in enumerate(feats):
+            try:
+                _finite_coordinates(f.get("geometry") or {})
+                g = shape(f["geometry"])
+            except Exception as e:  # malformed feature: a 422 naming it
+                raise ValueError(f"feature {i}: {str(e)[:200]}") from None
+            if g.geom_type not in ("Polygon", "MultiPolygon"):
+                raise ValueError(f"feature {i}: not a polygon")
+        return v
+
+
+class RedrawCommitOut(BaseModel):
+    communities: list[str]
+    kept: list[str]
+    added: list[str]
+    removed: list[str]
+    households_moved: int
+    households_without_grid: int
+    members_moved: int
+    versions: dict[str, int]
+
+
+@router.post("/grids/redraw/commit", response_model=RedrawCommitOut)
+def redraw_commit(request: Request, body: RedrawCommitIn, principal: Principal = Depends(require_roles(*EDIT_ROLES))):
+    """Replace the grids of the communities in ``grids`` with them, in one transaction; audited (409 when refused)."""
+    import geopandas as gpd
+
+    new = gpd.GeoDataFrame.from_features(body.grids["features"], crs="EPSG:4326")
+    try:
+        done = store.commit_redraw(request.app.state.engine, new, versions=body.versions,
+                                   allow_out_of_band=body.allow_out_of_band, allow_noncontiguous=body.allow_noncontiguous,
+                                   authorise=region_check(principal), actor=actor_of(principal))
+    except store.UnknownGrid as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{e.args[0]} not found") from None
+    except store.EditRefused as e:
+        raise refused(e) from None
+    except store.EditInvalid as e:
+        raise HTTPException(422, str(e)) from None
+    return RedrawCommitOut(**done.__dict__)
