@@ -405,3 +405,27 @@ def test_redraw_commit_route(city):
     assert r.json()["communities"] == [comm]
     _no_dangling(eng)
     assert _every_household_in_its_grid(eng, comm) == (0, 0)
+
+
+def test_cli_redraw_commit(city, db_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from geodata.io import write_layer
+
+    eng, comm, layers = city["engine"], city["community"], city["layers"]
+    communities = layers["communities"][layers["communities"]["code"] == comm]
+    hh = layers["households"][layers["households"]["grid_code"].isin(city["codes"])]
+    paths = {k: write_layer(v, tmp_path / f"{k}.geojson") for k, v in
+             (("households", hh), ("communities", communities),
+              ("grids", layers["grids"][layers["grids"]["community_code"] == comm]))}
+    args = ["redraw", "--households", str(paths["households"]), "--boundaries", str(paths["communities"]),
+            "--grids", str(paths["grids"]), "--fresh", "--out", str(tmp_path / "new.geojson"),
+            "--commit", "--database-url", db_url, "--allow-out-of-band"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "committed:" in r.output
+    _no_dangling(eng)
+    assert _every_household_in_its_grid(eng, comm) == (0, 0)
+    with eng.connect() as c:
+        assert c.execute(sa.text("SELECT action FROM audit_log")).scalars().all() == ["grid_redraw"]
