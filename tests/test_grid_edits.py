@@ -291,8 +291,8 @@ def test_world_sized_selection_is_measured_in_metres(city):
 
 def test_nan_coordinates_are_not_a_number(city):
     c, eng, comm, codes = city["client"], city["engine"], city["community"], city["codes"]
-    raw = ('{"to_grid": "%s", "areas": [{"type": "Polygon", "coordinates": [[[NaN, 30.2], [120.1, 30.2], '
-           '[120.1, 30.3], [NaN, 30.2]]]}]}' % codes[0])
+    raw = ('{"to_grid": "' + codes[0] + '", "areas": [{"type": "Polygon", "coordinates": [[[NaN, 30.2], '
+           '[120.1, 30.2], [120.1, 30.3], [NaN, 30.2]]]}]}')
     r = c.post("/grids/preview", content=raw, headers={**_hdr(eng, "planner", [comm]), "Content-Type": "application/json"})
     assert r.status_code == 422 and "not a number" in r.text, r.text
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 from shapely.geometry import MultiPolygon
 from sqlalchemy import text
@@ -222,7 +223,7 @@ def _describe(facts: list[dict]) -> str:
 
 def _touched_rows(grids: gpd.GeoDataFrame, codes) -> list[dict]:
     rows = grids.loc[grids["grid_code"].isin(list(codes)), ["grid_code", "community_code", "street_code"]]
-    return [{k: (None if v is None or v != v else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
+    return [{k: (None if pd.isna(v) else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
 
 
 def _versions(grids: gpd.GeoDataFrame, codes) -> dict[str, int]:
