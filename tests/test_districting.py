@@ -563,7 +563,7 @@ def test_api_preview_then_commit(db_url, engine, square):
     with engine.connect() as c:  # nothing saved
         assert dict(c.execute(sa.text("SELECT grid_code, ST_Area(geom::geography) FROM grids")).all()) == before
 
-    r = client.post("/grids/commit", json=body, headers=planner)
+    r = client.post("/grids/commit", json={**body, "versions": prev["versions"]}, headers=planner)
     assert r.status_code == 200, r.text
     done = r.json()
     assert done["committed"] and done["moved_household_ids"] == prev["moved_household_ids"]

@@ -5,7 +5,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry import MultiPolygon, box
 from typer.testing import CliRunner
 
 from geodata.store import migrate
@@ -40,8 +40,13 @@ def test_migrations_up_and_down():
         drop_database(url)
 
 
-def test_round_trip_households(engine, hangzhou_scenario):
-    import_layer(engine, "grids", hangzhou_scenario["grids"])  # a household's grid_code must name a stored grid
+@pytest.fixture()
+def with_grids(engine, hangzhou_grids):
+    """The Hangzhou grids in the store: households and members must name an existing grid (migration 0004)."""
+    import_layer(engine, "grids", hangzhou_grids)
+
+
+def test_round_trip_households(engine, hangzhou_scenario, with_grids):
     hh = hangzhou_scenario["households"].iloc[:500].copy()
     r = import_layer(engine, "households", hh)
     assert (r.rows, r.inserted, r.updated) == (500, 500, 0)
@@ -58,8 +63,7 @@ def test_round_trip_households(engine, hangzhou_scenario):
     assert [",".join(t) for t in back.loc[tagged, "tags"]] == list(hh.loc[tagged, "tags"])
 
 
-def test_reimport_is_idempotent_and_upserts(engine, hangzhou_scenario):
-    import_layer(engine, "grids", hangzhou_scenario["grids"])
+def test_reimport_is_idempotent_and_upserts(engine, hangzhou_scenario, with_grids):
     m = hangzhou_scenario["members"].iloc[:200].copy()
     import_layer(engine, "members", m)
     r = import_layer(engine, "members", m)
@@ -83,7 +87,7 @@ def test_every_grid_gets_h3_cells_even_tiny_ones(engine):
     assert n["tiny"] == 1 and n["big"] > 50 and r.cells == n["tiny"] + n["big"]
 
 
-def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_scenario):
+def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_scenario, with_grids):
     hh = hangzhou_scenario["households"].iloc[:1000]
     import_layer(engine, "grids", hangzhou_scenario["grids"])
     import_layer(engine, "households", hh.iloc[:100])

@@ -76,8 +76,18 @@ def redraw_command(
     release: bool = typer.Option(False, "--release", help="Let in-band grids next to an infeasible leftover be redrawn too."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same grids."),
     coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+    commit: bool = typer.Option(False, "--commit", help="Also write the new grids to the database (one transaction)."),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="GRIDMAP_DATABASE_URL",
+                                            help="Database for --commit."),
+    allow_out_of_band: bool = typer.Option(False, "--allow-out-of-band", help="--commit even if grids are out of band."),
+    allow_noncontiguous: bool = typer.Option(False, "--allow-noncontiguous", help="--commit even if a grid is in pieces."),
 ) -> None:
-    """Redraw grids so each holds a household count in band, contiguous and compact; print what moved."""
+    """Redraw grids so each holds a household count in band, contiguous and compact; print what moved.
+
+    With ``--commit`` the result replaces the stored grids of these communities (households and
+    members re-filed by location, names of kept grids kept, audited); refused if any of those grids
+    changed in the database while the redraw was computed.
+    """
     from gridmap.contract import grid_band
     from gridmap.districting import redraw
     from geodata.io import write_layer
@@ -95,6 +105,13 @@ def redraw_command(
     current = read(grids, "grids", coords=coords, fix=True) if grids else None
     bld = read_lines(buildings, coords) if buildings else None
     bar = [read_lines(p, coords) for p in barriers] or None
+    engine = versions = None
+    if commit:
+        from geodata.store.grids import scope_versions
+        from geodata.store.session import make_engine
+
+        engine = make_engine(database_url)
+        versions = scope_versions(engine, comm["code"].astype(str).unique())  # what this redraw is computed on
     with console.status("redrawing grids"):
         result = redraw(comm, hh, current=current, buildings=bld, barriers=bar, band=band, kind=kind.strip().lower(),
                         minimal_change=not fresh, release_kept=release, seed=seed)
@@ -108,6 +125,24 @@ def redraw_command(
     if len(result.issues) > 20:
         console.print(f"[yellow]… {len(result.issues) - 20} more notes[/]", markup=True)
     console.print(f"wrote {len(result.grids)} grids to {out}")
+    if commit:
+        commit_to_store(engine, result.grids, versions, allow_out_of_band, allow_noncontiguous)
+
+
+def commit_to_store(engine, grids: gpd.GeoDataFrame, versions: dict, allow_out_of_band: bool,
+                    allow_noncontiguous: bool) -> None:
+    """``--commit``: write a redraw result with ``geodata.store.grids.commit_redraw``; refusals exit 2."""
+    from geodata.store import grids as store
+
+    try:
+        done = store.commit_redraw(engine, grids[["grid_code", "community_code", "kind", "geometry"]], versions=versions,
+                                   allow_out_of_band=allow_out_of_band, allow_noncontiguous=allow_noncontiguous,
+                                   actor=store.Actor(role="cli"))
+    except (store.EditRefused, store.EditInvalid, store.UnknownGrid) as e:
+        fail(f"not committed: {getattr(e, 'message', None) or e}")
+    console.print(f"committed: {len(done.kept)} grids kept, {len(done.added)} added ({', '.join(done.added[:10])}), "
+                  f"{len(done.removed)} removed; {done.households_moved:,} households and {done.members_moved:,} "
+                  f"members re-filed, {done.households_without_grid:,} households more than 50 m from every grid")
 
 
 __all__ = ["redraw_command", "OUT_COLUMNS"]

@@ -60,6 +60,14 @@ class Grid(Base):
     branch_name: Mapped[str | None] = mapped_column(Text)
     geom = _poly()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    #: Bumped by a trigger on every write (migration 0004); an edit names the versions it was computed on.
+    version: Mapped[int] = mapped_column(Integer, server_default="1", nullable=False)
+
+
+def _grid_ref():
+    """``grid_code`` naming an existing grid; checked at commit so one transaction may re-create grids."""
+    return mapped_column(Text, ForeignKey("grids.grid_code", onupdate="CASCADE", deferrable=True, initially="DEFERRED"),
+                         index=True)
 
 
 grid_cells = Table(
@@ -74,7 +82,7 @@ class Household(Base):
 
     __tablename__ = "households"
     household_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    grid_code: Mapped[str | None] = _grid_ref()
     size: Mapped[int | None] = mapped_column(Integer)
     tags = Column(ARRAY(Text))
     name: Mapped[str | None] = mapped_column(Text)
@@ -89,7 +97,7 @@ class Member(Base):
 
     __tablename__ = "members"
     member_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    grid_code: Mapped[str | None] = _grid_ref()
     kind: Mapped[str] = mapped_column(Text, server_default="member")
     skills = Column(ARRAY(Text))
     available: Mapped[bool] = mapped_column(Boolean, server_default="true")
@@ -147,7 +155,7 @@ class Incident(Base):
     required_skill: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    grid_code: Mapped[str | None] = mapped_column(Text, index=True)
+    grid_code: Mapped[str | None] = _grid_ref()
     community_code: Mapped[str | None] = mapped_column(Text)
     street_code: Mapped[str | None] = mapped_column(Text)
     assigned_member_id: Mapped[str | None] = mapped_column(Text, index=True)
