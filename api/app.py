@@ -71,5 +71,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(coverage_routes.router)
     from api.routes import grids as grids_routes
     app.include_router(grids_routes.router)
+    from api import web  # pages, login sessions, CSRF, /static (api/web)
+    web.install(app)
     # --- end REGISTER ----------------------------------------------------------------------------
     return app
