@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pwdlib import PasswordHash
 from sqlalchemy import text
@@ -216,7 +216,7 @@ def throttle_seconds(engine: Engine, username: str, address: str) -> int:
     query = text("SELECT at FROM login_failures WHERE {col} = :v AND at > now() - make_interval(secs => :w) "
                  "ORDER BY at DESC OFFSET :n LIMIT 1")
     wait = 0.0
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.connect() as conn:
         for col, value in (("username", username[:200]), ("address", address[:100])):
             fifth = conn.execute(text(query.text.format(col=col)),

@@ -106,7 +106,7 @@ def test_responder_cannot_open_leader_and_xss_name_stays_text(server, browser):
 
 
 def test_tampered_cookie_is_rejected_and_missing_csrf_is_403(server, browser):
-    context, page, errors = _page(browser)
+    context, page, _errors = _page(browser)
     _login(page, server, "leader1")
     cookie = next(c for c in context.cookies() if c["name"] == "gridmap_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
