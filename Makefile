@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make demo: install, then run the main job on the bundled Shanghai sample into out/ (no database needed)
+## make demo: install, run the main job on the bundled Shanghai sample into out/ (no database needed), print how to open the web pages
 demo: $(STAMP)
 	$(VENV)/bin/gridmap plan geodata/sample_data/shanghai_bund --out out
+	@echo "Web pages on the sample: bash scripts/ensure_postgres.sh && $(VENV)/bin/gridmap demo-web"
+	@echo "  (loads the sample into GRIDMAP_DATABASE_URL, prints a password per demo user, serves http://127.0.0.1:8000/login;"
+	@echo "   background jobs need $(VENV)/bin/gridmap worker in a second terminal)"
 
 ## make test: install, make sure PostgreSQL 15 + PostGIS run (installing/starting them), run pytest
 test: $(STAMP)

@@ -142,5 +142,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(coverage_routes.router)
     from api.routes import grids as grids_routes
     app.include_router(grids_routes.router)
-    from api.routes import tiles as tiles_routes; app.include_router(tiles_routes.router)  # noqa: E702
+    from api.routes import tiles as tiles_routes
+    app.include_router(tiles_routes.router)
+    from api import web  # pages, login sessions, CSRF, /static (api/web)
+    web.install(app)
     # --- end REGISTER ----------------------------------------------------------------------------

@@ -157,6 +157,8 @@ def current_principal(request: Request,
     cached = getattr(request.state, "principal", None)
     if cached is not None:  # already resolved for this request (app-wide gate, then the route)
         return cached
+    if (credentials is None or not credentials.credentials) and request.cookies.get(SESSION_COOKIE):
+        return session_principal(request)  # a browser logged in at /login (see the block below)
     if credentials is None or not credentials.credentials:
         raise _unauthorized(request, "missing bearer token")
     token = credentials.credentials.strip()
@@ -171,6 +173,32 @@ def current_principal(request: Request,
     principal = Principal(rec.token_id, rec.role, list(rec.regions), rec.member_id, engine=engine)
     request.state.principal = principal
     return principal
+
+
+# --- login sessions (web pages): the same Principal from a session cookie -------------------------
+#: Name of the HttpOnly cookie holding a login session id (set by ``api.web`` at ``/login``).
+SESSION_COOKIE = "gridmap_session"
+
+
+def session_principal(request: Request) -> Principal:
+    """The :class:`Principal` of the request's login-session cookie, or 401.
+
+    Used when a request has no bearer token. The session must be live (server-side expiry) and its
+    account enabled. ``token_id`` is 0; ``request.state.session_user`` holds the account for pages
+    and audit entries. Unsafe requests authenticated this way need a CSRF token (``api.web.csrf``).
+    """
+    from geodata.store import users
+
+    engine = request.app.state.engine
+    user = users.find_session(engine, request.cookies.get(SESSION_COOKIE, ""))
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="login session missing or expired",
+                            headers=UNAUTHORIZED)
+    principal = Principal(0, user.role, list(user.regions), user.member_id, engine=engine)
+    request.state.principal = principal
+    request.state.session_user = user
+    return principal
+# --- end login sessions --------------------------------------------------------------------------
 
 
 #: Endpoints that need no token (marked with :func:`public`).

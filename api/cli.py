@@ -40,6 +40,12 @@ app.command("gaps")(gaps_cmd.gaps_command)
 app.command("sites")(gaps_cmd.sites_command)
 from api.commands import redraw as redraw_cmd  # noqa: E402
 app.command("redraw")(redraw_cmd.redraw_command)
+from api.commands import user as user_cmd  # noqa: E402
+app.add_typer(user_cmd.user_app, name="user")
+from api.commands import worker as worker_cmd  # noqa: E402
+app.command("worker")(worker_cmd.worker_command)
+from api.commands import demo as demo_cmd  # noqa: E402
+app.command("demo-web")(demo_cmd.demo_web_command)
 # --- end REGISTER --------------------------------------------------------------------------------
 
 

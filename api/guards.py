@@ -309,11 +309,12 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
     from geodata.store import auth as store
 
     async def check(scope) -> bool:
-        raw = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope.get("headers", ()))
+        raw = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = raw.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(store.TOKEN_PREFIX) or len(token) > 200:
-            return False
+            return await _live_session(engine, headers.get(b"cookie", b""))
         try:
             record = await to_thread.run_sync(store.find_token, engine, token)
         except Exception:
@@ -323,6 +324,29 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
         return record is not None
 
     return check
+
+
+async def _live_session(engine, cookie_header: bytes) -> bool:
+    """Whether the request carries a live login-session cookie (a logged-in browser gets the
+    authenticated body limit too: roster uploads and photos come from pages)."""
+    from http.cookies import CookieError, SimpleCookie
+
+    from anyio import to_thread
+
+    from api.auth import SESSION_COOKIE
+    from geodata.store import users
+
+    try:
+        jar = SimpleCookie(cookie_header.decode("latin-1"))
+    except CookieError:
+        return False
+    morsel = jar.get(SESSION_COOKIE)
+    if morsel is None or not morsel.value or len(morsel.value) > 200:
+        return False
+    try:
+        return await to_thread.run_sync(users.find_session, engine, morsel.value) is not None
+    except Exception:
+        return False
 
 
 def cap_echo(value):

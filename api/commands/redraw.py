@@ -145,4 +145,4 @@ def commit_to_store(engine, grids: gpd.GeoDataFrame, versions: dict, allow_out_o
                   f"members re-filed, {done.households_without_grid:,} households more than 50 m from every grid")
 
 
-__all__ = ["redraw_command", "OUT_COLUMNS"]
+__all__ = ["redraw_command", "commit_to_store", "OUT_COLUMNS"]
