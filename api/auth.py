@@ -7,7 +7,7 @@ check even if it never names it; a route that needs the caller declares
 
 - no or unknown/revoked token → 401 with ``WWW-Authenticate: Bearer``;
 - wrong role → 403 (:func:`require_roles`);
-- object outside the token's regions → 403 (:meth:`Principal.require`);
+- object outside the token's regions → the same 404 as a missing one (:meth:`Principal.require`);
 - residents' name/phone/id_number: masked unless :meth:`Principal.allows_pii`; each unmasked read is
   recorded with :func:`record_pii_read` (ids only).
 
@@ -123,20 +123,29 @@ class Principal:
     # -- raising helpers for routes ------------------------------------------------------------
     def require(self, grid_code: str | None = None, community_code: str | None = None,
                 street_code: str | None = None) -> None:
-        """Raise 403 unless :meth:`covers` (same arguments)."""
+        """Raise :func:`not_found` unless :meth:`covers` (same arguments)."""
         if not self.covers(grid_code, community_code, street_code):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="outside the regions of this token")
+            raise not_found()
 
     def require_code(self, code: str) -> None:
-        """Raise 403 unless :meth:`covers_code`."""
+        """Raise :func:`not_found` unless :meth:`covers_code` (an unknown code is covered by no scoped token)."""
         if not self.covers_code(code):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"region {code} is outside the regions of this token")
+            raise not_found()
 
     def require_role(self, *roles: str) -> None:
         """Raise 403 unless :meth:`has_role`."""
         if not self.has_role(*roles):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail=f"role {self.role} may not do this (needs {' or '.join(roles) or 'admin'})")
+
+
+#: The one answer for "missing" and "not yours": nothing is told about objects in other regions.
+NOT_FOUND_DETAIL = "not found or outside your regions (不存在或不在管辖范围内)"
+
+
+def not_found() -> HTTPException:
+    """404 with :data:`NOT_FOUND_DETAIL`, for an object that is missing or outside the caller's regions."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND_DETAIL)
 
 
 def _unauthorized(request: Request, detail: str) -> HTTPException:
@@ -160,7 +169,8 @@ def current_principal(request: Request,
     if (credentials is None or not credentials.credentials) and request.cookies.get(SESSION_COOKIE):
         return session_principal(request)  # a browser logged in at /login (see the block below)
     if credentials is None or not credentials.credentials:
-        raise _unauthorized(request, "missing bearer token")
+        # Not counted as a failure: a missing token guesses nothing (only wrong tokens are throttled).
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing bearer token", headers=UNAUTHORIZED)
     token = credentials.credentials.strip()
     if not token.startswith(store.TOKEN_PREFIX) or len(token) > 200:
         raise _unauthorized(request, "invalid or revoked token")

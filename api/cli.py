@@ -59,7 +59,9 @@ def main() -> None:
     try:
         app()
     except InputError as e:
-        console.print(f"[bold red]Input error[/]\n{e}", highlight=False, markup=True)
+        console.print("[bold red]Input error[/]", markup=True)
+        # One problem a line, never wrapped or read as markup: users copy these lines into Excel.
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except OperationalError as e:  # server down or unreachable: a message, not a traceback
         reason = str(e.orig or e).strip().splitlines()[0]

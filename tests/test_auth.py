@@ -273,7 +273,7 @@ def test_route_dependencies_resolve_once(db_url, engine, regions):
         assert len(calls) == 1
         _, other = _token(regions, "leader", ["C21"])
         r = client.get("/_probe", headers=other)
-        assert r.status_code == 403 and "outside the regions" in r.json()["detail"]
+        assert r.status_code == 404 and "outside your regions" in r.json()["detail"]  # same as missing
         _, planner = _token(regions, "planner", ["*"])
         assert client.get("/_probe", headers=planner).status_code == 403
     finally:

@@ -323,8 +323,8 @@ def test_gaps_route_geojson(client, engine, api_store):
 @pytest.mark.db
 def test_coverage_routes_refuse_other_regions_and_unknown(client, engine, api_store):
     h = _token(engine, "leader", ["DX"])
-    assert client.get("/coverage", params={"region": "SQ"}, headers=h).status_code == 403
-    assert client.get("/gaps", params={"region": "SQ"}, headers=h).status_code == 403
+    assert client.get("/coverage", params={"region": "SQ"}, headers=h).status_code == 404
+    assert client.get("/gaps", params={"region": "SQ"}, headers=h).status_code == 404
     assert client.get("/coverage", params={"region": "SQ"}).status_code == 401
     assert client.get("/coverage", params={"region": "NOPE"}, headers=_token(engine)).status_code == 404
 

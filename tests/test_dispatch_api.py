@@ -182,7 +182,7 @@ def test_life_cycle_by_the_responder(client, engine):
     # a dispatcher of another street sees nothing of it
     other = token(engine, "dispatcher", ["S2"])
     assert client.post(f"/incidents/{iid}/rate", json={"rating": 4}, headers=other).status_code == 404
-    assert client.get("/incidents", params={"region": "S1"}, headers=other).status_code == 403
+    assert client.get("/incidents", params={"region": "S1"}, headers=other).status_code == 404
     assert client.get("/incidents", headers=other).json() == []
 
 

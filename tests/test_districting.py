@@ -546,7 +546,7 @@ def test_api_preview_then_commit(db_url, engine, square):
 
     body = {"to_grid": a, "areas": [mapping(area)]}
     assert client.post("/grids/preview", json=body, headers=hdr("viewer", ["*"])).status_code == 403
-    assert client.post("/grids/preview", json=body, headers=hdr("planner", ["OTHER"])).status_code == 403
+    assert client.post("/grids/preview", json=body, headers=hdr("planner", ["OTHER"])).status_code == 404
     planner = hdr("planner", ["330103001001"])
     assert client.post("/grids/preview", json={"to_grid": "NOPE", "cells": []}, headers=planner).status_code in (404, 422)
     assert client.post("/grids/preview", json={"to_grid": a, "cells": ["zz"]}, headers=planner).status_code == 422

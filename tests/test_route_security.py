@@ -12,6 +12,8 @@ import functools
 import pytest
 import sqlalchemy as sa
 
+from api.auth import NOT_FOUND_DETAIL
+
 from geodata.store import auth as store
 
 pytestmark = pytest.mark.db
@@ -108,7 +110,20 @@ def test_region_a_token_cannot_reach_region_b(town):
     ]
     for method, path, kw, hdr in denied:
         r = c.request(method, path, headers=hdr, **kw)
-        assert r.status_code == 403, (method, path, r.status_code, r.text[:300])
+        # "not yours" is the same 404, with the same words, as "missing" (issue 11): nothing about region B leaks
+        assert (r.status_code, r.json()["detail"]) == (404, NOT_FOUND_DETAIL), (method, path, r.status_code, r.text[:300])
+    missing = {"community": "NOPE-C", "street": "NOPE-S", "grid": "NOPE-G", "member": "NOPE-M"}
+    for method, path, kw, hdr in denied[:7]:
+        for key, code in missing.items():
+            path, kw = path.replace(B[key], code), {k: _swap(v, B[key], code) for k, v in kw.items()}
+        r = c.request(method, path, headers=hdr, **kw)
+        assert (r.status_code, r.json()["detail"]) == (404, NOT_FOUND_DETAIL), (method, path, r.status_code, r.text[:300])
+
+
+def _swap(value, old, new):
+    if isinstance(value, dict):
+        return {k: _swap(v, old, new) for k, v in value.items()}
+    return new if value == old else value
 
 
 def test_incident_in_b_is_hidden_from_a(town):
@@ -204,5 +219,5 @@ def test_personal_data_masked_or_shown_and_audited(town):
         other = conn.execute(sa.text("SELECT member_id FROM members WHERE grid_code = :g AND member_id <> :m LIMIT 1"),
                              {"g": A["grid"], "m": A["member"]}).scalar()
     other_hdr = _h(eng, "responder", [A["grid"]], member=other)
-    assert c.get(path, headers=other_hdr).status_code == 403
+    assert c.get(path, headers=other_hdr).status_code == 404  # not yours: the same 404 as missing
     assert c.get("/me/households", params={"member_id": A["member"]}, headers=other_hdr).status_code == 403

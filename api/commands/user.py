@@ -38,7 +38,7 @@ def create(username: str = typer.Option(..., "--username", help="Login name (let
                                                help="Read the password (at least 10 characters) from stdin.")):
     """Create a web account with the same role and region scope as a token."""
     from geodata.store import users
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
     regions = [r.strip() for r in (region or "").split(",") if r.strip()]
     if not regions and role == "admin":
@@ -47,7 +47,7 @@ def create(username: str = typer.Option(..., "--username", help="Login name (let
         fail("--region is required (street, community or grid codes, comma-separated; '*' for every region)")
     password = _read_password(password_stdin)
     try:
-        rec = users.create_user(make_engine(), username, password, role, regions, member_id=member)
+        rec = users.create_user(db_engine(), username, password, role, regions, member_id=member)
     except ValueError as e:
         fail(str(e))
     console.print(f"user {rec.username} (id {rec.user_id}): role {rec.role}, regions {', '.join(rec.regions)}"
@@ -58,9 +58,9 @@ def create(username: str = typer.Option(..., "--username", help="Login name (let
 def list_users():
     """List accounts (no passwords): username, role, regions, member, state."""
     from geodata.store import users
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
-    for u in users.list_users(make_engine()):
+    for u in users.list_users(db_engine()):
         state = f"disabled {u.disabled_at:%Y-%m-%d %H:%M}" if u.disabled_at else "active"
         typer.echo(f"{u.username}\t{u.role}\t{','.join(u.regions)}\t{u.member_id or '-'}\t{state}")
 
@@ -69,9 +69,9 @@ def list_users():
 def disable(username: str = typer.Argument(..., help="The account to disable (its sessions end at once).")):
     """Disable an account; its open sessions end now."""
     from geodata.store import users
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
-    if not users.disable_user(make_engine(), username):
+    if not users.disable_user(db_engine(), username):
         fail(f"no enabled user {username!r}")
     console.print(f"user {username} disabled")
 
@@ -82,11 +82,11 @@ def password(username: str = typer.Argument(..., help="The account whose passwor
                                                  help="Read the new password from stdin.")):
     """Set a new password (its open sessions end)."""
     from geodata.store import users
-    from geodata.store.session import make_engine
+    from api.commands.common import db_engine
 
     new_password = _read_password(password_stdin)
     try:
-        ok = users.set_password(make_engine(), username, new_password)
+        ok = users.set_password(db_engine(), username, new_password)
     except ValueError as e:
         fail(str(e))
     if not ok:

@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, field_validator
 
-from api.auth import Principal, current_principal, present_pii, require_roles
+from api.auth import Principal, current_principal, not_found, present_pii, require_roles
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
@@ -236,7 +236,7 @@ def _me(principal: Principal, member_id: str | None) -> str:
 
             exists, grid = member_grid(principal.engine, member_id)
             if not (exists and principal.covers(grid_code=grid)):
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=store.HIDDEN_MEMBER.format(member_id))
+                raise not_found()  # missing and another region's member: the same 404
         return member_id
     if principal.member_id is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN,

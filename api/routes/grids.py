@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, field_validator
 from shapely.geometry import mapping, shape
 
-from api.auth import Principal, require_roles
+from api.auth import Principal, not_found, require_roles
 from geodata.store import grids as store
 
 router = APIRouter(tags=["grids"])
@@ -123,7 +123,7 @@ class EditOut(BaseModel):
 
 
 def _authorise(request: Request, principal: Principal, to_grid: str) -> None:
-    """Early answer for a receiving grid that is missing (404) or outside the token (403)."""
+    """Early answer for a receiving grid that is missing or outside the token: the same 404."""
     from sqlalchemy import text
 
     with request.app.state.engine.connect() as conn:
@@ -131,7 +131,7 @@ def _authorise(request: Request, principal: Principal, to_grid: str) -> None:
             "SELECT g.community_code, c.street_code FROM grids g LEFT JOIN communities c ON c.code = g.community_code "
             "WHERE g.grid_code = :g"), {"g": to_grid}).first()
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {to_grid} not found")
+        raise not_found()
     principal.require(grid_code=to_grid, community_code=row[0], street_code=row[1])
 
 
@@ -188,7 +188,7 @@ def _run(request: Request, body: EditIn, principal: Principal, commit: bool) -> 
         seen = store.preview(engine, body.to_grid, cells=body.cells, areas=areas, **flags)
         return _out(body, seen.result, seen.versions)
     except store.UnknownGrid:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {body.to_grid} not found") from None
+        raise not_found() from None
     except store.EditRefused as e:
         raise refused(e) from None
     except store.EditInvalid as e:
@@ -255,8 +255,8 @@ def redraw_commit(request: Request, body: RedrawCommitIn, principal: Principal =
         done = store.commit_redraw(request.app.state.engine, new, versions=body.versions,
                                    allow_out_of_band=body.allow_out_of_band, allow_noncontiguous=body.allow_noncontiguous,
                                    authorise=region_check(principal), actor=actor_of(principal))
-    except store.UnknownGrid as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{e.args[0]} not found") from None
+    except store.UnknownGrid:
+        raise not_found() from None
     except store.EditRefused as e:
         raise refused(e) from None
     except store.EditInvalid as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
-from api.auth import Principal, present_pii, require_roles
+from api.auth import Principal, not_found, present_pii, require_roles
 from geodata.store import links as store
 from gridmap.contract import MAX_LINKS, MIN_LINKS
 
@@ -104,13 +104,10 @@ def member_households(request: Request, member_id: str = Path(..., max_length=20
     """A member's current 包片联户 households in visiting order (personal data masked unless allowed; audited)."""
     engine = _engine(request)
     if principal.role == "responder" and principal.member_id != member_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a responder may only see their own households")
+        raise not_found()  # a responder sees only their own households
     exists, grid = store.member_grid(engine, member_id)
-    if principal.role != "responder" and not principal.everywhere and not (exists and principal.covers(grid_code=grid)):
-        # A missing member and another region's get the same answer: nothing is told about members elsewhere.
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"member {member_id} is outside the regions of this token")
-    if not exists:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"member {member_id} not found")
+    if not exists or not (principal.everywhere or principal.role == "responder" or principal.covers(grid_code=grid)):
+        raise not_found()  # a missing member and another region's get the same answer
     rows = store.member_households(engine, member_id)
     for r in rows:
         r.pop("run_id", None)

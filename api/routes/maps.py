@@ -19,7 +19,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
-from api.auth import Principal, current_principal, record_pii_read
+from api.auth import Principal, current_principal, not_found, record_pii_read
 from api.usecases.maps import MAP_ROLES, MapOptions, NoSavedLinks, RegionNotFound, region_map
 
 router = APIRouter(tags=["maps"])
@@ -68,8 +68,8 @@ def get_map(request: Request,
     engine = request.app.state.engine
     try:
         drawn = region_map(engine, kind, region, opts)
-    except RegionNotFound as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(e)) from None
+    except RegionNotFound:
+        raise not_found() from None
     except NoSavedLinks as e:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from None
     except MapError as e:
