@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from shapely.geometry import MultiPolygon, box
 
 from gridmap import dispatch as rules
+from reference import brute_force_nearest
 from gridmap.dispatch import LOCAL_TZ
 
 CST = LOCAL_TZ
@@ -195,7 +196,7 @@ def test_sphere_kdtree_equals_brute_force():
     idx = rules.ResponderIndex(ids, lon, lat, skills, avail)
     for qlon, qlat, k, skill, radius in query_cases(4, 120):
         got = idx.nearest(qlon, qlat, k=k, skill=skill, radius_m=radius)
-        want = rules.brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
+        want = brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
         assert [g[0] for g in got] == [w[0] for w in want]
         np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=0, atol=1e-6)
         assert all(ok for ok in (avail[ids.index(g[0])] for g in got))
@@ -224,7 +225,7 @@ def test_cli_nearest_on_files(tmp_path):
     r = CliRunner().invoke(app, ["nearest", "--members", str(path), "--at", f"{at[0]},{at[1]}", "--skill", "法律",
                                  "-k", "4"], terminal_width=200)
     assert r.exit_code == 0, r.output
-    want = rules.brute_force_nearest(*at, ids, lon, lat, skills, avail, k=4, skill="法律")
+    want = brute_force_nearest(*at, ids, lon, lat, skills, avail, k=4, skill="法律")
     shown = re.findall(r"(M\d{5})", r.output)
     assert shown == [w[0] for w in want]
     assert f"{want[0][1]:,.1f}" in r.output
@@ -255,7 +256,7 @@ def test_postgis_knn_equals_brute_force(engine):
     with engine.connect() as conn:
         for qlon, qlat, k, skill, radius in query_cases(12, 80):
             got = nearest_responders(conn, qlon, qlat, k=k, skill=skill, radius_m=radius)
-            want = rules.brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill,
+            want = brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill,
                                              radius_m=radius)
             assert [g["member_id"] for g in got] == [w[0] for w in want], (qlon, qlat, k, skill, radius)
             np.testing.assert_allclose([g["distance_m"] for g in got], [w[1] for w in want], rtol=1e-7, atol=1e-3)
@@ -289,7 +290,7 @@ def test_postgis_knn_breaks_many_ties_by_id(engine):
     with engine.connect() as conn:
         for k in (1, 3, TIE_MARGIN + 2, n + 2):
             got = [g["member_id"] for g in nearest_responders(conn, LON0, LAT0, k=k)]
-            want = [w[0] for w in rules.brute_force_nearest(LON0, LAT0, ids, lon, lat, k=k)]
+            want = [w[0] for w in brute_force_nearest(LON0, LAT0, ids, lon, lat, k=k)]
             assert got == want
         assert got[:3] == ["A-near", "T000", "T001"] and got[-1] == "Z-far"
 
