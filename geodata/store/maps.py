@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from geodata.store.auth import expand_regions
-from gridmap.contract import COLUMNS
+from gridmap.contract import COLUMNS, ID_COLUMN, LIST_COLUMNS
 
 #: Service centres this far (metres) outside the region's grids are still drawn.
 CENTRE_MARGIN_M = 1500.0
@@ -96,26 +96,26 @@ def _read_grids(conn, codes, **_) -> gpd.GeoDataFrame:
                  {"codes": codes})
 
 
-def _read_households(conn, codes, *, with_names: bool, own, **_) -> gpd.GeoDataFrame:
-    sql = f"SELECT {select_list('households', with_names=with_names)} FROM households WHERE grid_code = ANY(:codes)"
+def _read_people(conn, layer: str, codes, with_names: bool, only_ids) -> gpd.GeoDataFrame:
+    """Households or members of the grids ``codes`` (only ``only_ids`` unless None), lists as lists."""
+    id_column = ID_COLUMN[layer]
+    sql = f"SELECT {select_list(layer, with_names=with_names)} FROM {layer} WHERE grid_code = ANY(:codes)"
     params: dict = {"codes": codes}
-    if own is not None:
-        sql += " AND household_id = ANY(:own)"
-        params["own"] = own
-    hh = _read(conn, sql + " ORDER BY household_id", params)
-    hh["tags"] = _lists(hh["tags"])
-    return hh
+    if only_ids is not None:
+        sql += f" AND {id_column} = ANY(:only)"
+        params["only"] = list(only_ids)
+    gdf = _read(conn, sql + f" ORDER BY {id_column}", params)
+    for column in set(LIST_COLUMNS) & set(gdf.columns):
+        gdf[column] = _lists(gdf[column])
+    return gdf
+
+
+def _read_households(conn, codes, *, with_names: bool, own, **_) -> gpd.GeoDataFrame:
+    return _read_people(conn, "households", codes, with_names, own)
 
 
 def _read_members(conn, codes, *, with_names: bool, member_id, **_) -> gpd.GeoDataFrame:
-    sql = f"SELECT {select_list('members', with_names=with_names)} FROM members WHERE grid_code = ANY(:codes)"
-    params: dict = {"codes": codes}
-    if member_id is not None:
-        sql += " AND member_id = :m"
-        params["m"] = member_id
-    mm = _read(conn, sql + " ORDER BY member_id", params)
-    mm["skills"] = _lists(mm["skills"])
-    return mm
+    return _read_people(conn, "members", codes, with_names, None if member_id is None else [member_id])
 
 
 def _read_centres(conn, codes, *, margin_m: float, **_) -> gpd.GeoDataFrame:
