@@ -2,7 +2,7 @@
 
 一键上报 → 智能分派 → 处置 → 反馈评价 (seed 002) and 群众点单 → 支部派单 → 党员接单 → 群众评单
 (seeds 001, 004). Everything here is pure: datetimes, numbers and arrays in, decisions out; the
-PostGIS queries that feed it live in ``geodata.store.dispatch``.
+PostGIS queries that feed it live in ``geodata.store.nearest``, ``.routing`` and ``.incidents``.
 
 Time: naive datetimes are read as China Standard Time (Asia/Shanghai, UTC+8, no daylight saving),
 which is where the working-day calendar applies; results are timezone-aware.
