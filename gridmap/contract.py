@@ -6,6 +6,8 @@ layer is a GeoDataFrame in WGS84 (EPSG:4326); distances are metres.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 WGS84 = "EPSG:4326"
 
 #: Resolution of the H3 cell stored beside every point (res 10: ~15,000 m² per cell, edge ~66 m).
@@ -15,35 +17,70 @@ H3_POINT_RES = 10
 
 LAYERS = ("streets", "communities", "grids", "households", "members", "service_centres", "incidents")
 
-ID_COLUMN = {
-    "streets": "code",
-    "communities": "code",
-    "grids": "grid_code",
-    "households": "household_id",
-    "members": "member_id",
-    "service_centres": "centre_id",
-    "incidents": "incident_id",
+@dataclass(frozen=True)
+class Column:
+    """One column of a layer in the data contract.
+
+    ``type`` is one of :data:`COLUMN_TYPES` (``text[]`` is a list of strings end to end: file cell
+    → PostgreSQL array → Python list). ``required``: every row of a file must carry it. ``pii``:
+    personal data, masked unless role and region allow. ``default``: what the store writes for a
+    blank cell (such a column is NOT NULL in the store although a file may leave it out).
+    """
+
+    name: str
+    type: str = "text"
+    required: bool = False
+    pii: bool = False
+    default: object = None
+
+    @property
+    def nullable(self) -> bool:
+        """Whether the store may hold NULL here."""
+        return not self.required and self.default is None
+
+
+#: The column types of the contract (PostgreSQL spelling).
+COLUMN_TYPES = ("text", "integer", "double precision", "boolean", "text[]", "timestamptz")
+
+
+def _text(name: str, **kw) -> Column:
+    return Column(name, "text", **kw)
+
+
+#: The contract columns of every layer (besides the geometry), the id first. This is the one list
+#: the importer copies, the store's SELECTs read and ``tests/test_contract.py`` checks the ORM models
+#: and the migrated database against.
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    "streets": (_text("code", required=True), _text("name")),
+    "communities": (_text("code", required=True), _text("name"), _text("street_code")),
+    "grids": (_text("grid_code", required=True), _text("name"), _text("community_code"), _text("kind"),
+              Column("has_branch", "boolean"), _text("branch_name")),
+    "households": (_text("household_id", required=True), _text("grid_code"), Column("size", "integer"),
+                   Column("tags", "text[]"), _text("name", pii=True), _text("phone", pii=True),
+                   _text("id_number", pii=True)),
+    "members": (_text("member_id", required=True), _text("grid_code"), _text("kind", default="member"),
+                Column("skills", "text[]"), Column("available", "boolean", default=True),
+                Column("min_links", "integer"), Column("max_links", "integer"), _text("name", pii=True),
+                _text("phone", pii=True)),
+    "service_centres": (_text("centre_id", required=True), _text("name"), _text("kind"),
+                        Column("radius_m", "double precision")),
+    "incidents": (_text("incident_id", required=True), _text("category", required=True), Column("level", "integer"),
+                  _text("status", default="reported"), _text("required_skill"),
+                  Column("reported_at", "timestamptz", required=True), _text("grid_code"), _text("source")),
 }
 
-REQUIRED = {
-    "streets": ("code",),
-    "communities": ("code",),
-    "grids": ("grid_code",),
-    "households": ("household_id",),
-    "members": ("member_id",),
-    "service_centres": ("centre_id",),
-    "incidents": ("incident_id", "category", "reported_at"),
-}
 
-OPTIONAL = {
-    "streets": ("name",),
-    "communities": ("name", "street_code"),
-    "grids": ("name", "community_code", "kind", "has_branch", "branch_name"),
-    "households": ("grid_code", "size", "tags", "name", "phone", "id_number"),
-    "members": ("grid_code", "skills", "available", "min_links", "max_links", "name", "phone", "kind"),
-    "service_centres": ("name", "kind", "radius_m"),
-    "incidents": ("level", "status", "required_skill", "grid_code"),
-}
+def column_names(layer: str, *, pii: bool = True) -> tuple[str, ...]:
+    """Names of a layer's contract columns in contract order; ``pii=False`` leaves personal data out."""
+    return tuple(c.name for c in COLUMNS[layer] if pii or not c.pii)
+
+
+#: The id column of each layer.
+ID_COLUMN = {layer: cols[0].name for layer, cols in COLUMNS.items()}
+#: Columns every row of a file must carry (besides the geometry).
+REQUIRED = {layer: tuple(c.name for c in cols if c.required) for layer, cols in COLUMNS.items()}
+#: Columns of a layer holding a list of strings (``tags``, ``skills``).
+LIST_COLUMNS = tuple(dict.fromkeys(c.name for cols in COLUMNS.values() for c in cols if c.type == "text[]"))
 
 #: Geometry type each layer must carry ("point" or "polygon").
 GEOMETRY_KIND = {
@@ -57,7 +94,7 @@ GEOMETRY_KIND = {
 }
 
 #: Personal data of residents (and members' contact details): masked unless role and region allow.
-PII_COLUMNS = ("name", "phone", "id_number")
+PII_COLUMNS = tuple(dict.fromkeys(c.name for cols in COLUMNS.values() for c in cols if c.pii))
 
 # Policy defaults (seeds 001/002) ---------------------------------------------------------------
 

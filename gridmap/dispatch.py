@@ -2,7 +2,7 @@
 
 一键上报 → 智能分派 → 处置 → 反馈评价 (seed 002) and 群众点单 → 支部派单 → 党员接单 → 群众评单
 (seeds 001, 004). Everything here is pure: datetimes, numbers and arrays in, decisions out; the
-PostGIS queries that feed it live in ``geodata.store.dispatch``.
+PostGIS queries that feed it live in ``geodata.store.nearest``, ``.routing`` and ``.incidents``.
 
 Time: naive datetimes are read as China Standard Time (Asia/Shanghai, UTC+8, no daylight saving),
 which is where the working-day calendar applies; results are timezone-aware.
@@ -390,18 +390,3 @@ def rank(ids: Sequence[str], distance_m: Sequence[float]) -> np.ndarray:
     d = np.asarray(distance_m, dtype=float)
     return np.lexsort((ids.astype(str), d)) if len(d) else np.zeros(0, dtype=np.int64)
 
-
-def brute_force_nearest(lon: float, lat: float, ids, m_lon, m_lat, skills=None, available=None, k: int = 5,
-                        skill: str | None = None, radius_m: float | None = None) -> list[tuple[str, float]]:
-    """The reference ranking: haversine to every responder, filter, sort (distance, id), take ``k``."""
-    n = len(ids)
-    skills = list(skills) if skills is not None else [None] * n
-    avail = np.ones(n, bool) if available is None else np.asarray(available, dtype=bool)
-    d = haversine_m(lon, lat, np.asarray(m_lon, float), np.asarray(m_lat, float))
-    keep = avail & np.array([has_skill(s, skill) for s in skills], dtype=bool)
-    if radius_m is not None:
-        keep &= d <= radius_m
-    rows = np.flatnonzero(keep)
-    ids_arr = np.asarray([str(i) for i in ids], dtype=object)
-    order = rank(ids_arr[rows], d[rows])[:k]
-    return [(str(ids_arr[rows[i]]), float(d[rows[i]])) for i in order]

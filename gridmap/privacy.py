@@ -75,12 +75,7 @@ def mask_phone(phone: str | None) -> str | None:
     """
     if phone is None:
         return None
-    s = "".join(str(phone).split()).replace("-", "")
-    if not s:
-        return s
-    if len(s) < 8:
-        return MASK * len(s)
-    return s[:3] + MASK * (len(s) - 7) + s[-4:]
+    return _keep_ends("".join(str(phone).split()).replace("-", ""), 3, 4)
 
 
 def mask_id_number(id_number: str | None) -> str | None:
@@ -101,12 +96,15 @@ def mask_id_number(id_number: str | None) -> str | None:
     """
     if id_number is None:
         return None
-    s = str(id_number).strip()
-    if not s:
-        return s
-    if len(s) < 9:
-        return MASK * len(s)
-    return s[:4] + MASK * (len(s) - 8) + s[-4:]
+    return _keep_ends(str(id_number).strip(), 4, 4)
+
+
+def _keep_ends(text: str, head: int, tail: int) -> str:
+    """``text`` with all but ``head`` leading and ``tail`` trailing characters masked; a text too
+    short to hide at least one character is masked whole."""
+    if len(text) <= head + tail:
+        return MASK * len(text)
+    return text[:head] + MASK * (len(text) - head - tail) + text[-tail:]
 
 
 MASKERS = {"name": mask_name, "phone": mask_phone, "id_number": mask_id_number}

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from shapely.geometry import MultiPolygon, box
 
 from gridmap import dispatch as rules
+from reference import brute_force_nearest
 from gridmap.dispatch import LOCAL_TZ
 
 CST = LOCAL_TZ
@@ -66,7 +67,7 @@ def test_complex_deadline_skips_weekends(reported, due):
 
 
 def test_complex_deadline_honours_a_holiday_file(tmp_path):
-    from geodata.store.dispatch import read_calendar_file
+    from geodata.calendar import read_calendar_file
 
     f = tmp_path / "holidays.csv"
     f.write_text(NATIONAL_DAY_2018, encoding="utf-8")
@@ -195,7 +196,7 @@ def test_sphere_kdtree_equals_brute_force():
     idx = rules.ResponderIndex(ids, lon, lat, skills, avail)
     for qlon, qlat, k, skill, radius in query_cases(4, 120):
         got = idx.nearest(qlon, qlat, k=k, skill=skill, radius_m=radius)
-        want = rules.brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
+        want = brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
         assert [g[0] for g in got] == [w[0] for w in want]
         np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=0, atol=1e-6)
         assert all(ok for ok in (avail[ids.index(g[0])] for g in got))
@@ -224,7 +225,7 @@ def test_cli_nearest_on_files(tmp_path):
     r = CliRunner().invoke(app, ["nearest", "--members", str(path), "--at", f"{at[0]},{at[1]}", "--skill", "法律",
                                  "-k", "4"], terminal_width=200)
     assert r.exit_code == 0, r.output
-    want = rules.brute_force_nearest(*at, ids, lon, lat, skills, avail, k=4, skill="法律")
+    want = brute_force_nearest(*at, ids, lon, lat, skills, avail, k=4, skill="法律")
     shown = re.findall(r"(M\d{5})", r.output)
     assert shown == [w[0] for w in want]
     assert f"{want[0][1]:,.1f}" in r.output
@@ -248,14 +249,14 @@ pytest_db = pytest.mark.db
 
 @pytest_db
 def test_postgis_knn_equals_brute_force(engine):
-    from geodata.store.dispatch import nearest_responders
+    from geodata.store.nearest import nearest_responders
 
     ids, lon, lat, skills, avail = random_members(3000, seed=11)
     insert_members(engine, ids, lon, lat, skills, avail)
     with engine.connect() as conn:
         for qlon, qlat, k, skill, radius in query_cases(12, 80):
             got = nearest_responders(conn, qlon, qlat, k=k, skill=skill, radius_m=radius)
-            want = rules.brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill,
+            want = brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill,
                                              radius_m=radius)
             assert [g["member_id"] for g in got] == [w[0] for w in want], (qlon, qlat, k, skill, radius)
             np.testing.assert_allclose([g["distance_m"] for g in got], [w[1] for w in want], rtol=1e-7, atol=1e-3)
@@ -266,7 +267,7 @@ def test_postgis_knn_equals_brute_force(engine):
         every = nearest_responders(conn, LON0, LAT0, k=3000, only_available=False)
         assert len(every) == 3000
         # the queries walk the geography index, never sort the whole table
-        from geodata.store.dispatch import _knn_sql, _nearest_sql
+        from geodata.store.nearest import _knn_sql, _nearest_sql
 
         conn.exec_driver_sql("ANALYZE members")
         for sql, n_scans in ((_knn_sql, 1), (_nearest_sql, 2)):
@@ -278,7 +279,7 @@ def test_postgis_knn_equals_brute_force(engine):
 @pytest_db
 def test_postgis_knn_breaks_many_ties_by_id(engine):
     """More members tied at the k-th place than the one-scan query fetches: the exact query ranks them."""
-    from geodata.store.dispatch import TIE_MARGIN, nearest_responders
+    from geodata.store.nearest import TIE_MARGIN, nearest_responders
 
     n = TIE_MARGIN * 3
     rng = np.random.default_rng(5)
@@ -289,7 +290,7 @@ def test_postgis_knn_breaks_many_ties_by_id(engine):
     with engine.connect() as conn:
         for k in (1, 3, TIE_MARGIN + 2, n + 2):
             got = [g["member_id"] for g in nearest_responders(conn, LON0, LAT0, k=k)]
-            want = [w[0] for w in rules.brute_force_nearest(LON0, LAT0, ids, lon, lat, k=k)]
+            want = [w[0] for w in brute_force_nearest(LON0, LAT0, ids, lon, lat, k=k)]
             assert got == want
         assert got[:3] == ["A-near", "T000", "T001"] and got[-1] == "Z-far"
 
@@ -338,7 +339,7 @@ def load_areas(engine):
     ((1600, 200), (None, None, None)),            # 400 m from anything: unrouted
 ])
 def test_routing_at_grid_edges(engine, xy, want):
-    from geodata.store.dispatch import route_point
+    from geodata.store.routing import route_point
 
     load_areas(engine)
     with engine.connect() as conn:
@@ -348,7 +349,7 @@ def test_routing_at_grid_edges(engine, xy, want):
 
 @pytest_db
 def test_escalation_grid_community_street(engine):
-    from geodata.store.dispatch import grids_of, propose, route_point
+    from geodata.store.routing import grids_of, propose, route_point
 
     load_areas(engine)
     at = _pt(100, 100)  # in G1
@@ -393,7 +394,8 @@ def test_escalation_grid_community_street(engine):
 
 @pytest_db
 def test_create_incident_routes_sets_deadline_and_escalates(engine, tmp_path):
-    from geodata.store import dispatch as store
+    from geodata.store import incidents as store
+    from geodata.store.holidays import save_calendar
 
     load_areas(engine)
     insert_members(engine, ["m2"], *zip(_pt(700, 100)), [["医疗"]], [True], ["G2"])
@@ -406,7 +408,7 @@ def test_create_incident_routes_sets_deadline_and_escalates(engine, tmp_path):
     assert [p["member_id"] for p in inc["proposed"]] == ["m2"]
     assert inc["status"] == "reported"
     # the stored calendar is used too
-    store.save_calendar(engine, cal)
+    save_calendar(engine, cal)
     inc2 = store.create_incident(engine, lon=_pt(100, 100)[0], lat=_pt(100, 100)[1], category="民政", level=3,
                                  reported_at=datetime(2018, 9, 28, 9, 0))
     assert inc2["deadline_at"] == cst(2018, 10, 8, 9, 0)
@@ -452,7 +454,7 @@ def test_dispatch_migration_downgrades_cleanly():
 @pytest_db
 def test_hangzhou_incidents_import_and_route_to_real_grids(engine, hangzhou, hangzhou_grids):
     from geodata.io import read_layer
-    from geodata.store import dispatch as store
+    from geodata.store import incident_import as store
     from geodata.store.importer import import_layer
 
     import_layer(engine, "streets", read_layer(hangzhou / "streets.geojson", "streets", fix=True))

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from gridmap import dispatch as rules
+from reference import brute_force_nearest
 from test_dispatch import (LAT0, LON0, _pt, insert_members, load_areas, query_cases, random_members)
 
 pytestmark = pytest.mark.db
@@ -51,7 +52,7 @@ def test_nearest_equals_brute_force(client, engine):
             params["radius_m"] = radius
         r = client.get("/responders/nearest", params=params, headers=h)
         assert r.status_code == 200, r.text
-        want = rules.brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
+        want = brute_force_nearest(qlon, qlat, ids, lon, lat, skills, avail, k=k, skill=skill, radius_m=radius)
         got = r.json()
         assert [g["member_id"] for g in got] == [w[0] for w in want]
         np.testing.assert_allclose([g["distance_m"] for g in got], [w[1] for w in want], rtol=1e-7, atol=1e-3)

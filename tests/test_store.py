@@ -13,6 +13,7 @@ from geodata.store.importer import import_layer, table_counts
 from gridmap.cells import points_to_cells
 
 
+@pytest.mark.db
 def test_migrations_up_and_down():
     from conftest import create_database, drop_database
 
@@ -46,6 +47,7 @@ def with_grids(engine, hangzhou_grids):
     import_layer(engine, "grids", hangzhou_grids)
 
 
+@pytest.mark.db
 def test_round_trip_households(engine, hangzhou_scenario, with_grids):
     hh = hangzhou_scenario["households"].iloc[:500].copy()
     r = import_layer(engine, "households", hh)
@@ -63,6 +65,7 @@ def test_round_trip_households(engine, hangzhou_scenario, with_grids):
     assert [",".join(t) for t in back.loc[tagged, "tags"]] == list(hh.loc[tagged, "tags"])
 
 
+@pytest.mark.db
 def test_reimport_is_idempotent_and_upserts(engine, hangzhou_scenario, with_grids):
     m = hangzhou_scenario["members"].iloc[:200].copy()
     import_layer(engine, "members", m)
@@ -77,6 +80,7 @@ def test_reimport_is_idempotent_and_upserts(engine, hangzhou_scenario, with_grid
     assert r.deleted == 50 and table_counts(engine)["members"] == 150
 
 
+@pytest.mark.db
 def test_every_grid_gets_h3_cells_even_tiny_ones(engine):
     tiny = box(120.1000, 30.2000, 120.1002, 30.2002)  # ~20 m × 22 m, far smaller than a res-10 cell
     big = box(120.11, 30.20, 120.12, 30.21)
@@ -87,6 +91,7 @@ def test_every_grid_gets_h3_cells_even_tiny_ones(engine):
     assert n["tiny"] == 1 and n["big"] > 50 and r.cells == n["tiny"] + n["big"]
 
 
+@pytest.mark.db
 def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_scenario, with_grids):
     hh = hangzhou_scenario["households"].iloc[:1000]
     import_layer(engine, "grids", hangzhou_scenario["grids"])
@@ -111,6 +116,7 @@ def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_sce
             c.execute(sa.text("DROP TRIGGER fail_row ON households; DROP FUNCTION fail_on_row()"))
 
 
+@pytest.mark.db
 def test_cli_import_and_db_commands(db_url, engine, tmp_path, monkeypatch, hangzhou_scenario):
     from api.cli import app
     from geodata.io import write_layer

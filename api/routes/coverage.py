@@ -14,13 +14,12 @@ inside the token's regions (403 otherwise).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from api.auth import Principal, current_principal
+from geodata.jsonenc import to_plain
 from gridmap.contract import SERVICE_RADIUS_M
 from gridmap.privacy import PII_ROLES
 
@@ -56,22 +55,10 @@ def _compute(request: Request, region: str, principal: Principal, radius_m: floa
     return out, summary
 
 
-def _clean(v):
-    """JSON-safe scalar: NaN → None, numpy → Python."""
-    if v is None:
-        return None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(float(v)) else round(float(v), 2)
-    if isinstance(v, (np.bool_,)):
-        return bool(v)
-    return v
-
-
 def _records(df: pd.DataFrame, cols) -> list[dict]:
+    """Rows as JSON-safe dicts (NaN → None, numpy → Python, floats to 2 decimals)."""
     cols = [c for c in cols if c in df.columns]
-    return [{c: _clean(v) for c, v in zip(cols, row)} for row in df[cols].itertuples(index=False, name=None)]
+    return to_plain(pd.DataFrame(df[cols]).to_dict("records"), ndigits=2)
 
 
 GRID_COLUMNS = ("grid_code", "name", "community_code", "street_code", "kind", "has_branch", "households", "members",
@@ -108,8 +95,7 @@ def get_coverage(request: Request, region: str = Region, radius_m: float = Radiu
     return {
         "region": region,
         "radius_m": radius_m,
-        "summary": {k: _clean(v) if not isinstance(v, dict) else {a: _clean(b) for a, b in v.items()}
-                    for k, v in summary.items()},
+        "summary": to_plain(summary, ndigits=2),
         "grids": _records(st, GRID_COLUMNS),
         "communities": level("community_code", "community_code"),
         "streets": level("street_code", "street_code"),
@@ -158,8 +144,7 @@ def get_gaps(request: Request, region: str = Region, radius_m: float = Radius, g
     features += [_cell_feature("gap_cell", row) for row in gap_rows]
     features += [_cell_feature("unlinked_cell", row) for row in unlinked_rows]
     return {"type": "FeatureCollection", "region": region, "gap_res": gap_res,
-            "summary": {k: _clean(v) if not isinstance(v, dict) else {a: _clean(b) for a, b in v.items()}
-                        for k, v in summary.items()},
+            "summary": to_plain(summary, ndigits=2),
             "features": features}
 
 

@@ -2,7 +2,7 @@
 
 一键上报 → 智能分派 → 处置 → 反馈评价 with 红黄绿灯 deadlines (seeds 001, 002, 004). Coordinates
 WGS84 unless ``coords`` says otherwise; distances metres. Rules in ``gridmap.dispatch``, queries in
-``geodata.store.dispatch``.
+``geodata.store`` (``nearest``, ``routing``, ``incidents``).
 
 Roles: dispatchers and leaders route and assign; the assigned responder accepts and closes (a
 dispatcher or leader may do it for them); ratings (群众评单) are recorded by dispatchers or
@@ -24,7 +24,11 @@ from api.auth import Principal, current_principal, not_found, present_pii, requi
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
-from geodata.store import dispatch as store
+from geodata.calendar import read_calendar_file
+from geodata.store import incidents
+from geodata.store.links import member_households
+from geodata.store.nearest import nearest_responders, reader_engine
+from geodata.store.routing import route_point
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
 
@@ -149,7 +153,7 @@ class Household(BaseModel):
 
 @lru_cache(maxsize=4)
 def _calendar_file(path: str, mtime: float) -> rules.WorkCalendar:
-    return store.read_calendar_file(path)
+    return read_calendar_file(path)
 
 
 def file_calendar(request: Request) -> rules.WorkCalendar | None:
@@ -166,11 +170,11 @@ def _engine(request: Request):
 
 def _reader(request: Request):
     """An autocommit engine on the app's database for single-statement reads (see
-    ``geodata.store.dispatch.reader_engine``: no pre-ping/BEGIN/ROLLBACK round trips)."""
+    ``geodata.store.nearest.reader_engine``: no pre-ping/BEGIN/ROLLBACK round trips)."""
     base = request.app.state.engine
     cached = getattr(request.app.state, "dispatch_reader", None)
     if cached is None or cached[0] is not base:
-        cached = (base, store.reader_engine(base.url.render_as_string(hide_password=False)))
+        cached = (base, reader_engine(base.url.render_as_string(hide_password=False)))
         request.app.state.dispatch_reader = cached
     return cached[1]
 
@@ -184,8 +188,8 @@ def _incident_or_404(engine, incident_id: str, principal: Principal) -> dict:
     """The incident, if the caller's regions cover it or it is assigned to the caller (an escalated
     incident may be assigned to a responder of another grid); the same 404 otherwise."""
     try:
-        inc = store.get_incident(engine, incident_id)
-    except store.NotFound:
+        inc = incidents.get_incident(engine, incident_id)
+    except incidents.NotFound:
         raise _no_incident(incident_id) from None
     if not (_assigned_to(principal, inc) or principal.covers(inc["grid_code"], inc["community_code"],
                                                              inc["street_code"])):
@@ -199,7 +203,7 @@ def _assigned_to(principal: Principal, inc: dict) -> bool:
 
 
 def _out(inc: dict) -> dict:
-    return store.with_light(inc, datetime.now(timezone.utc)) if "light" not in inc else inc
+    return incidents.with_light(inc, datetime.now(timezone.utc)) if "light" not in inc else inc
 
 
 def _act(request: Request, incident_id: str, action: str, principal: Principal, **kw) -> dict:
@@ -212,16 +216,16 @@ def _act(request: Request, incident_id: str, action: str, principal: Principal, 
         if acting is None or acting != inc["assigned_member_id"]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this incident is not assigned to you")
     try:
-        return _out(store.transition(engine, incident_id, action, acting_member=acting, **kw))
-    except store.OutsideRegions as e:
+        return _out(incidents.transition(engine, incident_id, action, acting_member=acting, **kw))
+    except incidents.OutsideRegions as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from None
     except rules.IllegalTransition as e:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from None
-    except store.Unavailable as e:
+    except incidents.Unavailable as e:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from None
-    except store.WrongMember as e:
+    except incidents.WrongMember as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from None
-    except store.NotFound as e:
+    except incidents.NotFound as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(e)) from None
 
 
@@ -257,7 +261,7 @@ def nearest(request: Request, lon: float = Lon, lat: float = Lat,
     # A regional token sees responders of its own grids only (security review, api.auth).
     pool = None if principal.everywhere else sorted(principal.grid_codes())
     with _reader(request).connect() as conn:
-        return store.nearest_responders(conn, lon, lat, k=k, skill=skill, radius_m=radius_m, pool=pool)
+        return nearest_responders(conn, lon, lat, k=k, skill=skill, radius_m=radius_m, pool=pool)
 
 
 @router.post("/incidents", response_model=Incident, status_code=status.HTTP_201_CREATED)
@@ -276,9 +280,9 @@ def report_incident(request: Request, body: IncidentIn,
         raise InputError(problems)
     if not principal.everywhere:
         with _engine(request).connect() as conn:
-            where = store.route_point(conn, lon, lat)
+            where = route_point(conn, lon, lat)
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
-    inc = store.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
+    inc = incidents.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
                                 source=body.source, calendar=file_calendar(request), radius_m=body.radius_m)
     return _out(inc)
@@ -296,7 +300,7 @@ def list_incidents(request: Request,
     window, red overdue (closed incidents: at their closing time)."""
     if region is not None:
         principal.require_code(region)
-    rows = store.list_incidents(_reader(request), region=region, light=light, status=status_, open_only=open_only,
+    rows = incidents.list_incidents(_reader(request), region=region, light=light, status=status_, open_only=open_only,
                                 limit=limit if principal.everywhere else 100_000)
     if not principal.everywhere:
         rows = [r for r in rows if principal.covers(r["grid_code"], r["community_code"], r["street_code"])][:limit]
@@ -353,7 +357,7 @@ def my_households(request: Request,
                   principal: Principal = Depends(current_principal)):
     """The caller's 包片联户 households in visiting order (personal data shown only as allowed, audited)."""
     me = _me(principal, member_id)
-    rows = store.member_households(_engine(request), me)
+    rows = member_households(_engine(request), me)
     own = {r["household_id"] for r in rows} if me == principal.member_id else None
     return present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
 
@@ -368,7 +372,7 @@ def my_incidents(request: Request,
     """The caller's open incidents, nearest first from ``lon``/``lat`` (``distance_m`` in metres)."""
     me = _me(principal, member_id)
     try:
-        return store.member_incidents(_reader(request), me, lon, lat)
-    except store.NotFound as e:
+        return incidents.member_incidents(_reader(request), me, lon, lat)
+    except incidents.NotFound as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(e)) from None
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, not_found, present_pii, require_roles
+from geodata.jsonenc import to_plain
 from geodata.store import links as store
 from gridmap.contract import MAX_LINKS, MIN_LINKS
 
@@ -94,7 +95,7 @@ def recompute(request: Request, body: RecomputeIn,
                               nearest_outside=[{k: (str(v) if k in ("member_id", "grid_code") else v)
                                                 for k, v in o.items()} for o in r.nearest_outside])
                  for r in short.itertuples()]
-    return RecomputeOut(run_id=saved.run_id, region=body.region, summary=_plain(result.summary),
+    return RecomputeOut(run_id=saved.run_id, region=body.region, summary=to_plain(result.summary),
                         shortages=shortages, superseded_links=saved.superseded_links)
 
 
@@ -108,25 +109,7 @@ def member_households(request: Request, member_id: str = Path(..., max_length=20
     exists, grid = store.member_grid(engine, member_id)
     if not exists or not (principal.everywhere or principal.role == "responder" or principal.covers(grid_code=grid)):
         raise not_found()  # a missing member and another region's get the same answer
-    rows = store.member_households(engine, member_id)
-    for r in rows:
-        r.pop("run_id", None)
-        if r.get("tags") is not None:
-            r["tags"] = list(r["tags"])
+    rows = store.member_households(engine, member_id)  # tags come as a list (text[]); run_id is not shown
     own = {str(r["household_id"]) for r in rows} if principal.member_id == member_id else None
     return present_pii(engine, principal, "households", rows, "household_id", own_ids=own)
 
-
-def _plain(o):
-    """Summary dict with numpy scalars turned into plain Python numbers (for JSON)."""
-    import numpy as np
-
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    return o

@@ -8,19 +8,18 @@ coverage gaps, maps. Writes ``OUTDIR/plan.gpkg`` (one layer per result) and
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import geopandas as gpd
-import numpy as np
 
 from api.usecases.gaps import step_gaps
 from api.usecases.links import step_links
 from api.usecases.maps import step_maps
 from api.usecases.redraw import step_redraw
+from geodata.jsonenc import dumps_bytes
 from gridmap import census
 
 
@@ -130,17 +129,6 @@ def step_name(step: Callable) -> str:
     return step.__name__.removeprefix("step_")
 
 
-def _json_default(o):
-    """JSON for the numpy values the engines leave in a summary."""
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def _write_outputs(ctx: PlanContext) -> tuple[Path, Path]:
     """``plan.gpkg`` (one layer per result) and ``summary.json`` in ``ctx.outdir``."""
     from geodata.io import write_layer
@@ -153,8 +141,7 @@ def _write_outputs(ctx: PlanContext) -> tuple[Path, Path]:
     ctx.summary["notes"] = ctx.notes
     ctx.summary["outputs"] = {"gpkg": str(gpkg), "layers": list(ctx.layers_out), "files": ctx.files}
     summary_path = ctx.outdir / "summary.json"
-    summary_path.write_text(json.dumps(ctx.summary, ensure_ascii=False, indent=2, default=_json_default),
-                            encoding="utf-8")
+    summary_path.write_bytes(dumps_bytes(ctx.summary, indent=True))
     return gpkg, summary_path
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from cachetools import TTLCache
 from sqlalchemy import (ARRAY, BigInteger, Column, DateTime, Integer, MetaData, Table, Text, any_, bindparam, func,
                         select, text, update)
 from sqlalchemy.dialects.postgresql import JSONB
@@ -135,21 +135,22 @@ def revoke_token(engine: Engine, token_id: int) -> bool:
 #: process (``gridmap token revoke``) takes effect within this many seconds.
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 10_000
-_cache: dict[tuple, tuple[float, object]] = {}
-_cache_lock = threading.Lock()
+_cache: TTLCache = TTLCache(maxsize=_CACHE_MAX, ttl=CACHE_SECONDS)
+_cache_lock = threading.Lock()  # TTLCache is not thread-safe; requests run in a thread pool
 
 
 def _cached(key: tuple, compute):
-    now = time.monotonic()
-    hit = _cache.get(key)
-    if hit is not None and now - hit[0] < CACHE_SECONDS:
-        return hit[1]
+    global _cache
+    with _cache_lock:
+        if _cache.ttl != CACHE_SECONDS:  # CACHE_SECONDS was changed (tests, a tuned deployment)
+            _cache = TTLCache(maxsize=_CACHE_MAX, ttl=CACHE_SECONDS)
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit
     value = compute()
     if value is not None:  # unknown tokens are never cached: a token created a moment later must work
         with _cache_lock:
-            if len(_cache) >= _CACHE_MAX:
-                _cache.clear()
-            _cache[key] = (now, value)
+            _cache[key] = value
     return value
 
 

@@ -27,24 +27,18 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from gridmap.cells import points_to_cells, polygon_to_cells, to_signed
-from gridmap.contract import GEOMETRY_KIND, H3_POINT_RES, ID_COLUMN
+from gridmap.contract import COLUMNS as CONTRACT_COLUMNS
+from gridmap.contract import GEOMETRY_KIND, H3_POINT_RES, ID_COLUMN, LIST_COLUMNS, column_names
 from geodata.errors import InputError
 from geodata.store.auth import audit_log
 from geodata.store.models import LAYER_TABLES
 from geodata.validate import GRID_TOLERANCE_M, check_grid_codes, derive_community_codes
 
-#: Columns copied per layer (besides geom/h3); the order is the COPY order.
-COLUMNS = {
-    "streets": ["code", "name"],
-    "communities": ["code", "name", "street_code"],
-    "grids": ["grid_code", "name", "community_code", "kind", "has_branch", "branch_name"],
-    "households": ["household_id", "grid_code", "size", "tags", "name", "phone", "id_number"],
-    "members": ["member_id", "grid_code", "kind", "skills", "available", "min_links", "max_links", "name", "phone"],
-    "service_centres": ["centre_id", "name", "kind", "radius_m"],
-    "incidents": ["incident_id", "category", "level", "status", "required_skill", "reported_at", "grid_code", "source"],
-}
-ARRAY_COLUMNS = {"tags", "skills"}
-DEFAULTS = {"members": {"kind": "member", "available": True}, "incidents": {"status": "reported"}}
+#: Columns copied per layer (besides geom/h3), from the data contract; the order is the COPY order.
+COLUMNS = {layer: list(column_names(layer)) for layer in CONTRACT_COLUMNS}
+ARRAY_COLUMNS = set(LIST_COLUMNS)
+#: What a blank cell becomes, where the contract gives a default (members' kind and availability …).
+DEFAULTS = {layer: {c.name: c.default for c in cols if c.default is not None} for layer, cols in CONTRACT_COLUMNS.items()}
 
 
 #: Most ids one audit row lists; a larger import keeps its counts and says the list was cut.
@@ -80,9 +74,13 @@ class ImportResult:
 
 
 def _pg_array(v) -> str | None:
+    """A ``tags``/``skills`` cell as a PostgreSQL array literal for COPY.
+
+    Lists are the contract; a comma-joined string (what ``geodata.io`` reads from a cell) is split.
+    """
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
-    items = v if isinstance(v, (list, tuple)) else [p for p in str(v).split(",") if p]
+    items = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [p for p in str(v).split(",") if p]
     esc = ['"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in items]
     return "{" + ",".join(esc) + "}"
 

@@ -16,12 +16,13 @@ WGS84; distances metres.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+
+from geodata.jsonenc import dumps
 
 #: Layers a recompute reads from the store (no personal data: names are not needed to link).
 _LAYERS = ("grids", "households", "members")
@@ -66,7 +67,7 @@ def save_run(engine: Engine, region: str, links: pd.DataFrame, params: dict, sum
         run_id = conn.execute(text(
             "INSERT INTO link_runs (region, params, summary, is_current) "
             "VALUES (:r, CAST(:p AS JSONB), CAST(:s AS JSONB), false) RETURNING run_id"),
-            {"r": region, "p": json.dumps(params, default=_json), "s": json.dumps(summary, default=_json)}).scalar_one()
+            {"r": region, "p": dumps(params), "s": dumps(summary)}).scalar_one()
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
             with cur.copy("COPY links (run_id, household_id, member_id, distance_m, visit_order) FROM STDIN") as cp:
@@ -121,10 +122,11 @@ def member_grid(engine: Engine, member_id: str) -> tuple[bool, str | None]:
 
 
 def member_households(engine: Engine, member_id: str) -> list[dict]:
-    """A member's current linked households in visiting order, with position (WGS84) and distance (m).
+    """A member's linked households (包片联户) of the current run in visiting order (unordered last).
 
-    Rows carry residents' personal data (``name``/``phone``/``id_number``): the caller must mask or
-    audit them (``api.auth.present_pii``) and never log them.
+    Rows carry ``lon``/``lat`` (WGS84), ``distance_m`` (metres), ``visit_order``, ``run_id`` and
+    ``tags`` as a list, and residents' personal data (``name``/``phone``/``id_number``): the caller
+    must mask or audit them (``api.auth.present_pii``) and never log them.
     """
     with engine.connect() as conn:
         rows = conn.execute(text(
@@ -132,17 +134,6 @@ def member_households(engine: Engine, member_id: str) -> list[dict]:
             "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
             "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
             "JOIN households h ON h.household_id = l.household_id "
-            "WHERE l.member_id = :m ORDER BY l.visit_order, h.household_id COLLATE \"C\""), {"m": member_id})
+            "WHERE l.member_id = :m ORDER BY l.visit_order NULLS LAST, h.household_id COLLATE \"C\""), {"m": member_id})
         return [dict(r._mapping) for r in rows]
 
-
-def _json(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -21,11 +21,21 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from geodata.store.auth import expand_regions
+from gridmap.contract import COLUMNS, ID_COLUMN, LIST_COLUMNS
 
 #: Service centres this far (metres) outside the region's grids are still drawn.
 CENTRE_MARGIN_M = 1500.0
 
 _LAYERS = ("grids", "communities", "streets", "households", "members", "service_centres", "incidents", "links")
+#: Incident columns the store adds to the contract ones (set by dispatch, not by a file).
+INCIDENT_STORE_COLUMNS = ("deadline_at", "closed_at", "assigned_member_id")
+
+
+def select_list(layer: str, *, with_names: bool = False, prefix: str = "") -> str:
+    """The SELECT list of a contract layer: its contract columns (personal data left out, but
+    ``name`` when ``with_names``) and ``geom``; ``prefix`` is a table alias such as ``"c."``."""
+    names = [c.name for c in COLUMNS[layer] if not c.pii or (with_names and c.name == "name")]
+    return ", ".join(prefix + n for n in names + ["geom"])
 
 
 def _read(conn, sql: str, params: dict) -> gpd.GeoDataFrame:
@@ -33,12 +43,9 @@ def _read(conn, sql: str, params: dict) -> gpd.GeoDataFrame:
     return gdf.rename_geometry("geometry")
 
 
-def _tags(v):
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v) or None
-    return v
+def _lists(values) -> list:
+    """``text[]`` values as lists (None where NULL), whatever the driver handed back."""
+    return [None if v is None else list(v) for v in values]
 
 
 def load_region(engine: Engine, region: str, layers=_LAYERS, *, with_names: bool = False,
@@ -57,66 +64,85 @@ def load_region(engine: Engine, region: str, layers=_LAYERS, *, with_names: bool
     Returns
     -------
     dict of layer name → GeoDataFrame (``links`` is a plain DataFrame); grids empty when the region
-    is unknown.
+    is unknown. ``tags`` and ``skills`` are lists of strings (None where blank).
     """
     scope = expand_regions(engine, [region])
     codes = sorted(scope.grids)
-    p = {"codes": codes}
     out: dict[str, gpd.GeoDataFrame] = {}
-    name = ", name" if with_names else ""
     with engine.connect() as conn:
-        if "grids" in layers:
-            out["grids"] = _read(conn, "SELECT grid_code, name, community_code, kind, has_branch, branch_name, geom "
-                                       "FROM grids WHERE grid_code = ANY(:codes) ORDER BY grid_code", p)
-        if "communities" in layers:
-            out["communities"] = _read(conn, "SELECT code, name, street_code, geom FROM communities "
-                                             "WHERE code = ANY(:c) ORDER BY code", {"c": sorted(scope.communities)})
-        if "streets" in layers:
-            out["streets"] = _read(conn, "SELECT code, name, geom FROM streets WHERE code = ANY(:c) ORDER BY code",
-                                   {"c": sorted(scope.streets)})
-        own = None
-        if member_id is not None:
-            own = conn.execute(text(
-                "SELECT l.household_id FROM links l JOIN link_runs r ON r.run_id = l.run_id "
-                "WHERE r.is_current AND l.member_id = :m"), {"m": member_id}).scalars().all()
-        if "households" in layers:
-            sql = f"SELECT household_id, grid_code, size, tags{name}, geom FROM households WHERE grid_code = ANY(:codes)"
-            params = dict(p)
-            if own is not None:
-                sql += " AND household_id = ANY(:own)"
-                params["own"] = list(own)
-            hh = _read(conn, sql + " ORDER BY household_id", params)
-            hh["tags"] = [_tags(v) for v in hh["tags"]]
-            out["households"] = hh
-        if "members" in layers:
-            sql = (f"SELECT member_id, grid_code, kind, skills, available, min_links, max_links{name}, geom "
-                   "FROM members WHERE grid_code = ANY(:codes)")
-            params = dict(p)
-            if member_id is not None:
-                sql += " AND member_id = :m"
-                params["m"] = member_id
-            mm = _read(conn, sql + " ORDER BY member_id", params)
-            mm["skills"] = [_tags(v) for v in mm["skills"]]
-            out["members"] = mm
-        if "service_centres" in layers:
-            out["service_centres"] = _read(conn, """
-                SELECT c.centre_id, c.name, c.kind, c.radius_m, c.geom FROM service_centres c
-                WHERE EXISTS (SELECT 1 FROM grids g WHERE g.grid_code = ANY(:codes)
-                              AND ST_DWithin(g.geom::geography, c.geom::geography, :m))
-                ORDER BY c.centre_id""", {**p, "m": float(centre_margin_m)})
-        if "incidents" in layers:
-            out["incidents"] = _read(conn, """
-                SELECT incident_id, category, level, status, required_skill, reported_at, deadline_at, closed_at,
-                       grid_code, source, assigned_member_id, geom
-                FROM incidents WHERE grid_code = ANY(:codes) ORDER BY reported_at, incident_id""", p)
-        if "links" in layers:
-            sql = ("SELECT DISTINCT ON (l.household_id) l.household_id, l.member_id, l.distance_m, l.visit_order "
-                   "FROM links l JOIN link_runs r ON r.run_id = l.run_id "
-                   "JOIN households h ON h.household_id = l.household_id "
-                   "WHERE r.is_current AND h.grid_code = ANY(:codes)")
-            params = dict(p)
-            if member_id is not None:
-                sql += " AND l.member_id = :m"
-                params["m"] = member_id
-            out["links"] = pd.read_sql(text(sql + " ORDER BY l.household_id, l.run_id DESC"), conn, params=params)
+        own = _own_households(conn, member_id) if member_id is not None else None
+        for layer in (name for name in _LAYERS if name in layers):  # the fixed order callers draw in
+            if layer in ("communities", "streets"):
+                out[layer] = _read_areas(conn, layer, scope)
+            elif layer in _READERS:
+                out[layer] = _READERS[layer](conn, codes, with_names=with_names, member_id=member_id, own=own,
+                                             margin_m=float(centre_margin_m))
     return out
+
+
+def _own_households(conn, member_id: str) -> list[str]:
+    return list(conn.execute(text(
+        "SELECT l.household_id FROM links l JOIN link_runs r ON r.run_id = l.run_id "
+        "WHERE r.is_current AND l.member_id = :m"), {"m": member_id}).scalars().all())
+
+
+def _read_areas(conn, layer: str, scope) -> gpd.GeoDataFrame:
+    codes = sorted(scope.communities if layer == "communities" else scope.streets)
+    return _read(conn, f"SELECT {select_list(layer)} FROM {layer} WHERE code = ANY(:c) ORDER BY code", {"c": codes})
+
+
+def _read_grids(conn, codes, **_) -> gpd.GeoDataFrame:
+    return _read(conn, f"SELECT {select_list('grids')} FROM grids WHERE grid_code = ANY(:codes) ORDER BY grid_code",
+                 {"codes": codes})
+
+
+def _read_people(conn, layer: str, codes, with_names: bool, only_ids) -> gpd.GeoDataFrame:
+    """Households or members of the grids ``codes`` (only ``only_ids`` unless None), lists as lists."""
+    id_column = ID_COLUMN[layer]
+    sql = f"SELECT {select_list(layer, with_names=with_names)} FROM {layer} WHERE grid_code = ANY(:codes)"
+    params: dict = {"codes": codes}
+    if only_ids is not None:
+        sql += f" AND {id_column} = ANY(:only)"
+        params["only"] = list(only_ids)
+    gdf = _read(conn, sql + f" ORDER BY {id_column}", params)
+    for column in set(LIST_COLUMNS) & set(gdf.columns):
+        gdf[column] = _lists(gdf[column])
+    return gdf
+
+
+def _read_households(conn, codes, *, with_names: bool, own, **_) -> gpd.GeoDataFrame:
+    return _read_people(conn, "households", codes, with_names, own)
+
+
+def _read_members(conn, codes, *, with_names: bool, member_id, **_) -> gpd.GeoDataFrame:
+    return _read_people(conn, "members", codes, with_names, None if member_id is None else [member_id])
+
+
+def _read_centres(conn, codes, *, margin_m: float, **_) -> gpd.GeoDataFrame:
+    return _read(conn, f"""
+        SELECT {select_list('service_centres', prefix='c.')} FROM service_centres c
+        WHERE EXISTS (SELECT 1 FROM grids g WHERE g.grid_code = ANY(:codes)
+                      AND ST_DWithin(g.geom::geography, c.geom::geography, :m))
+        ORDER BY c.centre_id""", {"codes": codes, "m": margin_m})
+
+
+def _read_incidents(conn, codes, **_) -> gpd.GeoDataFrame:
+    cols = select_list("incidents").replace(", geom", ", " + ", ".join(INCIDENT_STORE_COLUMNS) + ", geom")
+    return _read(conn, f"SELECT {cols} FROM incidents WHERE grid_code = ANY(:codes) ORDER BY reported_at, incident_id",
+                 {"codes": codes})
+
+
+def _read_links(conn, codes, *, member_id, **_) -> pd.DataFrame:
+    sql = ("SELECT DISTINCT ON (l.household_id) l.household_id, l.member_id, l.distance_m, l.visit_order "
+           "FROM links l JOIN link_runs r ON r.run_id = l.run_id "
+           "JOIN households h ON h.household_id = l.household_id "
+           "WHERE r.is_current AND h.grid_code = ANY(:codes)")
+    params: dict = {"codes": codes}
+    if member_id is not None:
+        sql += " AND l.member_id = :m"
+        params["m"] = member_id
+    return pd.read_sql(text(sql + " ORDER BY l.household_id, l.run_id DESC"), conn, params=params)
+
+
+_READERS = {"grids": _read_grids, "households": _read_households, "members": _read_members,
+            "service_centres": _read_centres, "incidents": _read_incidents, "links": _read_links}

@@ -1,0 +1,282 @@
+"""Incidents in PostGIS: reported with deadline and proposed responders, moved through their life cycle.
+
+An incident is routed to its grid/community/street (:mod:`geodata.store.routing`), gets its
+response kind and deadline (``gridmap.dispatch``), and proposed responders escalating grid →
+community → street (吹哨报到). Every step of ``gridmap.dispatch.TRANSITIONS`` runs under a row
+lock and is written to ``incident_events``. Coordinates WGS84 degrees; distances metres.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from geodata.jsonenc import dumps
+from geodata.store.holidays import load_calendar
+from geodata.store.nearest import POINT_SQL
+from geodata.store.routing import PROPOSE_K, propose, route_point
+from gridmap import dispatch as rules
+from gridmap.cells import points_to_cells, to_signed
+from gridmap.contract import H3_POINT_RES, SERVICE_RADIUS_M
+
+
+class NotFound(LookupError):
+    """No such incident or member."""
+
+
+class WrongMember(PermissionError):
+    """The incident is assigned to someone else."""
+
+
+class Unavailable(ValueError):
+    """The chosen responder is not available (or does not exist)."""
+
+
+class OutsideRegions(PermissionError):
+    """The chosen responder is not (known to be) one of the caller's regions; the text says nothing
+    more about them, so it cannot tell a missing member from another region's."""
+
+
+#: The one text for every refused responder outside the caller's regions.
+HIDDEN_MEMBER = "member {} is not a suitable responder within reach of this token"
+
+
+_INCIDENT_COLS = ("incident_id, category, level, status, required_skill, reported_at, deadline_at, grid_code, "
+                  "community_code, street_code, assigned_member_id, escalation_level, escalated, rating, source, "
+                  "response_kind, assigned_at, accepted_at, closed_at, proposed, ST_X(geom) AS lon, ST_Y(geom) AS lat")
+
+
+def _event(conn: Connection, incident_id: str, action: str, from_status: str | None, to_status: str,
+           member_id: str | None = None, detail: dict | None = None, at: datetime | None = None) -> None:
+    conn.execute(text("INSERT INTO incident_events (incident_id, at, action, from_status, to_status, member_id, detail) "
+                      "VALUES (:i, COALESCE(:at, now()), :a, :f, :t, :m, CAST(:d AS jsonb))"),
+                 {"i": incident_id, "at": at, "a": action, "f": from_status, "t": to_status, "m": member_id,
+                  "d": dumps(detail) if detail is not None else None})
+
+
+def proposal_json(cands: list[dict]) -> list[dict]:
+    return [{"member_id": c["member_id"], "kind": c["kind"], "grid_code": c["grid_code"],
+             "distance_m": round(float(c["distance_m"]), 2)} for c in cands]
+
+
+def create_incident(engine: Engine, *, lon: float, lat: float, category: str, reported_at: datetime | None = None,
+                    level: int | None = None, required_skill: str | None = None, kind: str | None = None,
+                    incident_id: str | None = None, source: str | None = None,
+                    calendar: rules.WorkCalendar | None = None, k: int = PROPOSE_K,
+                    radius_m: float = SERVICE_RADIUS_M) -> dict:
+    """Record a reported incident (一键上报) at a WGS84 point and propose responders (智能分派).
+
+    The incident is routed to its grid/community/street, gets its response kind and deadline
+    (ordinary 24 h; complex 3 working days by ``calendar`` merged with the ``holidays`` table), and
+    the nearest suitable responders, escalating when the grid has none within ``radius_m`` metres.
+    Returns the stored incident (see :func:`get_incident`) with ``proposed`` filled.
+    """
+    reported_at = rules.to_local(reported_at or datetime.now(timezone.utc))
+    rkind = rules.response_kind(category, level, kind)
+    incident_id = incident_id or f"INC-{reported_at:%Y%m%d}-{uuid.uuid4().hex[:10]}"
+    h3 = int(to_signed(points_to_cells([lon], [lat], H3_POINT_RES))[0])
+    with engine.begin() as conn:
+        cal = load_calendar(conn)
+        if calendar is not None:
+            cal = cal.merged(calendar)
+        due = rules.deadline(reported_at, rkind, cal)
+        route = route_point(conn, lon, lat)
+        level_reached, cands = propose(conn, lon, lat, route, skill=required_skill, k=k, radius_m=radius_m)
+        proposed = proposal_json(cands)
+        conn.execute(text(
+            "INSERT INTO incidents (incident_id, category, level, status, required_skill, reported_at, deadline_at, "
+            "grid_code, community_code, street_code, escalation_level, escalated, source, response_kind, proposed, h3, geom) "
+            "VALUES (:id, :cat, :lvl, 'reported', :skill, :rep, :due, :g, :c, :s, :esc, :escd, :src, :rk, "
+            "CAST(:prop AS jsonb), :h3, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
+            {"id": incident_id, "cat": category, "lvl": level, "skill": required_skill, "rep": reported_at,
+             "due": due, "g": route["grid_code"], "c": route["community_code"], "s": route["street_code"],
+             "esc": level_reached, "escd": level_reached not in (None, "grid"), "src": source, "rk": rkind,
+             "prop": dumps(proposed), "h3": h3, "lon": float(lon), "lat": float(lat)})
+        _event(conn, incident_id, "report", None, rules.REPORTED,
+               detail={"escalation_level": level_reached, "proposed": [p["member_id"] for p in proposed]},
+               at=reported_at)
+        return get_row(conn, incident_id)
+
+
+def get_row(conn: Connection, incident_id: str, lock: bool = False) -> dict:
+    row = conn.execute(text(f"SELECT {_INCIDENT_COLS} FROM incidents WHERE incident_id = :i"
+                            + (" FOR UPDATE" if lock else "")), {"i": incident_id}).first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id}")
+    return dict(row._mapping)
+
+
+def get_incident(engine: Engine, incident_id: str) -> dict:
+    """One incident as a dict (codes, status, times, ``proposed`` responders, ``lon``/``lat``); NotFound if none."""
+    with engine.connect() as conn:
+        return get_row(conn, incident_id)
+
+
+def incident_events(engine: Engine, incident_id: str) -> list[dict]:
+    """The life-cycle trail of an incident, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT event_id, at, action, from_status, to_status, member_id, detail "
+                                 "FROM incident_events WHERE incident_id = :i ORDER BY event_id"), {"i": incident_id})
+        return [dict(r._mapping) for r in rows]
+
+
+def transition(engine: Engine, incident_id: str, action: str, *, member_id: str | None = None,
+               rating: int | None = None, acting_member: str | None = None, at: datetime | None = None,
+               radius_m: float = SERVICE_RADIUS_M, within: Collection[str] | None = None,
+               escalation: dict | None = None) -> dict:
+    """Apply one life-cycle action (``assign``, ``accept``, ``close``, ``rate``) under a row lock.
+
+    Parameters
+    ----------
+    member_id : for ``assign``, the responder; when None the first proposed responder who is still
+        suitable is chosen afresh (same escalation as at report time).
+    rating : for ``rate``, 1–5.
+    acting_member : for ``accept``/``close`` by a responder: must be the assigned member.
+    at : when it happened (default now).
+    within : for ``assign``, the grid codes of the caller's regions (None: everywhere). A responder
+        outside them is refused (OutsideRegions) unless ``escalation`` is given.
+    escalation : for ``assign`` outside ``within`` (吹哨报到): who widens the search and why,
+        e.g. ``{"reason": …, "token_id": …, "role": …}``; recorded as an ``escalate`` event.
+
+    Raises
+    ------
+    NotFound, gridmap.dispatch.IllegalTransition (→ HTTP 409), WrongMember (→ 403),
+    Unavailable (→ 409), OutsideRegions (→ 403), ValueError for a bad rating.
+    """
+    if action == "rate":
+        rating = rules.check_rating(rating)
+    with engine.begin() as conn:
+        inc = get_row(conn, incident_id, lock=True)
+        new = rules.next_state(inc["status"], action)
+        sets: dict = {}
+        detail: dict = {}
+        now = at or datetime.now(timezone.utc)
+        who = None
+        if action == "assign":
+            member_id, widened = _choose_member(conn, inc, member_id, radius_m, within, escalation)
+            sets = {"assigned_member_id": member_id, "assigned_at": now}
+            who = member_id
+            if widened is not None:
+                sets["escalated"] = True
+                _event(conn, incident_id, "escalate", inc["status"], inc["status"], member_id=member_id,
+                       detail=widened, at=now)
+                detail["escalation"] = widened
+            if inc["assigned_member_id"] and inc["assigned_member_id"] != member_id:
+                detail["reassigned_from"] = inc["assigned_member_id"]
+        else:
+            if acting_member is not None and action in ("accept", "close") and acting_member != inc["assigned_member_id"]:
+                raise WrongMember(f"incident {incident_id} is assigned to another responder")
+            who = acting_member or inc["assigned_member_id"]
+            if action == "accept":
+                sets = {"accepted_at": now}
+            elif action == "close":
+                sets = {"closed_at": now}
+            else:
+                sets = {"rating": rating}
+                detail["rating"] = rating
+        assign = ", ".join(f"{c} = :{c}" for c in sets)
+        conn.execute(text(f"UPDATE incidents SET status = :new, {assign}, updated_at = now() WHERE incident_id = :i"),
+                     {"new": new, "i": incident_id, **sets})
+        _event(conn, incident_id, action, inc["status"], new, member_id=who, detail=detail or None, at=now)
+        return get_row(conn, incident_id)
+
+
+def _choose_member(conn: Connection, inc: dict, member_id: str | None, radius_m: float,
+                   within: Collection[str] | None, escalation: dict | None) -> tuple[str, dict | None]:
+    """The responder an ``assign`` gives the incident to, and the escalation record when the choice
+    lies outside ``within`` (None otherwise). Facts about a responder outside ``within`` (missing,
+    unavailable, lacking the skill) never reach the error text: they all read :data:`HIDDEN_MEMBER`."""
+    if member_id is None:
+        _, cands = propose(conn, inc["lon"], inc["lat"], inc, skill=inc["required_skill"], k=1, radius_m=radius_m,
+                           within=None if escalation else within)
+        if not cands:
+            raise Unavailable("no suitable responder is available at grid, community or street level")
+        member_id = cands[0]["member_id"]
+    m = conn.execute(text("SELECT available, skills, grid_code FROM members WHERE member_id = :m"),
+                     {"m": member_id}).first()
+    outside = within is not None and (m is None or m.grid_code not in within)
+    if outside and escalation is None:
+        raise OutsideRegions(HIDDEN_MEMBER.format(member_id))
+    if m is None:
+        problem = f"no member {member_id}"
+    elif not m.available:
+        problem = f"member {member_id} is not available"
+    elif not rules.has_skill(m.skills, inc["required_skill"]):
+        problem = f"member {member_id} lacks the skill {inc['required_skill']}"
+    else:
+        problem = None
+    if problem and outside:
+        raise NotFound(HIDDEN_MEMBER.format(member_id))
+    if problem:
+        raise Unavailable(problem)
+    widened = {**escalation, "member_grid": m.grid_code} if outside and escalation else None
+    return member_id, widened
+
+
+def with_light(inc: dict, at: datetime) -> dict:
+    """The incident with its 红黄绿灯 ``light`` at ``at`` (None without a deadline, or closed at an
+    unknown time)."""
+    out = dict(inc)
+    closed = inc.get("status") in (rules.CLOSED, rules.RATED)
+    if inc.get("deadline_at") is None or (closed and inc.get("closed_at") is None):
+        out["light"] = None
+    else:
+        out["light"] = rules.light(inc["reported_at"], inc["deadline_at"], at, inc.get("closed_at"))
+    return out
+
+
+def list_incidents(engine: Engine, region: str | None = None, light: str | None = None,
+                   status: str | None = None, open_only: bool = False, at: datetime | None = None,
+                   limit: int = 1000) -> list[dict]:
+    """Incidents in a region (a grid, community or street code; None = all), newest first, each with
+    its light at ``at`` (default now); ``light`` keeps only incidents of that light."""
+    where, params = [], {"limit": int(limit)}
+    if region:
+        where.append("(grid_code = :r OR community_code = :r OR street_code = :r)")
+        params["r"] = region
+    if status:
+        where.append("status = :st")
+        params["st"] = status
+    if open_only:
+        where.append("status = ANY(:open)")
+        params["open"] = list(rules.OPEN_STATES)
+    if light in (rules.RED, rules.YELLOW, rules.GREEN):
+        where.append("deadline_at IS NOT NULL AND (closed_at IS NOT NULL OR status = ANY(:open2))")
+        params["open2"] = list(rules.OPEN_STATES)
+    sql = (f"SELECT {_INCIDENT_COLS} FROM incidents " + ("WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY reported_at DESC, incident_id")
+    at = at or datetime.now(timezone.utc)
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(text(sql), params):
+            inc = with_light(dict(r._mapping), at)
+            if light is None or inc["light"] == light:
+                out.append(inc)
+                if len(out) >= limit:
+                    break
+    return out
+
+
+def member_incidents(engine: Engine, member_id: str, lon: float | None = None, lat: float | None = None,
+                     at: datetime | None = None, limit: int = 100) -> list[dict]:
+    """Open incidents assigned to a responder, nearest first from ``(lon, lat)`` (default: the
+    member's own location), with ``distance_m`` (metres, sphere) and the light at ``at``."""
+    with engine.connect() as conn:
+        if lon is None or lat is None:
+            row = conn.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM members WHERE member_id = :m"),
+                               {"m": member_id}).first()
+            if row is None:
+                raise NotFound(f"no member {member_id}")
+            lon, lat = row
+        rows = conn.execute(text(
+            f"SELECT {_INCIDENT_COLS}, geom::geography <-> {POINT_SQL} AS distance_m FROM incidents "
+            "WHERE assigned_member_id = :m AND status = ANY(:open) "
+            f"ORDER BY geom::geography <-> {POINT_SQL}, incident_id COLLATE \"C\" LIMIT :limit"),
+            {"m": member_id, "open": list(rules.OPEN_STATES), "lon": float(lon), "lat": float(lat),
+             "limit": int(limit)})
+        at = at or datetime.now(timezone.utc)
+        return [with_light(dict(r._mapping), at) for r in rows]

@@ -1,0 +1,119 @@
+"""Nearest responders (就近派单) in PostGIS: a KNN index scan on ``geom::geography``.
+
+The KNN operator ``<->`` on geography uses the GiST index of migration 0002: distances are metres
+on the sphere (mean radius 6,371,008.8 m, the same as ``gridmap.metric.haversine_m``), never
+degrees. ``ST_DWithin(…, false)`` (sphere) bounds the scan when a radius is given, in the same
+index scan. Ties are broken by ``member_id`` (byte order, ``COLLATE "C"``), as
+``gridmap.dispatch.rank`` does. Coordinates WGS84 (EPSG:4326) degrees.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine
+
+
+@lru_cache(maxsize=8)
+def reader_engine(url: str, pool_size: int = 10) -> Engine:
+    """An autocommit engine for single-statement reads on the hot path (``/responders/nearest``).
+
+    Why not the shared engine: on this path every extra round trip to PostgreSQL costs as much as
+    the KNN query itself, and the shared engine spends three per request besides the query
+    (pre-ping, BEGIN, ROLLBACK). Without pre-ping a connection that died with the server fails
+    once; SQLAlchemy then invalidates the whole pool, the app answers that request 503
+    (``connection_invalidated``) and the next one reconnects.
+    """
+    return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=pool_size,
+                         pool_pre_ping=False, pool_recycle=1800, connect_args={"connect_timeout": 5})
+
+
+POINT_SQL = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
+
+
+#: Extra rows fetched by the one-scan KNN query, so that ties at the k-th place can be broken by id
+#: without a second scan (see :func:`nearest_responders`).
+TIE_MARGIN = 8
+
+_COLUMNS = "m.member_id, m.kind, m.grid_code, m.skills, m.available, ST_X(m.geom) AS lon, ST_Y(m.geom) AS lat"
+
+
+def _conditions(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+    where = []
+    if only_available:
+        where.append("m.available")
+    if skill:
+        where.append(":skill = ANY(m.skills)")
+    if radius:
+        where.append(f"ST_DWithin(m.geom::geography, {POINT_SQL}, :radius, false)")
+    if pool:
+        where.append("m.grid_code = ANY(:pool)")
+    return " AND ".join(where) if where else "true"
+
+
+def _knn_sql(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+    """One KNN index scan: the k + TIE_MARGIN nearest by ``<->`` alone (an ``ORDER BY distance,
+    member_id`` would make PostgreSQL sort every matching row instead of walking the index)."""
+    cond = _conditions(skill, radius, pool, only_available)
+    return (f"SELECT {_COLUMNS}, m.geom::geography <-> {POINT_SQL} AS distance_m FROM members m WHERE {cond} "
+            f"ORDER BY m.geom::geography <-> {POINT_SQL} LIMIT :kk")
+
+
+def _nearest_sql(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+    """The exact ranking in two index scans, for when more than TIE_MARGIN responders tie at the
+    k-th place: (1) a KNN scan finds the k-th smallest distance D; (2) an ST_DWithin scan fetches
+    everyone within D (a hair more, then cut at exactly D with the same ``<->``), so every member
+    tied at the k-th place is seen and the id decides among them."""
+    cond = _conditions(skill, radius, pool, only_available)
+    return (
+        f"WITH knn AS (SELECT m.geom::geography <-> {POINT_SQL} AS d FROM members m WHERE {cond} "
+        f"ORDER BY m.geom::geography <-> {POINT_SQL} LIMIT :k), "
+        "reach AS (SELECT max(d) AS d FROM knn) "
+        f"SELECT {_COLUMNS}, m.geom::geography <-> {POINT_SQL} AS distance_m FROM members m, reach WHERE {cond} "
+        f"AND ST_DWithin(m.geom::geography, {POINT_SQL}, reach.d * (1 + 1e-9) + 1e-6, false) "
+        f"AND m.geom::geography <-> {POINT_SQL} <= reach.d "
+        f"ORDER BY distance_m, m.member_id COLLATE \"C\" LIMIT :k"
+    )
+
+
+_FLAGS = [(s, r, p, a) for s in (False, True) for r in (False, True) for p in (False, True) for a in (False, True)]
+_KNN_SQL = {f: text(_knn_sql(*f)) for f in _FLAGS}
+_NEAREST_SQL = {f: text(_nearest_sql(*f)) for f in _FLAGS}
+
+
+def nearest_responders(conn: Connection, lon: float, lat: float, k: int = 5, skill: str | None = None,
+                       radius_m: float | None = None, pool: list[str] | None = None,
+                       only_available: bool = True) -> list[dict]:
+    """The ``k`` nearest suitable responders (党员 and 网格员) to a WGS84 point, nearest first.
+
+    Parameters
+    ----------
+    conn : an open connection.
+    lon, lat : WGS84 degrees.
+    k : how many at most.
+    skill : only responders with this skill tag (法律, 医疗 …).
+    radius_m : only responders within this many metres (great circle).
+    pool : only responders of these grid codes (escalation levels).
+    only_available : leave out responders marked unavailable (default).
+
+    Returns
+    -------
+    list of dict with ``member_id, kind, grid_code, skills, available, lon, lat, distance_m``
+    (no name or phone: those are personal data).
+    """
+    flags = (skill is not None, radius_m is not None, pool is not None, only_available)
+    params = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
+    if skill is not None:
+        params["skill"] = skill
+    if radius_m is not None:
+        params["radius"] = float(radius_m)
+    if pool is not None:
+        params["pool"] = list(pool)
+    rows = [dict(r._mapping) for r in conn.execute(_KNN_SQL[flags], params)]
+    # Python's str order is code-point order, the same as PostgreSQL's COLLATE "C" on UTF-8.
+    rows.sort(key=lambda r: (r["distance_m"], r["member_id"]))
+    if len(rows) == params["kk"] and len(rows) > k and rows[-1]["distance_m"] <= rows[k - 1]["distance_m"]:
+        # More ties at the k-th place than fetched: rank them all exactly.
+        return [dict(r._mapping) for r in conn.execute(_NEAREST_SQL[flags], params)]
+    return rows[:k]
