@@ -14,6 +14,15 @@ H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES`
 a coarser resolution is computed with bit operations on the index, and a parent's descendants are the
 contiguous BIGINT range :func:`_child_range_sql`, so cell counts are complete even where a cell
 crosses a tile edge. Cell outlines come from the ``h3`` library and are handed back to PostGIS.
+
+Grid figures (households, members, linked households) are read from ``grid_figures``, rebuilt by
+:mod:`geodata.store.figures` only after a committed write, so a grids tile costs about what tipg's does.
+
+Amap (``coords="gcj02"``): the tile address is read in GCJ-02 Web Mercator and every vertex is moved
+exactly as :func:`geodata.crs.wgs84_to_gcj02` does — points by the same formula in SQL, H3 cells in
+Python, grid outlines precomputed per grid. (A per-tile affine fitted to the shift was measured and
+rejected: its worst error over a tile is 3.5 m at z12, 23 cm at z14, 5.7 cm at z15, 0.35 cm at z17.)
+Rows are selected by the WGS84 box whose GCJ-02 image covers the tile.
 """
 
 from __future__ import annotations
