@@ -269,8 +269,8 @@ def _surrogate_location(body: bytes) -> tuple | None:
 #: Content-Security-Policy of HTML answers that set none themselves. Folium maps need inline
 #: scripts and styles, and tile images from the configured tile server.
 DEFAULT_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-               "img-src 'self' data: blob: https:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
-               "form-action 'self'; frame-ancestors 'none'")
+               "img-src 'self' data: blob: https:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+               "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 
 
 class SecurityHeaders:

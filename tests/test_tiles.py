@@ -11,6 +11,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import mapbox_vector_tile
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -334,3 +335,204 @@ def test_missing_and_not_yours_are_the_same_404(city):
     assert not_yours.json() == missing.json()
     assert _get(city, f"/features/grids/{city['lonely_grid']}", "viewer", (B,)).status_code == 404
     assert _get(city, "/features/streets/x", "admin").status_code == 404
+
+
+# -- GCJ-02 (Amap) tiles -------------------------------------------------------------------------------
+def _tile_lonlat(z: int, x: int, y: int, u, v):
+    """WGS84-style lon/lat (degrees) of tile units (u right, v down, extent 4096) in tile z/x/y."""
+    n = 2 ** z
+    gx, gy = (x + np.asarray(u) / 4096) / n, (y + np.asarray(v) / 4096) / n
+    return gx * 360 - 180, np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * gy))))
+
+
+def _decoded(city, layer, z, x, y, role="admin", coords="gcj02", regions=("*",)):
+    r = _get(city, f"/tiles/{layer}/{z}/{x}/{y}.mvt?coords={coords}", role, regions)
+    assert r.status_code in (200, 204), (r.status_code, r.text[:200])
+    if r.status_code == 204:
+        return []
+    layers = mapbox_vector_tile.decode(r.content, default_options={"y_coord_down": True})
+    return layers.get(layer, {}).get("features", [])
+
+
+def _vertices(geometry) -> np.ndarray:
+    coords = geometry["coordinates"]
+    if geometry["type"] == "Point":
+        return np.array([coords], float)
+    rings = coords if geometry["type"] == "Polygon" else [r for poly in coords for r in poly]
+    return np.array([p for ring in rings for p in ring], float)
+
+
+@pytest.mark.parametrize("z, tol_m", [(17, 0.05), (22, 0.01)])
+def test_gcj02_household_points_are_shifted_exactly(city, z, tol_m):
+    from geodata.crs import wgs84_to_gcj02
+    from gridmap.metric import haversine_m
+
+    lon, lat = city["lonely"]
+    glon, glat = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    x, y = tile_of(glon, glat, z)
+    feats = {f["properties"]["id"]: f for f in _decoded(city, "households", z, x, y, "leader", regions=(city["A"],))}
+    assert {"HLONE1", "HLONE2", "HLONE3"} <= set(feats)
+    u, v = _vertices(feats["HLONE1"]["geometry"])[0]
+    got_lon, got_lat = _tile_lonlat(z, x, y, u, v)
+    assert float(haversine_m(got_lon, got_lat, glon, glat)) <= tol_m
+    assert float(haversine_m(got_lon, got_lat, lon, lat)) > 100  # really moved (GCJ-02 is ~500 m off here)
+    # the same address in WGS84 is another piece of ground: the lonely households are not in it
+    plain = {f["properties"].get("id") for f in _decoded(city, "households", z, x, y, "leader", "wgs84")}
+    assert "HLONE1" not in plain
+
+
+@pytest.mark.parametrize("z, tol_m", [(14, 0.6), (17, 0.05), (22, 0.01)])
+def test_gcj02_grid_outlines_are_shifted_vertex_by_vertex(city, z, tol_m):
+    from geodata.crs import wgs84_to_gcj02
+    from gridmap.metric import haversine_m
+
+    with city["engine"].connect() as c:
+        wkb = c.execute(sa.text("SELECT ST_AsBinary(geom) FROM grids WHERE grid_code = :g"),
+                        {"g": city["lonely_grid"]}).scalar()
+    import shapely
+
+    ring = shapely.get_coordinates(shapely.from_wkb(bytes(wkb)))
+    want_lon, want_lat = wgs84_to_gcj02(ring[:, 0], ring[:, 1])
+    x, y = tile_of(float(want_lon[0]), float(want_lat[0]), z)
+    grid = [f for f in _decoded(city, "grids", z, x, y) if f["properties"]["code"] == city["lonely_grid"]]
+    assert len(grid) == 1
+    uv = _vertices(grid[0]["geometry"])
+    inside = uv[(uv > -60).all(axis=1) & (uv < 4096 + 60).all(axis=1)]  # vertices not made by clipping
+    assert len(inside)
+    got_lon, got_lat = _tile_lonlat(z, x, y, inside[:, 0], inside[:, 1])
+    dist = haversine_m(got_lon[:, None], got_lat[:, None], want_lon[None, :], want_lat[None, :])
+    assert float(dist.min(axis=1).max()) <= tol_m
+
+
+def test_gcj02_h3_cells_are_shifted(city):
+    import h3
+
+    from geodata.crs import wgs84_to_gcj02
+    from gridmap.metric import haversine_m
+
+    lon, lat = city["lonely"]
+    glon, glat = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    z = 15
+    x, y = tile_of(glon, glat, z)
+    feats = _decoded(city, "households", z, x, y, "planner", regions=(city["A"],))
+    assert feats
+    worst = 0.0
+    for f in feats:
+        uv = _vertices(f["geometry"])
+        uv = uv[(uv > -60).all(axis=1) & (uv < 4096 + 60).all(axis=1)]
+        if not len(uv):
+            continue
+        b = np.array(h3.cell_to_boundary(f["properties"]["cell"]))  # (lat, lng)
+        want_lon, want_lat = wgs84_to_gcj02(b[:, 1], b[:, 0])
+        got_lon, got_lat = _tile_lonlat(z, x, y, uv[:, 0], uv[:, 1])
+        dist = haversine_m(got_lon[:, None], got_lat[:, None], want_lon[None, :], want_lat[None, :])
+        worst = max(worst, float(dist.min(axis=1).max()))
+    assert worst <= 0.3  # a z15 tile unit is ~0.26 m at this latitude
+
+
+def test_gcj02_etag_differs_and_unknown_datum_is_refused(city):
+    from geodata.crs import wgs84_to_gcj02
+    from geodata.store.tiles import etag
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(*(float(v) for v in wgs84_to_gcj02(lon, lat)), 13)  # grids there in both datums
+    plain = _get(city, f"/tiles/grids/13/{x}/{y}.mvt")
+    shifted = _get(city, f"/tiles/grids/13/{x}/{y}.mvt?coords=gcj02")
+    assert plain.status_code == shifted.status_code == 200
+    assert plain.headers["etag"] != shifted.headers["etag"]
+    assert _get(city, f"/tiles/grids/13/{x}/{y}.mvt?coords=gcj02",
+                **{"If-None-Match": plain.headers["etag"]}).status_code == 200
+    assert etag(b"same body", "wgs84") != etag(b"same body", "gcj02")
+    assert _get(city, f"/tiles/grids/13/{x}/{y}.mvt?coords=bd09").status_code == 422
+
+
+def test_sql_gcj02_formula_matches_python(city):
+    """The SQL shift of points agrees with geodata.crs to well under a millimetre, and leaves points
+    outside China alone."""
+    from geodata.crs import wgs84_to_gcj02
+    from geodata.store.tiles import _gcj02_point_sql
+    from gridmap.metric import haversine_m
+
+    rng = np.random.default_rng(5)
+    lon = np.concatenate([rng.uniform(73.5, 135, 300), [10.0]])
+    lat = np.concatenate([rng.uniform(4, 53.5, 300), [50.0]])
+    sql = (f"SELECT ST_X(s), ST_Y(s) FROM (SELECT {_gcj02_point_sql('p')} AS s FROM unnest(CAST(:xs AS float8[]), "
+           "CAST(:ys AS float8[])) AS u(x, y), LATERAL (SELECT ST_SetSRID(ST_MakePoint(u.x, u.y), 4326) AS p) q) r")
+    with city["engine"].connect() as c:
+        got = np.array(c.execute(sa.text(sql), {"xs": lon.tolist(), "ys": lat.tolist()}).all())
+    want_lon, want_lat = wgs84_to_gcj02(lon, lat)
+    assert float(haversine_m(got[:, 0], got[:, 1], want_lon, want_lat).max()) < 1e-3
+    assert got[-1].tolist() == [10.0, 50.0]
+
+
+# -- grid figures -------------------------------------------------------------------------------------
+def _grid_props(city, code, z=15):
+    with city["engine"].connect() as c:
+        lon, lat = c.execute(sa.text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM grids "
+                                     "WHERE grid_code = :g) s"), {"g": code}).one()
+    x, y = tile_of(lon, lat, z)
+    return {f["properties"]["code"]: f["properties"] for f in _features(city, "grids", z, x, y)}[code]
+
+
+def _live_count(city, code) -> int:
+    with city["engine"].connect() as c:
+        return c.execute(sa.text("SELECT count(*) FROM households WHERE grid_code = :g"), {"g": code}).scalar()
+
+
+def test_grid_figures_follow_committed_writes_only(city):
+    """Figures come from grid_figures, refreshed after every committed write to the tables under them —
+    also one that committed while a refresh ran — and never from a write that rolled back."""
+    eng, code = city["engine"], city["lonely_grid"]
+    lon, lat = city["lonely"]
+    before = _grid_props(city, code)["households"]
+    assert before == _live_count(city, code)
+    insert = sa.text("INSERT INTO households (household_id, grid_code, size, h3, geom) "
+                     "VALUES (:i, :g, 1, 0, ST_SetSRID(ST_MakePoint(:x, :y), 4326))")
+    try:
+        with eng.begin() as c:
+            c.execute(insert, {"i": "HFIG1", "g": code, "x": lon, "y": lat})
+        assert _grid_props(city, code)["households"] == before + 1
+        with pytest.raises(RuntimeError), eng.begin() as c:  # a write that fails leaves the figures alone
+            c.execute(insert, {"i": "HFIG2", "g": code, "x": lon, "y": lat})
+            raise RuntimeError("refused")
+        assert _grid_props(city, code)["households"] == before + 1
+        # a write still open while a tile refreshes the figures is picked up once it commits
+        with eng.connect() as open_tx:
+            open_tx.execute(insert, {"i": "HFIG3", "g": code, "x": lon, "y": lat})
+            assert _grid_props(city, code)["households"] == before + 1
+            open_tx.commit()
+        assert _grid_props(city, code)["households"] == before + 2 == _live_count(city, code)
+    finally:
+        with eng.begin() as c:
+            c.execute(sa.text("DELETE FROM households WHERE household_id LIKE 'HFIG%'"))
+    assert _grid_props(city, code)["households"] == before
+
+
+def test_grid_figures_follow_link_runs(city):
+    eng, code = city["engine"], city["lonely_grid"]
+    assert _grid_props(city, code)["link_coverage_pct"] == 0.0
+    with eng.begin() as c:
+        run = c.execute(sa.text("INSERT INTO link_runs (region, is_current) VALUES ('T-FIG', true) RETURNING run_id")).scalar()
+        c.execute(sa.text("INSERT INTO links (run_id, household_id, member_id) SELECT :r, household_id, 'M-FIG' "
+                          "FROM households WHERE grid_code = :g"), {"r": run, "g": code})
+    try:
+        assert _grid_props(city, code)["link_coverage_pct"] == 100.0
+        with eng.begin() as c:
+            c.execute(sa.text("UPDATE link_runs SET is_current = false WHERE run_id = :r"), {"r": run})
+        assert _grid_props(city, code)["link_coverage_pct"] == 0.0
+    finally:
+        with eng.begin() as c:
+            c.execute(sa.text("DELETE FROM link_runs WHERE region = 'T-FIG'"))
+
+
+def test_grid_tile_query_no_longer_counts_households(city):
+    """The speed fix: drawing grids reads the per-grid figures, not the households, members or links."""
+    from geodata.store import tiles
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(lon, lat, 12)
+    params = {"z": 12, "x": x, "y": y, "margin": 1 / 64, "codes": None, **tiles._grid_params()}
+    with city["engine"].connect() as c:
+        plan = "\n".join(c.execute(sa.text("EXPLAIN " + tiles._grids_sql(None)), params).scalars())
+    assert "grid_figures" in plan
+    assert not any(t in plan for t in (" on households", " on members", " on links", " on link_runs")), plan

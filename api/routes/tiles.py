@@ -4,7 +4,8 @@
 Tiles come straight from PostGIS (:mod:`geodata.store.tiles`), filtered to the caller's regions: a tile
 outside every region of the token is empty (204), never another region's data. No tile carries a name,
 phone or ID number for any role; callers without personal-data rights get k-anonymous H3 aggregates
-instead of household and member points. Tiles carry a strong ``ETag`` and
+instead of household and member points. ``?coords=gcj02`` shifts every feature to GCJ-02 for Amap base
+maps. Tiles carry a strong ``ETag`` (the datum is part of it) and
 ``Cache-Control: private, max-age=60`` and answer 304 to a matching ``If-None-Match``.
 
 Details of one feature mask residents' personal data unless role and region allow it (unmasked reads
@@ -16,7 +17,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 
 from api.auth import Principal, current_principal, present_pii
 from geodata.store import tiles as store
@@ -36,6 +46,8 @@ Zoom = Annotated[int, Path(ge=0, le=store.MAX_ZOOM, description="Zoom level, 0�
 Col = Annotated[int, Path(ge=0, description="Tile column, 0 ≤ x < 2^z.")]
 Row = Annotated[int, Path(ge=0, description="Tile row, 0 ≤ y < 2^z (XYZ scheme, north at 0).")]
 FeatureId = Annotated[str, Path(min_length=1, max_length=100)]
+Coords = Annotated[str, Query(pattern="^(wgs84|gcj02)$",
+                              description="wgs84 (as stored) or gcj02: every vertex shifted for Amap base maps.")]
 
 
 def _tile_headers(tag: str) -> dict[str, str]:
@@ -48,7 +60,8 @@ def _tile_headers(tag: str) -> dict[str, str]:
                        204: {"description": "nothing in this tile for this caller"},
                        304: {"description": "unchanged since the ETag in If-None-Match"},
                        404: {"description": "unknown layer or a tile outside the pyramid"}})
-def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal: Caller) -> Response:
+def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal: Caller,
+             coords: Coords = "wgs84") -> Response:
     """One vector tile of ``layer`` (Web Mercator XYZ; features in tile coordinates, extent 4096).
 
     Layers: ``grids`` (code, name, community, status, households, members, link coverage %, blank
@@ -56,17 +69,18 @@ def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal:
     ``members`` (H3 cells; home points from zoom 14 for roles allowed personal data), ``centres``,
     ``incidents`` (category, status, 红黄绿灯 light) and ``gaps`` (H3 cells: households, unlinked, outside
     the 1,000 m service circle). Cells with fewer than 5 households are left out for other roles.
+    With ``?coords=gcj02`` (Amap base maps) the tile address and every feature are in GCJ-02.
     """
     if layer not in store.LAYERS or not store.tile_exists(z, x, y):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such tile")
     body = store.render_tile(request.app.state.engine, layer, z, x, y, grid_codes=principal.grid_codes(),
                              community_codes=principal.community_codes(),
                              street_codes=None if principal.everywhere else principal.scope().streets,
-                             pii=principal.role in PII_ROLES)
+                             pii=principal.role in PII_ROLES, coords=coords)
     if not body:
         return Response(status_code=status.HTTP_204_NO_CONTENT,
                         headers={"Cache-Control": f"private, max-age={TILE_MAX_AGE_S}"})
-    tag = store.etag(body)
+    tag = store.etag(body, coords)
     if tag in _etags(request.headers.get("if-none-match")):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=_tile_headers(tag))
     return Response(content=body, media_type=MVT_MEDIA_TYPE, headers=_tile_headers(tag))

@@ -14,17 +14,30 @@ H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES`
 a coarser resolution is computed with bit operations on the index, and a parent's descendants are the
 contiguous BIGINT range :func:`_child_range_sql`, so cell counts are complete even where a cell
 crosses a tile edge. Cell outlines come from the ``h3`` library and are handed back to PostGIS.
+
+Grid figures (households, members, linked households) are read from ``grid_figures``, rebuilt by
+:mod:`geodata.store.grid_figures` only after a committed write, so a grids tile costs about what tipg's does.
+
+Amap (``coords="gcj02"``): the tile address is read in GCJ-02 Web Mercator and every vertex is moved
+exactly as :func:`geodata.crs.wgs84_to_gcj02` does — points by the same formula in SQL, H3 cells in
+Python, grid outlines precomputed per grid. (A per-tile affine fitted to the shift was measured and
+rejected: its worst error over a tile is 3.5 m at z12, 23 cm at z14, 5.7 cm at z15, 0.35 cm at z17.)
+Rows are selected by the WGS84 box whose GCJ-02 image covers the tile.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 
 import h3
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from geodata import crs
+from geodata.store.grid_figures import ensure_fresh
 from gridmap.contract import (
     DEFAULT_GRID_KIND,
     GRID_BANDS,
@@ -34,6 +47,8 @@ from gridmap.contract import (
 
 #: Layers served as tiles.
 LAYERS = ("grids", "households", "members", "centres", "incidents", "gaps")
+#: Datums a tile can be drawn in: WGS84 as stored, or GCJ-02 for Amap base maps.
+TILE_COORDS = ("wgs84", "gcj02")
 #: Highest zoom served (a z-22 tile is ~10 m across at Chinese latitudes).
 MAX_ZOOM = 22
 #: From this zoom, callers allowed personal data get household points instead of H3 cells.
@@ -61,19 +76,32 @@ def cell_res(z: int) -> int:
     return _RES_BY_ZOOM.get(z, _H3_POINT_RES)
 
 
-def etag(body: bytes) -> str:
-    """A strong ETag for a tile body (its contents decide it, so a changed grid changes the tag)."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+def etag(body: bytes, coords: str = "wgs84") -> str:
+    """A strong ETag for a tile body in ``coords`` (its contents decide it, so a changed grid changes the
+    tag; the coordinate system is hashed in too, so a GCJ-02 tile never matches a WGS84 one's tag)."""
+    return '"' + hashlib.blake2b(coords.encode() + b"\0" + body, digest_size=16).hexdigest() + '"'
 
 
 # -- SQL building blocks ---------------------------------------------------------------------------
 _ENV = "ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326)"
+#: The WGS84 box whose GCJ-02 image covers the tile (and its buffer): see :func:`_gcj02_preimage_box`.
+_ENV_GCJ02 = "ST_MakeEnvelope(:wx0, :wy0, :wx1, :wy1, 4326)"
 _MVT_GEOM = "ST_AsMVTGeom(ST_Transform({g}, 3857), ST_TileEnvelope(:z, :x, :y), {e}, {b}, true)".format(
     g="{g}", e=EXTENT, b=BUFFER)
 
 
 def _mvt_geom(column: str = "geom") -> str:
     return _MVT_GEOM.format(g=column)
+
+
+def _env(shifted: bool) -> str:
+    """SQL of the WGS84 box that selects a tile's rows (GiST ``&&``), for plain or GCJ-02 tiles."""
+    return _ENV_GCJ02 if shifted else _ENV
+
+
+def _point_geom(column: str, shifted: bool) -> str:
+    """MVT geometry of a WGS84 point column, shifted exactly to GCJ-02 (in SQL) when ``shifted``."""
+    return _mvt_geom(_gcj02_point_sql(column) if shifted else column)
 
 
 def _parent_sql(col: str) -> str:
@@ -96,18 +124,70 @@ def _region_sql(codes: list[str] | None, col: str = "grid_code") -> str:
     return "" if codes is None else f" AND {col} = ANY(:codes)"
 
 
+# -- GCJ-02 (Amap) ---------------------------------------------------------------------------------
+# The forward formulas of geodata.crs.wgs84_to_gcj02 as one SQL expression (no PL/pgSQL), so points are
+# shifted exactly inside the tile query. {x}/{y} are replaced by the point's WGS84 lon/lat in degrees.
+_GCJ_T_LAT = ("(-100.0 + 2.0*({x}-105.0) + 3.0*({y}-35.0) + 0.2*({y}-35.0)^2 + 0.1*({x}-105.0)*({y}-35.0)"
+              " + 0.2*sqrt(abs({x}-105.0))"
+              " + (20.0*sin(6.0*({x}-105.0)*pi()) + 20.0*sin(2.0*({x}-105.0)*pi()))*2.0/3.0"
+              " + (20.0*sin(({y}-35.0)*pi()) + 40.0*sin(({y}-35.0)/3.0*pi()))*2.0/3.0"
+              " + (160.0*sin(({y}-35.0)/12.0*pi()) + 320.0*sin(({y}-35.0)*pi()/30.0))*2.0/3.0)")
+_GCJ_T_LON = ("(300.0 + ({x}-105.0) + 2.0*({y}-35.0) + 0.1*({x}-105.0)^2 + 0.1*({x}-105.0)*({y}-35.0)"
+              " + 0.1*sqrt(abs({x}-105.0))"
+              " + (20.0*sin(6.0*({x}-105.0)*pi()) + 20.0*sin(2.0*({x}-105.0)*pi()))*2.0/3.0"
+              " + (20.0*sin(({x}-105.0)*pi()) + 40.0*sin(({x}-105.0)/3.0*pi()))*2.0/3.0"
+              " + (150.0*sin(({x}-105.0)/12.0*pi()) + 300.0*sin(({x}-105.0)/30.0*pi()))*2.0/3.0)")
+_GCJ_MAGIC = "(1.0 - {ee}*sin(radians({y}))^2)"
+_GCJ_POINT = ("CASE WHEN {x} BETWEEN {minx} AND {maxx} AND {y} BETWEEN {miny} AND {maxy} THEN ST_SetSRID(ST_MakePoint("
+              "{x} + ({tlon}*180.0) / ({a}/sqrt({magic})*cos(radians({y}))*pi()),"
+              " {y} + ({tlat}*180.0) / (({a}*(1.0-{ee}))/({magic}*sqrt({magic}))*pi())), 4326) ELSE {g} END")
+
+
+def _gcj02_point_sql(column: str) -> str:
+    """SQL expression: the WGS84 point ``column`` shifted to GCJ-02 (degrees, SRID 4326), exactly as
+    :func:`geodata.crs.wgs84_to_gcj02` (points outside :data:`geodata.crs.CHINA_BBOX` unchanged)."""
+    xy = {"x": f"ST_X({column})", "y": f"ST_Y({column})"}
+    minx, miny, maxx, maxy = crs.CHINA_BBOX
+    magic = _GCJ_MAGIC.format(ee=repr(crs._EE), **xy)
+    return _GCJ_POINT.format(g=column, minx=minx, miny=miny, maxx=maxx, maxy=maxy, a=repr(crs._A), ee=repr(crs._EE),
+                             magic=magic, tlat=_GCJ_T_LAT.format(**xy), tlon=_GCJ_T_LON.format(**xy), **xy)
+
+
+def _tile_bounds(z: int, x: int, y: int, margin: float) -> tuple[float, float, float, float]:
+    """WGS84 bounds (degrees: west, south, east, north) of tile z/x/y widened by ``margin`` tile sides."""
+    n = 2 ** z
+    lon = [((x - margin) / n) * 360.0 - 180.0, ((x + 1 + margin) / n) * 360.0 - 180.0]
+    lat = [math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n)))) for row in (y + 1 + margin, y - margin)]
+    return lon[0], lat[0], lon[1], lat[1]
+
+
+def _gcj02_preimage_box(z: int, x: int, y: int) -> dict[str, float]:
+    """The WGS84 box (``wx0, wy0, wx1, wy1`` in degrees) of every point whose GCJ-02 image lies in tile
+    z/x/y or its buffer: the tile's edge points taken back to WGS84, boxed, padded by 1 % of the tile
+    (the shift bends a tile edge by far less than that)."""
+    w, s, e, n = _tile_bounds(z, x, y, BUFFER / EXTENT)
+    t = np.linspace(0.0, 1.0, 9)
+    lon = np.concatenate([w + (e - w) * t, w + (e - w) * t, np.full(9, w), np.full(9, e)])
+    lat = np.concatenate([np.full(9, s), np.full(9, n), s + (n - s) * t, s + (n - s) * t])
+    back_lon, back_lat = crs.gcj02_to_wgs84(lon, lat)
+    pad_x, pad_y = 0.01 * (e - w), 0.01 * (n - s)
+    return {"wx0": float(back_lon.min() - pad_x), "wy0": float(back_lat.min() - pad_y),
+            "wx1": float(back_lon.max() + pad_x), "wy1": float(back_lat.max() + pad_y)}
+
+
 # -- layers ---------------------------------------------------------------------------------------
-def _grids_sql(codes) -> str:
-    """Grids with their community name, household/member counts, link coverage and status."""
+def _grids_sql(codes, shifted: bool = False) -> str:
+    """Grids with their community name, household/member counts, link coverage and status. The counts
+    (and, for GCJ-02 tiles, the vertex-by-vertex shifted outline) come from ``grid_figures``, which
+    :func:`geodata.store.grid_figures.ensure_fresh` keeps current; the grid's own columns are read live."""
+    geom = "f.geom_gcj02" if shifted else "g.geom"
     return f"""
     WITH g AS (
-      SELECT g.grid_code, g.name, g.community_code, g.kind, g.has_branch, g.geom,
-             (SELECT count(*) FROM households h WHERE h.grid_code = g.grid_code) AS households,
-             (SELECT count(*) FROM members m WHERE m.grid_code = g.grid_code) AS members,
-             (SELECT count(*) FROM households h JOIN links l ON l.household_id = h.household_id
-                JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
-              WHERE h.grid_code = g.grid_code) AS linked
-      FROM grids g WHERE g.geom && {_ENV}{_region_sql(codes, 'g.grid_code')}
+      SELECT g.grid_code, g.name, g.community_code, g.kind, g.has_branch, {geom} AS geom,
+             COALESCE(f.households, 0) AS households, COALESCE(f.members, 0) AS members,
+             COALESCE(f.linked_households, 0) AS linked
+      FROM grids g LEFT JOIN grid_figures f USING (grid_code)
+      WHERE g.geom && {_env(shifted)}{_region_sql(codes, 'g.grid_code')}
     ), s AS (
       SELECT g.*, c.name AS community_name,
              COALESCE(g.has_branch, true) AS branch,
@@ -135,28 +215,28 @@ def _grid_params() -> dict:
             "rural_min": rmin, "rural_max": rmax}
 
 
-def _points_sql(layer: str, table: str, columns: str, codes) -> str:
+def _points_sql(layer: str, table: str, columns: str, codes, shifted: bool = False) -> str:
     return f"""
-    WITH t AS (SELECT {columns}, {_mvt_geom()} AS geom FROM {table}
-               WHERE geom && {_ENV}{_region_sql(codes)})
+    WITH t AS (SELECT {columns}, {_point_geom('geom', shifted)} AS geom FROM {table}
+               WHERE geom && {_env(shifted)}{_region_sql(codes)})
     SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
 
 
-def _cells_sql(table: str, codes, pii: bool) -> str:
+def _cells_sql(table: str, codes, pii: bool, shifted: bool = False) -> str:
     """Counts per H3 cell at ``:res`` of the cells that have a point inside the tile, counting every
     point of the cell (also those beyond the tile edge); cells under ``:k`` are dropped unless ``pii``."""
     lo, hi = _child_range_sql("c.cell")
     having = "" if pii else " WHERE n >= :k"
     return f"""
     WITH c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM {table}
-               WHERE geom && {_ENV}{_region_sql(codes)}),
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
          n AS (SELECT c.cell, (SELECT count(*) FROM {table} p
                                WHERE p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}) AS n
                FROM c)
     SELECT cell, n FROM n{having}"""
 
 
-def _gap_cells_sql(codes, pii: bool) -> str:
+def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     """Per H3 cell: households, unlinked households (no link in a current 包片联户 run) and households
     outside every service centre's circle (``radius_m`` or ``:radius_m`` metres, on the sphere). The box
     around each household (the largest radius turned into degrees, 1 % wider) only lets the GiST index
@@ -167,7 +247,7 @@ def _gap_cells_sql(codes, pii: bool) -> str:
     WITH r AS (SELECT 1.01 * COALESCE(max(COALESCE(radius_m, :radius_m)), :radius_m) + 1 AS max_m
                FROM service_centres),
          c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM households
-               WHERE geom && {_ENV}{_region_sql(codes)}),
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
          h AS (SELECT c.cell, p.household_id, p.geom FROM c JOIN households p
                ON p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}),
          f AS (SELECT h.cell,
@@ -185,9 +265,10 @@ def _gap_cells_sql(codes, pii: bool) -> str:
 
 
 def _cells_tile(conn: Connection, layer: str, rows: list[tuple], names: tuple[str, ...], params: dict,
-                pii: bool) -> bytes:
+                pii: bool, shifted: bool = False) -> bytes:
     """MVT of H3 cell polygons with integer properties ``names`` (one value per name in each row after
-    the cell); for callers without PII rights counts under ``K_ANONYMITY`` become absent (NULL)."""
+    the cell); for callers without PII rights counts under ``K_ANONYMITY`` become absent (NULL). With
+    ``shifted`` every outline vertex is moved to GCJ-02 exactly (:func:`geodata.crs.wgs84_to_gcj02`)."""
     if not rows:
         return b""
     cells, wkts = [], []
@@ -196,8 +277,10 @@ def _cells_tile(conn: Connection, layer: str, rows: list[tuple], names: tuple[st
         cell = h3.int_to_str(int(row[0]))
         cells.append(cell)
         ring = [(lng, lat) for lat, lng in h3.cell_to_boundary(cell)]
+        if shifted:
+            ring = list(zip(*crs.wgs84_to_gcj02([p[0] for p in ring], [p[1] for p in ring])))
         ring.append(ring[0])
-        wkts.append("POLYGON((" + ",".join(f"{x:.7f} {y:.7f}" for x, y in ring) + "))")
+        wkts.append("POLYGON((" + ",".join(f"{x:.9f} {y:.9f}" for x, y in ring) + "))")
         for i, value in enumerate(row[1:]):
             value = int(value)
             columns[i].append(value if pii or value >= K_ANONYMITY or value == 0 else None)
@@ -212,38 +295,38 @@ def _cells_tile(conn: Connection, layer: str, rows: list[tuple], names: tuple[st
     return bytes(conn.execute(text(sql), {**params, "cells": cells, "wkts": wkts, **values}).scalar() or b"")
 
 
-def _incidents_sql(codes) -> str:
+def _incidents_sql(codes, shifted: bool = False) -> str:
     """Incidents with category, status, level and 红黄绿灯 light at ``:at`` (as ``gridmap.dispatch.light``:
     red past the deadline, yellow in the last ``:yellow`` of the window, closed ones judged at closing)."""
     region = "" if codes is None else (" AND (grid_code = ANY(:codes) OR community_code = ANY(:comms)"
                                        " OR street_code = ANY(:streets))")
     return f"""
     WITH i AS (SELECT *, COALESCE(closed_at, :at) AS t FROM incidents
-               WHERE geom && {_ENV}{region}),
+               WHERE geom && {_env(shifted)}{region}),
          t AS (SELECT incident_id AS id, category, status, level,
                       CASE WHEN deadline_at IS NULL OR (status IN ('closed', 'rated') AND closed_at IS NULL) THEN NULL
                            WHEN t > deadline_at THEN 'red'
                            WHEN t >= deadline_at - (deadline_at - reported_at) * :yellow THEN 'yellow'
                            ELSE 'green' END AS light,
-                      {_mvt_geom()} AS geom FROM i)
+                      {_point_geom('geom', shifted)} AS geom FROM i)
     SELECT ST_AsMVT(t, 'incidents', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
 
 
-def _centres_sql(codes) -> str:
+def _centres_sql(codes, shifted: bool = False) -> str:
     """Service centres (党群服务中心) with their radius in metres; a region sees those inside its grids."""
     region = "" if codes is None else (" AND EXISTS (SELECT 1 FROM grids g WHERE g.grid_code = ANY(:codes)"
                                        " AND ST_Intersects(g.geom, s.geom))")
     return f"""
     WITH t AS (SELECT s.centre_id AS id, s.name, s.kind, COALESCE(s.radius_m, :radius_m)::float AS radius_m,
-                      {_mvt_geom('s.geom')} AS geom
-               FROM service_centres s WHERE s.geom && {_ENV}{region})
+                      {_point_geom('s.geom', shifted)} AS geom
+               FROM service_centres s WHERE s.geom && {_env(shifted)}{region})
     SELECT ST_AsMVT(t, 'centres', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
 
 
 # -- the entry point ------------------------------------------------------------------------------
 def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_codes=None, community_codes=None,
                 street_codes=None, pii: bool = False, at: datetime | None = None,
-                radius_m: float = SERVICE_RADIUS_M) -> bytes:
+                radius_m: float = SERVICE_RADIUS_M, coords: str = "wgs84") -> bytes:
     """One MVT tile of ``layer`` (empty bytes when nothing is in it).
 
     Parameters
@@ -261,36 +344,47 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
         Time the incidents' lights are judged at (default now).
     radius_m : float
         Service radius in metres of centres without their own ``radius_m`` (gaps layer).
+    coords : {"wgs84", "gcj02"}
+        Datum of the tile: ``gcj02`` for Amap base maps — the tile address is then read in GCJ-02 Web
+        Mercator and every vertex is shifted exactly as :func:`geodata.crs.wgs84_to_gcj02` (points in
+        SQL, H3 cells in Python, grid outlines precomputed in ``grid_figures``).
     """
     if layer not in LAYERS:
         raise ValueError(f"unknown tile layer {layer!r}; layers are {', '.join(LAYERS)}")
+    if coords not in TILE_COORDS:
+        raise ValueError(f"unknown tile coordinates {coords!r}; use one of {', '.join(TILE_COORDS)}")
+    shifted = coords == "gcj02"
     codes = None if grid_codes is None else sorted(grid_codes)
     params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "codes": codes, "res": cell_res(z),
               "k": K_ANONYMITY, "radius_m": float(radius_m),
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
-    with engine.connect() as conn:
-        return _render(conn, layer, z, codes, params, pii, at)
-
-
-def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at) -> bytes:
+    if shifted:
+        params.update(_gcj02_preimage_box(z, x, y))
     if layer == "grids":
-        sql, params = _grids_sql(codes), {**params, **_grid_params()}
+        ensure_fresh(engine)
+    with engine.connect() as conn:
+        return _render(conn, layer, z, codes, params, pii, at, shifted)
+
+
+def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool) -> bytes:
+    if layer == "grids":
+        sql, params = _grids_sql(codes, shifted), {**params, **_grid_params()}
     elif layer == "households" and pii and z >= POINT_MIN_ZOOM:
-        sql = _points_sql("households", "households", "household_id AS id, grid_code, size", codes)
+        sql = _points_sql("households", "households", "household_id AS id, grid_code, size", codes, shifted)
     elif layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM:
-        sql = _points_sql("members", "members", "member_id AS id, grid_code, kind, available", codes)
+        sql = _points_sql("members", "members", "member_id AS id, grid_code, kind, available", codes, shifted)
     elif layer in ("households", "members"):
         params = {**params, "res": min(cell_res(z), _H3_POINT_RES)}
-        rows = conn.execute(text(_cells_sql(layer, codes, pii)), params).all()
-        return _cells_tile(conn, layer, rows, ("n",), params, pii)
+        rows = conn.execute(text(_cells_sql(layer, codes, pii, shifted)), params).all()
+        return _cells_tile(conn, layer, rows, ("n",), params, pii, shifted)
     elif layer == "gaps":
-        rows = conn.execute(text(_gap_cells_sql(codes, pii)), params).all()
-        return _cells_tile(conn, layer, rows, ("households", "unlinked", "outside"), params, pii)
+        rows = conn.execute(text(_gap_cells_sql(codes, pii, shifted)), params).all()
+        return _cells_tile(conn, layer, rows, ("households", "unlinked", "outside"), params, pii, shifted)
     elif layer == "incidents":
-        sql = _incidents_sql(codes)
+        sql = _incidents_sql(codes, shifted)
         params = {**params, "at": at or datetime.now(UTC), "yellow": YELLOW_FRACTION}
     else:
-        sql = _centres_sql(codes)
+        sql = _centres_sql(codes, shifted)
     return bytes(conn.execute(text(sql), params).scalar() or b"")
 
 

@@ -34,7 +34,8 @@ PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <script src="/static/js/gridmap-map.js"></script>
 <script>
   window.gridmap = GridmapMap.mount(document.getElementById('map'),
-    {layers: window.TEST_LAYERS, basemap: 'none', bounds: window.TEST_BOUNDS, token: window.TEST_TOKEN});
+    {layers: window.TEST_LAYERS, basemap: window.TEST_BASEMAP || 'none', bounds: window.TEST_BOUNDS,
+     token: window.TEST_TOKEN});
 </script></body></html>"""
 
 
@@ -63,6 +64,7 @@ def live(engine, db_url):
 
     from api.app import create_app
     from api.auth import public
+    from api.guards import DEFAULT_CSP
     from geodata.store.importer import import_layer
 
     layers = _layers()
@@ -74,7 +76,9 @@ def live(engine, db_url):
     @app.get("/test-map", include_in_schema=False)
     @public
     def test_map():
-        return HTMLResponse(PAGE)
+        # a page with the Amap base map must let MapLibre fetch Amap's raster tiles (connect-src)
+        return HTMLResponse(PAGE, headers={"Content-Security-Policy": DEFAULT_CSP.replace(
+            "connect-src 'self'", "connect-src 'self' https://*.is.autonavi.com")})
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -97,16 +101,33 @@ def browser():
         b.close()
 
 
-def _open_map(browser, live, token, size, layers=None):
-    page = browser.new_page(viewport={"width": size[0], "height": size[1]}, bypass_csp=True)
+def _blank_png() -> bytes:
+    """A 1×1 transparent PNG, answered for base-map tiles so tests need no internet."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00\x00")) + chunk(b"IEND", b""))
+
+
+BLANK_PNG = _blank_png()
+
+
+def _open_map(browser, live, token, size, layers=None, basemap="none"):
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.route("**/*autonavi.com/**", lambda route: route.fulfill(status=200, content_type="image/png", body=BLANK_PNG))
     errors, tiles = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: tiles.append((r.url, r.status)) if "/tiles/" in r.url else None)
     page.add_init_script(f"window.TEST_TOKEN = {token!r}; window.TEST_BOUNDS = {live['bounds']!r};"
-                         f"window.TEST_LAYERS = {layers or None!r};".replace("None", "undefined"))
+                         f"window.TEST_LAYERS = {layers or None!r}; window.TEST_BASEMAP = {basemap!r};"
+                         .replace("None", "undefined"))
     page.goto(live["url"] + "/test-map")
-    page.wait_for_function("window.gridmap && window.gridmap.map.loaded() && window.gridmap.map.areTilesLoaded()",
+    page.wait_for_function("() => window.gridmap && window.gridmap.map.loaded() && window.gridmap.map.areTilesLoaded()",
                            timeout=60_000)
     page.wait_for_timeout(300)
     return page, errors, tiles
@@ -124,8 +145,18 @@ def test_map_draws_tiles_with_a_bearer_token(live, browser):
         assert all(status in (200, 204) for _, status in tiles), [t for t in tiles if t[1] not in (200, 204)]
         assert {u.split("/tiles/")[1].split("/")[0] for u, s in tiles if s == 200} >= {"grids", "households"}
         assert errors == []
-        assert page.locator(".gridmap-legend").inner_text().startswith("图例")
+        legend = page.locator(".gridmap-legend")
+        assert legend.inner_text().startswith("图例")
+        # folded on a phone (it covered a third of the map), open on a desk screen; a tap toggles it
+        phone = size[0] < 600
+        assert legend.evaluate("e => e.open") is (not phone)
+        folded_h = legend.bounding_box()["height"]
         page.screenshot(path=str(SHOTS / f"map-{size[0]}x{size[1]}.png"))
+        if phone:
+            assert folded_h < 0.05 * size[1]
+            page.locator(".gridmap-legend summary").click()
+            assert legend.evaluate("e => e.open") and legend.bounding_box()["height"] > 3 * folded_h
+            page.screenshot(path=str(SHOTS / f"map-{size[0]}x{size[1]}-legend-open.png"))
         page.close()
 
 
@@ -142,7 +173,7 @@ def test_js_gcj02_port_agrees_with_python_to_the_centimetre(live, browser):
     rng = np.random.default_rng(7)
     lon = np.concatenate([rng.uniform(73.5, 135, 2500), rng.uniform(119.9, 120.4, 500), [10.0, 140.0]])
     lat = np.concatenate([rng.uniform(4, 53.5, 2500), rng.uniform(30.0, 30.5, 500), [50.0, 20.0]])
-    page = browser.new_page(bypass_csp=True)
+    page = browser.new_page()
     page.goto(live["url"] + "/static/js/gridmap-map.js")  # same origin; then load the script into a blank page
     page.set_content("<html><body></body></html>")
     page.add_script_tag(url=live["url"] + "/static/js/gridmap-map.js")
@@ -153,3 +184,44 @@ def test_js_gcj02_port_agrees_with_python_to_the_centimetre(live, browser):
     assert float(np.max(err_m)) < 0.01
     assert got[-2].tolist() == [10.0, 50.0]  # outside China: unchanged
     page.close()
+
+
+def _label_positions(page) -> list[tuple[str, float, float]]:
+    """(text, lon, lat) of every grid label marker, in the map's own coordinates."""
+    return page.evaluate("""() => {
+      const map = window.gridmap.map, box = map.getContainer().getBoundingClientRect();
+      return [...document.querySelectorAll('.gridmap-label')].map(e => {
+        const r = e.getBoundingClientRect();
+        const p = map.unproject([r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top]);
+        return [e.textContent, p.lng, p.lat];
+      });
+    }""")
+
+
+def test_amap_mode_asks_for_gcj02_tiles_and_labels_follow_the_shift(live, browser):
+    """With the Amap base map every tile is asked in GCJ-02, and grid labels land inside the GCJ-02
+    outline of their grid (the WGS84 one lies ~500 m away)."""
+    import shapely
+
+    from geodata.crs import geodataframe_from_wgs84
+    from geodata.store import auth as store
+
+    _, token = store.create_token(live["engine"], "leader", ["*"])
+    grids = _layers()["grids"]
+    shifted = geodataframe_from_wgs84(grids, "gcj02")
+    by_name = {n: i for i, n in enumerate(grids["name"])}
+    for basemap, outlines in (("amap", shifted), ("none", grids)):
+        page, errors, tiles = _open_map(browser, live, token, (1280, 900), ["grids"], basemap)
+        centre = outlines.geometry.iloc[0].representative_point()
+        page.evaluate(f"window.gridmap.map.jumpTo({{center: [{centre.x}, {centre.y}], zoom: 15}})")
+        page.wait_for_function("() => window.gridmap.map.areTilesLoaded() && "
+                               "document.querySelectorAll('.gridmap-label').length > 0", timeout=60_000)
+        page.wait_for_timeout(300)
+        labels = _label_positions(page)
+        assert labels and errors == []
+        asked = [u for u, s in tiles if s == 200]
+        assert asked and all(("coords=gcj02" in u) is (basemap == "amap") for u in asked)
+        for name, lon, lat in labels:
+            i = by_name[name]
+            assert outlines.geometry.iloc[i].buffer(1e-5).contains(shapely.Point(lon, lat)), (basemap, name)
+        page.close()

@@ -12,6 +12,7 @@
  * - bounds: [west, south, east, north] in WGS84 degrees.
  * - token: a bearer token sent with every tile and details request (pages with a session cookie omit it).
  * Grid names are drawn as HTML markers: no glyph server is needed for Chinese text.
+ * The legend is a <details> box, folded at first on screens up to 600 px wide (phones).
  * Text from the service is always inserted with textContent, never as HTML.
  */
 (function () {
@@ -132,12 +133,21 @@
     return node;
   }
 
+  /** Screens at most this wide (CSS px) start with the legend folded: on a 390×844 phone it would cover a
+   *  third of the map. */
+  var NARROW_PX = 600;
+
   function legend(layers) {
-    var box = el('div', 'gridmap-legend');
+    // <details>: folding and unfolding work by touch and keyboard with no script of ours
+    var box = el('details', 'gridmap-legend');
     box.setAttribute('lang', 'zh-CN');
-    box.style.cssText = 'position:absolute;left:8px;bottom:24px;background:rgba(255,255,255,.92);padding:6px 8px;' +
+    box.open = !window.matchMedia('(max-width: ' + NARROW_PX + 'px)').matches;
+    box.style.cssText = 'position:absolute;left:8px;bottom:24px;background:rgba(255,255,255,.92);padding:4px 8px;' +
       'font:12px/1.5 sans-serif;border-radius:4px;box-shadow:0 1px 4px rgba(0,0,0,.3);max-width:60%;z-index:2';
-    box.appendChild(el('strong', null, '图例'));
+    var title = el('summary', null, '图例');
+    title.style.cssText = 'cursor:pointer;font-weight:bold;padding:2px 0';
+    title.title = '展开或收起图例';
+    box.appendChild(title);
     LEGEND.forEach(function (row) {
       if (layers.indexOf(row[0]) < 0) { return; }
       var line = el('div');
@@ -182,6 +192,8 @@
   }
 
   // -- grid name labels as HTML markers (no glyph server needed) ----------------------------------
+  // Labels are placed from the tile geometry itself, so in Amap mode (tiles asked with ?coords=gcj02)
+  // they carry exactly the server's GCJ-02 shift, like every other feature.
   function labelGrids(map, markers) {
     markers.splice(0).forEach(function (m) { m.remove(); });
     if (map.getZoom() < 14 || !map.getSource('grids')) { return; }

@@ -1,0 +1,87 @@
+"""Per-grid figures (households, members, linked households) and GCJ-02 grid outlines, kept current lazily.
+
+Counting a grid's households, members and 包片联户 links on every ``grids`` tile cost 90–150 ms per
+tile; the counts change only when someone writes. Migration ``0006_grid_figures`` adds a statement-level
+trigger on ``grids``, ``households``, ``members``, ``links`` and ``link_runs`` that inserts a row into
+``grid_figures_dirty`` inside the writer's own transaction. :func:`ensure_fresh` (called before a grids
+tile is drawn) sees such a row only once that write has committed, and then rebuilds ``grid_figures``:
+a tile never shows figures older than the last committed write, and the writers themselves need no
+change.
+
+The rebuild also stores each grid's outline shifted to GCJ-02 (the datum of Amap base maps) vertex by
+vertex with :func:`geodata.crs.wgs84_to_gcj02`, so shifted grid tiles are exact and as fast as plain
+ones. Outlines are recomputed only when ``grids`` was written (or a grid has none yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from geodata.crs import wgs84_to_gcj02
+
+#: pg_advisory_xact_lock key serialising rebuilds (two tile requests never rebuild at once).
+_LOCK_KEY = 0x67726964_66696773  # "gridfigs"
+
+_COUNTS_SQL = """
+INSERT INTO grid_figures (grid_code, households, members, linked_households)
+SELECT g.grid_code, COALESCE(h.n, 0), COALESCE(m.n, 0), COALESCE(l.n, 0)
+FROM grids g
+LEFT JOIN (SELECT grid_code, count(*) AS n FROM households GROUP BY grid_code) h USING (grid_code)
+LEFT JOIN (SELECT grid_code, count(*) AS n FROM members GROUP BY grid_code) m USING (grid_code)
+LEFT JOIN (SELECT h.grid_code, count(*) AS n FROM households h
+           JOIN links l ON l.household_id = h.household_id
+           JOIN link_runs r ON r.run_id = l.run_id AND r.is_current GROUP BY h.grid_code) l USING (grid_code)
+ON CONFLICT (grid_code) DO UPDATE SET households = EXCLUDED.households, members = EXCLUDED.members,
+                                      linked_households = EXCLUDED.linked_households
+WHERE (grid_figures.households, grid_figures.members, grid_figures.linked_households)
+      IS DISTINCT FROM (EXCLUDED.households, EXCLUDED.members, EXCLUDED.linked_households)"""
+
+
+def is_stale(conn: Connection) -> bool:
+    """Whether a committed write has changed the data under ``grid_figures`` since its last rebuild."""
+    return bool(conn.execute(text("SELECT EXISTS (SELECT 1 FROM grid_figures_dirty)")).scalar())
+
+
+def ensure_fresh(engine: Engine) -> bool:
+    """Rebuild ``grid_figures`` if a committed write made it stale; returns whether it rebuilt."""
+    with engine.connect() as conn:
+        if not is_stale(conn):
+            return False
+    return refresh(engine)
+
+
+def refresh(engine: Engine) -> bool:
+    """Rebuild the figures (and, after a write to ``grids``, the GCJ-02 outlines) in one transaction.
+
+    The dirty marks are deleted *before* counting: under READ COMMITTED each statement sees every write
+    committed before it started, so a write committing mid-rebuild either is counted or leaves its mark
+    for the next rebuild — never neither. Returns False when another request had already rebuilt.
+    """
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        marks = set(conn.execute(text("DELETE FROM grid_figures_dirty RETURNING table_name")).scalars())
+        if not marks:
+            return False
+        conn.execute(text("DELETE FROM grid_figures f WHERE NOT EXISTS "
+                          "(SELECT 1 FROM grids g WHERE g.grid_code = f.grid_code)"))
+        conn.execute(text(_COUNTS_SQL))
+        _shift_outlines(conn, every=("grids" in marks))
+    return True
+
+
+def _shift_outlines(conn: Connection, every: bool) -> None:
+    """Store each grid's outline shifted WGS84 → GCJ-02 vertex by vertex (degrees, EPSG:4326 column)."""
+    where = "" if every else " WHERE f.geom_gcj02 IS NULL"
+    rows = conn.execute(text("SELECT g.grid_code, ST_AsBinary(ST_Multi(g.geom)) FROM grid_figures f "
+                             f"JOIN grids g USING (grid_code){where}")).all()
+    if not rows:
+        return
+    outlines = shapely.from_wkb([bytes(r[1]) for r in rows])
+    shifted = shapely.transform(outlines, lambda xy: np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
+    conn.execute(text("UPDATE grid_figures f SET geom_gcj02 = ST_SetSRID(ST_GeomFromWKB(u.wkb), 4326) "
+                      "FROM unnest(CAST(:codes AS text[]), CAST(:wkbs AS bytea[])) AS u(code, wkb) "
+                      "WHERE f.grid_code = u.code"),
+                 {"codes": [r[0] for r in rows], "wkbs": [bytes(b) for b in shapely.to_wkb(shifted)]})
