@@ -54,7 +54,6 @@ def _check_whole_and_recount(res, communities_m, footprints_m, households_m, ban
     assert split == 0
 
 
-@pytest.mark.xfail(strict=True, reason="counts equal the recount, but 2 of 1,430 OSM footprints still end up in two grids (open)")
 def test_osm_buildings_whole_and_counts_equal_recount():
     communities = pyogrio.read_dataframe(SAMPLE / "communities.geojson")
     comm_m = communities.to_crs(UTM).geometry.to_numpy()
