@@ -22,6 +22,7 @@ which makes shared-edge lengths (and hence perimeters of unions) exact sums.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import h3
 import numpy as np
@@ -491,7 +492,7 @@ def _slices(part, cuts) -> list:
     x0, y0, x1, y1 = part.bounds
     edges = np.r_[x0 - 1.0, np.asarray(cuts, dtype=float), x1 + 1.0]
     pieces = []
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in pairwise(edges):
         cut, _ = _explode(np.array([shapely.intersection(part, shapely.box(a, y0 - 1, b, y1 + 1), grid_size=PRECISION_M)],
                                    dtype=object))
         pieces.extend(cut)
@@ -530,7 +531,7 @@ def _ground_share(pieces: list, footprints: np.ndarray, households: np.ndarray) 
     area = np.maximum(shapely.area(footprints), 1e-12)
     exact = np.array([(households * shapely.area(shapely.intersection(footprints, p)) / area).sum() for p in pieces])
     whole = np.floor(exact).astype(np.int64)
-    short = int(round(households.sum())) - int(whole.sum())
+    short = round(float(households.sum())) - int(whole.sum())
     whole[np.argsort(-(exact - whole), kind="stable")[:max(short, 0)]] += 1
     return whole
 
