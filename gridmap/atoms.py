@@ -477,7 +477,11 @@ def _grown_territories(region, claims: np.ndarray) -> np.ndarray:
     claim, clipped to the region on the 1 mm grid, so each claim lies whole in its own territory and
     territories never overlap (metres)."""
     cells = _tessellate(region, claims) if len(claims) > 1 else np.array([region], dtype=object)
-    territory = shapely.union(_clip(cells, region), claims, grid_size=PRECISION_M)
+    territory = _clip(cells, region)
+    # Most cells already hold their claim whole; the overlay is needed only for the others.
+    shapely.prepare(territory)
+    spill = ~shapely.contains(territory, claims)
+    territory[spill] = shapely.union(territory[spill], claims[spill], grid_size=PRECISION_M)
     cell_idx, claim_idx = shapely.STRtree(claims).query(territory, predicate="intersects")
     other = cell_idx != claim_idx
     for i in np.unique(cell_idx[other]):
@@ -633,8 +637,12 @@ def footprint_atoms(region, footprints, band_max: int, households_xy=None, build
     claims, group = _claims(feet, big) if len(present) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
     territory = _grown_territories(region, claims) if len(claims) else np.zeros(0, dtype=object)
     parts, idx = _explode(_clip(territory, region)) if len(claims) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
-    covered = shapely.union_all(parts, grid_size=PRECISION_M) if len(parts) else shapely.Polygon()
-    gap, _ = _explode(np.array([shapely.difference(region, covered, grid_size=PRECISION_M)], dtype=object))
+    gap = np.zeros(0, dtype=object)
+    # Rounding to the 1 mm grid can leave slivers uncovered; the union that finds them is costly, so
+    # it runs only when the areas say something is missing.
+    if abs(shapely.area(parts).sum() - shapely.area(region)) > 1e-3:
+        covered = shapely.union_all(parts, grid_size=PRECISION_M) if len(parts) else shapely.Polygon()
+        gap, _ = _explode(np.array([shapely.difference(region, covered, grid_size=PRECISION_M)], dtype=object))
     parts, source = np.concatenate([parts, gap]), np.r_[idx, np.full(len(gap), -1)].astype(np.int64)
     members = [np.flatnonzero(group == g) for g in range(len(claims))]
     group_feet = [feet[m] for m in members]
