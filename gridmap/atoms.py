@@ -13,6 +13,10 @@ Two kinds of atoms are built:
   clipped to the region, so grid boundaries run between buildings and never through the point a
   building is known by. A building's households are never split across grids — except a building
   that alone exceeds the band's maximum, which gets several seeds (territories) sharing its households.
+* **Footprints** (``footprint_atoms``): territories grown from the building footprints (a
+  morphological tessellation: Voronoi cells of points along each footprint, dissolved per building),
+  each holding its building whole; footprints that touch are one building, and only a building that
+  alone exceeds the band's maximum is sliced.
 
 Everything here is in a metric CRS (metres; the caller projects, normally to the local UTM zone).
 All geometry is snapped to a 1 mm precision grid so that neighbouring atoms share identical edges,
