@@ -1,8 +1,9 @@
 """Benchmark: grid redraw (``gridmap.districting.redraw``) against spopt's ``MaxPHeuristic``.
 
 Seeded synthetic cities (``geodata.synth.synth_city``) of 100k and 1M households; atoms are the
-buildings (Voronoi territories of the buildings, clipped to each community), weighted by their
-household counts. Both methods run on the same atoms, weights and contiguity.
+buildings (territories grown from the footprints, ``gridmap.atoms.footprint_atoms``, clipped to each
+community), weighted by their household counts. Both methods run on the same atoms, weights and
+contiguity.
 
 * **gridmap**: the whole city (every community), timed end to end from GeoDataFrames to grid
   polygons; and the same on the comparison subset.
@@ -31,22 +32,22 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from gridmap.atoms import PRECISION_M, building_atoms
+from geodata.synth import synth_city
+from gridmap.atoms import PRECISION_M, footprint_atoms
 from gridmap.compactness import polsby_popper
 from gridmap.contract import grid_band
 from gridmap.districting import redraw
 from gridmap.metric import metric_crs
-from geodata.synth import synth_city
 
 LO, HI = grid_band("urban")
 
 
-def run_maxp(region, pts, weights, seed: int):
-    """spopt MaxPHeuristic on the building atoms of one community; returns (households, pp) per region and seconds."""
+def run_maxp(region, footprints, weights, seed: int):
+    """spopt MaxPHeuristic on the footprint atoms of one community; returns (households, pp) per region and seconds."""
     from libpysal.weights import W
     from spopt.region import MaxPHeuristic
 
-    atoms, _ = building_atoms(shapely.set_precision(region, PRECISION_M), pts, weights, HI)
+    atoms, _ = footprint_atoms(shapely.set_precision(region, PRECISION_M), footprints, HI, building_weight=weights)
     neighbours = {i: [] for i in range(len(atoms))}
     for a, b in atoms.contig:
         neighbours[int(a)].append(int(b))
@@ -71,7 +72,7 @@ def run_maxp(region, pts, weights, seed: int):
 def figures(households, pp, seconds) -> dict:
     households = np.asarray(households)
     return {
-        "grids": int(len(households)),
+        "grids": len(households),
         "in_band_pct": float(100.0 * np.mean((households >= LO) & (households <= HI))) if len(households) else 0.0,
         "mean_pp": float(np.mean(pp)) if len(pp) else 0.0,
         "seconds": float(seconds),
@@ -95,7 +96,7 @@ def bench_size(n: int, subset: int, seed: int) -> None:
     crs = metric_crs(comms)
     sub_m = sub.to_crs(crs)
     bm = bld.to_crs(crs)
-    pts = shapely.get_coordinates(shapely.point_on_surface(bm.geometry.to_numpy()))
+    feet = bm.geometry.to_numpy()
     in_sub = bld["community_code"].isin(sub["code"]).to_numpy()
     t = time.perf_counter()
     ours = redraw(sub, buildings=bld[in_sub], seed=seed)
@@ -103,7 +104,7 @@ def bench_size(n: int, subset: int, seed: int) -> None:
     hh_all, pp_all, sec, cpu_sp = [], [], 0.0, time.process_time()
     for code, region in zip(sub_m["code"], sub_m.geometry):
         inside = (bld["community_code"] == code).to_numpy()
-        hh, pp, s = run_maxp(region, pts[inside], bld["households"].to_numpy()[inside], seed)
+        hh, pp, s = run_maxp(region, feet[inside], bld["households"].to_numpy()[inside], seed)
         hh_all.append(hh)
         pp_all.append(pp)
         sec += s

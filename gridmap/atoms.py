@@ -13,6 +13,10 @@ Two kinds of atoms are built:
   clipped to the region, so grid boundaries run between buildings and never through the point a
   building is known by. A building's households are never split across grids — except a building
   that alone exceeds the band's maximum, which gets several seeds (territories) sharing its households.
+* **Footprints** (``footprint_atoms``): territories grown from the building footprints (a
+  morphological tessellation: Voronoi cells of points along each footprint, dissolved per building),
+  each holding its building whole; footprints that touch are one building, and only a building that
+  alone exceeds the band's maximum is sliced.
 
 Everything here is in a metric CRS (metres; the caller projects, normally to the local UTM zone).
 All geometry is snapped to a 1 mm precision grid so that neighbouring atoms share identical edges,
@@ -22,6 +26,7 @@ which makes shared-edge lengths (and hence perimeters of unions) exact sums.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import h3
 import numpy as np
@@ -360,59 +365,239 @@ def building_atoms(
     return atoms, owner[inverse[first_seed]]
 
 
-def _merged_footprints(footprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Footprints that overlap (positive shared area) merged into one; returns the merged polygons
-    and, per input footprint, the index of its merged polygon."""
-    n = len(footprints)
-    left, right = shapely.STRtree(footprints).query(footprints, predicate="intersects")
-    pair = left < right
-    left, right = left[pair], right[pair]
-    overlapping = shapely.area(shapely.intersection(footprints[left], footprints[right])) > PRECISION_M**2
-    graph = sparse.coo_matrix((np.ones(int(overlapping.sum())), (left[overlapping], right[overlapping])), shape=(n, n))
+#: Footprints whose 1 mm margins meet are one building: a grid boundary between them could not be
+#: drawn on the 1 mm grid without cutting one of them by a sliver.
+CLAIM_MARGIN_M = PRECISION_M
+#: Tessellation seeds: footprint boundaries pulled in by this much (metres), one seed every
+#: ``sqrt(area) / SEEDS_PER_SIDE`` metres (at least ``MIN_SEED_SPACING_M``) along them.
+SHRINK_M = 0.4
+SEEDS_PER_SIDE = 3.0
+MIN_SEED_SPACING_M = 2.0
+
+
+def _groups(shapes: np.ndarray, predicate: str) -> np.ndarray:
+    """Connected components of the shapes under an STRtree predicate (a group index per shape)."""
     from scipy.sparse import csgraph
 
-    _, group = csgraph.connected_components(graph, directed=False)
-    merged = np.array([shapely.union_all(footprints[group == g], grid_size=PRECISION_M) for g in range(group.max() + 1)],
-                      dtype=object) if overlapping.any() else footprints
-    return merged, group
+    n = len(shapes)
+    left, right = shapely.STRtree(shapes).query(shapes, predicate=predicate)
+    return csgraph.connected_components(sparse.coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n)),
+                                        directed=False)[1]
 
 
-def _grown_territories(region, footprints: np.ndarray) -> np.ndarray:
-    """Territory of each footprint: its morphological-tessellation cell (momepy) joined with the
-    footprint itself and cleared of every other footprint, so each footprint lies whole in its own
-    territory and territories never overlap (metres, 1 mm grid)."""
-    import geopandas as gpd
-    import momepy
+def _union_by_group(shapes: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """One union per group index 0..max (1 mm grid); shapes alone in their group are kept as they are."""
+    if len(np.unique(group)) == len(shapes):
+        out = np.empty(len(shapes), dtype=object)
+        out[group] = shapes
+        return out
+    return np.array([shapely.union_all(shapes[group == g], grid_size=PRECISION_M) for g in range(group.max() + 1)],
+                    dtype=object)
 
-    cells = momepy.morphological_tessellation(gpd.GeoSeries(footprints), clip=region, shrink=0.4, segment=2.0)
-    territory = np.array([shapely.Polygon()] * len(footprints), dtype=object)
-    territory[cells.index.to_numpy()] = cells.geometry.to_numpy()
-    territory = shapely.union(territory, footprints, grid_size=PRECISION_M)
-    cell_idx, foot_idx = shapely.STRtree(footprints).query(territory, predicate="intersects")
-    other = cell_idx != foot_idx
+
+def _claims(footprints: np.ndarray, big: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ground each building claims (metres, 1 mm grid, claims disjoint) and, per footprint, its claim.
+
+    A building within the band claims its footprint grown by ``CLAIM_MARGIN_M``, so the snapped claim
+    still holds the exact footprint; such footprints whose claims meet (overlapping, touching, closer
+    than 2 mm) are one building, since no 1 mm grid boundary could pass between them. A building
+    above the band (``big``), sliced anyway, claims its footprint less its neighbours' claims, so it
+    never swallows a smaller neighbour; big footprints that meet are merged.
+    """
+    grown = shapely.set_precision(shapely.make_valid(
+        shapely.buffer(footprints, CLAIM_MARGIN_M, join_style="mitre", mitre_limit=2.0)), PRECISION_M)
+    small = np.flatnonzero(~big)
+    large = np.flatnonzero(big)
+    group = np.zeros(len(footprints), dtype=np.int64)
+    small_claims = np.zeros(0, dtype=object)
+    if len(small):
+        group[small] = _groups(grown[small], "intersects")
+        small_claims = _union_by_group(grown[small], group[small])
+    claims = small_claims
+    if len(large):
+        snapped = shapely.set_precision(footprints[large], PRECISION_M)
+        large_group = _groups(snapped, "intersects")
+        large_claims = _union_by_group(snapped, large_group)
+        if len(small_claims):
+            near, taken = shapely.STRtree(small_claims).query(large_claims, predicate="intersects")
+            for i in np.unique(near):
+                large_claims[i] = shapely.difference(large_claims[i], shapely.union_all(small_claims[taken[near == i]],
+                                                     grid_size=PRECISION_M), grid_size=PRECISION_M)
+        group[large] = large_group + len(small_claims)
+        claims = np.concatenate([small_claims, large_claims])
+    return claims, group
+
+
+def _seeds(claims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tessellation seeds (metres) and the claim each comes from: points along each claim's boundary
+    pulled in by ``SHRINK_M``, spaced by the claim's size (a claim too thin to pull in gives its inner point)."""
+    inner = shapely.buffer(claims, -SHRINK_M, join_style="mitre")
+    thin = shapely.is_empty(inner) | (shapely.area(inner) <= 0)
+    spacing = np.maximum(MIN_SEED_SPACING_M, np.sqrt(shapely.area(claims)) / SEEDS_PER_SIDE)
+    lines = inner.copy()
+    lines[thin] = shapely.point_on_surface(claims[thin])
+    if (~thin).any():
+        lines[~thin] = shapely.segmentize(shapely.boundary(inner[~thin]), spacing[~thin])
+    xy, owner = shapely.get_coordinates(lines, return_index=True)
+    # Qhull needs distinct points; a ring's closing point repeats its first.
+    _, first = np.unique(np.round(xy / PRECISION_M).astype(np.int64), axis=0, return_index=True)
+    return xy[first], owner[first]
+
+
+def _tessellate(region, claims: np.ndarray) -> np.ndarray:
+    """Morphological tessellation of the region by the claims: Voronoi cells of seeds along each claim
+    dissolved per claim (metres). The dissolve keeps only the Voronoi ridges between seeds of two
+    different claims and polygonizes them, one pass instead of one union per building.
+
+    Returns per claim its cell (Polygon/MultiPolygon, not yet clipped to the region; empty if none).
+    """
+    from scipy.spatial import Voronoi
+
+    xy, owner = _seeds(claims)
+    x0, y0, x1, y1 = region.bounds
+    reach = 3.0 * (max(x1 - x0, y1 - y0) + 1000.0)
+    centre = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+    # Four far corners close every cell that reaches the region, so all ridges needed are finite.
+    corners = centre + reach * np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    label = np.r_[owner, -1, -2, -3, -4]
+    vor = Voronoi(np.vstack([xy, corners]))
+    ridge_points, ridge_vertices = vor.ridge_points, np.asarray(vor.ridge_vertices)
+    between = (label[ridge_points[:, 0]] != label[ridge_points[:, 1]]) & (ridge_vertices >= 0).all(axis=1)
+    ends = vor.vertices[ridge_vertices[between]]
+    faces = np.asarray(shapely.get_parts(shapely.polygonize(shapely.linestrings(ends))), dtype=object)
+    face_of_seed = locate_points(xy, faces, nearest=False)
+    found = face_of_seed >= 0
+    face_owner = np.full(len(faces), -1, dtype=np.int64)
+    face_owner[face_of_seed[found]] = owner[found]
+    cells = np.array([shapely.Polygon()] * len(claims), dtype=object)
+    for claim in np.unique(face_owner[face_owner >= 0]):
+        mine = faces[face_owner == claim]
+        cells[claim] = mine[0] if len(mine) == 1 else shapely.union_all(mine)
+    return cells
+
+
+def _grown_territories(region, claims: np.ndarray) -> np.ndarray:
+    """Territory of each claim: its tessellation cell joined with the claim and cleared of every other
+    claim, clipped to the region on the 1 mm grid, so each claim lies whole in its own territory and
+    territories never overlap (metres)."""
+    cells = _tessellate(region, claims) if len(claims) > 1 else np.array([region], dtype=object)
+    territory = _clip(cells, region)
+    # Most cells already hold their claim whole; the overlay is needed only for the others.
+    shapely.prepare(territory)
+    spill = ~shapely.contains(territory, claims)
+    territory[spill] = shapely.union(territory[spill], claims[spill], grid_size=PRECISION_M)
+    cell_idx, claim_idx = shapely.STRtree(claims).query(territory, predicate="intersects")
+    other = cell_idx != claim_idx
     for i in np.unique(cell_idx[other]):
-        others = footprints[foot_idx[other & (cell_idx == i)]]
-        territory[i] = shapely.difference(territory[i], shapely.union_all(others, grid_size=PRECISION_M), grid_size=PRECISION_M)
+        others = claims[claim_idx[other & (cell_idx == i)]]
+        territory[i] = shapely.difference(territory[i], shapely.union_all(others, grid_size=PRECISION_M),
+                                          grid_size=PRECISION_M)
     return territory
 
 
-def _split_oversize(parts, source, weight_of, band_max: int):
-    """Atoms holding more than ``band_max`` households cut into ``ceil(w / band_max)`` west-to-east
-    slices of equal width — the one case where a building is split (metres)."""
-    out_parts, out_source = [], []
-    for part, src in zip(parts, source):
-        pieces = max(1, -(-int(weight_of(part)) // max(band_max, 1)))
+def _slices(part, cuts) -> list:
+    """Polygon pieces of ``part`` between consecutive west-to-east cut abscissas (metres)."""
+    x0, y0, x1, y1 = part.bounds
+    edges = np.r_[x0 - 1.0, np.asarray(cuts, dtype=float), x1 + 1.0]
+    pieces = []
+    for a, b in pairwise(edges):
+        cut, _ = _explode(np.array([shapely.intersection(part, shapely.box(a, y0 - 1, b, y1 + 1), grid_size=PRECISION_M)],
+                                   dtype=object))
+        pieces.extend(cut)
+    return pieces
+
+
+def _cuts_by_households(x: np.ndarray, pieces: int) -> np.ndarray:
+    """Cut abscissas leaving ``len(x) / pieces`` household points (x in metres) in each slice, rounded."""
+    x = np.sort(x)
+    at = np.clip((np.arange(1, pieces) * len(x)) // pieces, 1, max(len(x) - 1, 1))
+    return (x[at - 1] + x[at]) / 2.0
+
+
+def _cuts_by_ground(footprints: np.ndarray, households: np.ndarray, bounds, pieces: int) -> np.ndarray:
+    """Cut abscissas giving each slice an equal share of households when no household points are
+    given: a building's households are taken as spread evenly over its footprint (metres)."""
+    x0, y0, x1, y1 = bounds
+    area = np.maximum(shapely.area(footprints), 1e-12)
+
+    def west_of(x: float) -> float:
+        return float((households * shapely.area(shapely.intersection(footprints, shapely.box(x0 - 1, y0 - 1, x, y1 + 1)))
+                      / area).sum())
+
+    total, cuts = float(households.sum()), []
+    for k in range(1, pieces):
+        lo, hi = x0, x1
+        for _ in range(40):  # bisection to ~1e-12 of the width
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if west_of(mid) < total * k / pieces else (lo, mid)
+        cuts.append((lo + hi) / 2.0)
+    return np.array(cuts)
+
+
+def _ground_share(pieces: list, footprints: np.ndarray, households: np.ndarray) -> np.ndarray:
+    """Whole households per piece in proportion to the footprint ground each holds (largest remainder)."""
+    area = np.maximum(shapely.area(footprints), 1e-12)
+    exact = np.array([(households * shapely.area(shapely.intersection(footprints, p)) / area).sum() for p in pieces])
+    whole = np.floor(exact).astype(np.int64)
+    short = round(float(households.sum())) - int(whole.sum())
+    whole[np.argsort(-(exact - whole), kind="stable")[:max(short, 0)]] += 1
+    return whole
+
+
+def _slice_by_points(part, xy: np.ndarray, band_max: int) -> list:
+    """``part`` cut west to east into ``ceil(n / band_max)`` slices of equal household points (metres)."""
+    inside = xy[shapely.contains_xy(part, xy[:, 0], xy[:, 1]), 0]
+    pieces = max(1, -(-len(inside) // max(band_max, 1)))
+    return _slices(part, _cuts_by_households(inside, pieces)) if pieces > 1 else [part]
+
+
+def _slice_around_claim(part, claim, xy: np.ndarray, band_max: int) -> list:
+    """Pieces of an atom above the band whose building is within it: the building's ground (``claim``)
+    whole as one piece, the open ground around it sliced by its household points (metres)."""
+    held = shapely.intersection(part, claim, grid_size=PRECISION_M)
+    inside = shapely.contains_xy(held, xy[:, 0], xy[:, 1]).sum() if not held.is_empty else band_max + 1
+    if inside > band_max:
+        return _slice_by_points(part, xy, band_max)
+    ground, _ = _explode(np.array([shapely.difference(part, held, grid_size=PRECISION_M)], dtype=object))
+    building, _ = _explode(np.array([held], dtype=object))
+    return list(building) + [piece for g in ground for piece in _slice_by_points(g, xy, band_max)]
+
+
+def _split_oversize(parts, source, weight, band_max: int, households_xy, claims, feet, feet_households):
+    """Atoms holding more than ``band_max`` households cut into pieces of at most about ``band_max``
+    (metres); a building is split only when it alone holds more than ``band_max``.
+
+    With household points, an atom whose building is within the band keeps the building whole as one
+    piece and slices the open ground around it; otherwise the atom is cut west to east between points
+    into ``ceil(w / band_max)`` slices of equal households. Without points a building's households are
+    taken as spread evenly over its footprint and each slice gets its share of them. Returns the
+    pieces, their sources and, without points, their households.
+    """
+    out_parts, out_source, out_weight = [], [], []
+    for part, src, w in zip(parts, source, weight):
+        pieces = max(1, -(-int(w) // max(band_max, 1)))
         if pieces == 1:
-            out_parts.append(part)
-            out_source.append(src)
+            out_parts.append(part), out_source.append(src), out_weight.append(int(w))
             continue
-        x0, y0, x1, y1 = part.bounds
-        edges = np.linspace(x0, x1, pieces + 1)
-        for a, b in zip(edges[:-1], edges[1:]):
-            cut, _ = _explode(np.array([shapely.intersection(part, shapely.box(a, y0 - 1, b, y1 + 1), grid_size=PRECISION_M)], dtype=object))
-            out_parts.extend(cut)
-            out_source.extend([src] * len(cut))
-    return np.array(out_parts, dtype=object), np.array(out_source, dtype=np.int64)
+        if households_xy is not None:
+            cut = _slice_around_claim(part, claims[src], households_xy, band_max) if src >= 0 else \
+                _slice_by_points(part, households_xy, band_max)
+            share = [0] * len(cut)
+        else:
+            mine = feet[src] if src >= 0 else np.zeros(0, dtype=object)
+            cut = _slices(part, _cuts_by_ground(mine, feet_households[src], part.bounds, pieces))
+            share = list(_ground_share(cut, mine, feet_households[src]))
+        out_parts.extend(cut), out_source.extend([src] * len(cut)), out_weight.extend(share)
+    return np.array(out_parts, dtype=object), np.array(out_source, dtype=np.int64), np.array(out_weight, dtype=np.int64)
+
+
+def _above_band(feet: np.ndarray, households: np.ndarray, households_xy, band_max: int) -> np.ndarray:
+    """Which footprints hold more than ``band_max`` households: by their household points when given
+    (points inside the footprint), else by their count."""
+    if households_xy is not None and len(households_xy):
+        _, foot_idx = shapely.STRtree(feet).query(shapely.points(households_xy), predicate="intersects")
+        households = np.bincount(foot_idx, minlength=len(feet))
+    return np.asarray(households) > band_max
 
 
 def footprint_atoms(region, footprints, band_max: int, households_xy=None, building_weight=None,
@@ -424,45 +609,59 @@ def footprint_atoms(region, footprints, band_max: int, households_xy=None, build
     region : shapely Polygon or MultiPolygon
         Region in a metric CRS (metres).
     footprints : array of shapely polygons
-        Building footprints (metres); only their part inside the region counts. Overlapping
-        footprints are merged into one building.
+        Building footprints (metres); only their part inside the region counts. Footprints that
+        overlap, touch or lie within 2 mm of each other are one building (no 1 mm grid boundary
+        could pass between them).
     band_max : int
-        An atom with more households than this is cut into west-to-east slices (the one case where a
-        building is split).
+        An atom with more households than this is cut into west-to-east slices of equal households
+        (the one case where a building is split).
     households_xy : ndarray (m, 2), optional
         Household points (metres); atoms count the households they contain, so counts always equal
         a point-in-polygon recount.
     building_weight : ndarray (b,), optional
-        Households per building, used when no household points are given.
+        Households per building, used when no household points are given; a sliced building's
+        households are shared among its slices by footprint area.
     barriers : array of shapely lines, optional
         Rivers, arterial roads (metres) that cut adjacency.
 
     Returns
     -------
     (Atoms, ndarray of int64)
-        The atoms and, per building, the index of the atom holding (most of) it; -1 for a building
-        with no ground in the region.
+        The atoms and, per building, the index of the atom holding (the inner point of) it; -1 for a
+        building with no ground in the region.
     """
     region = shapely.set_precision(region, PRECISION_M)
+    n_buildings = len(np.asarray(footprints))
     clipped = np.asarray(_clip(np.asarray(footprints, dtype=object), region), dtype=object)
     present = np.flatnonzero(~shapely.is_empty(clipped) & (shapely.area(clipped) > 0))
-    feet, group = _merged_footprints(shapely.make_valid(clipped[present])) if len(present) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
-    territory = _grown_territories(region, feet) if len(feet) else np.zeros(0, dtype=object)
-    parts, idx = _explode(_clip(territory, region)) if len(feet) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
-    covered = shapely.union_all(parts, grid_size=PRECISION_M) if len(parts) else shapely.Polygon()
-    gap, _ = _explode(np.array([shapely.difference(region, covered, grid_size=PRECISION_M)], dtype=object))
-    parts, source = np.concatenate([parts, gap]), np.r_[idx, np.full(len(gap), -1)].astype(np.int64)
+    feet = shapely.make_valid(clipped[present])
+    weights = np.zeros(n_buildings) if building_weight is None else np.asarray(building_weight, dtype=float)
     xy = np.asarray(households_xy, dtype=float).reshape(-1, 2) if households_xy is not None else None
-    if xy is not None and len(parts):
-        parts, source = _split_oversize(parts, source, lambda p: shapely.contains_xy(p, xy[:, 0], xy[:, 1]).sum(), band_max)
-        hh_atom = locate_points(xy, parts)
-        weight = np.bincount(hh_atom, minlength=len(parts))
-    building_atom = np.full(len(np.asarray(footprints)), -1, dtype=np.int64)
+    big = _above_band(feet, weights[present], xy, band_max)
+    claims, group = _claims(feet, big) if len(present) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
+    territory = _grown_territories(region, claims) if len(claims) else np.zeros(0, dtype=object)
+    parts, idx = _explode(_clip(territory, region)) if len(claims) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
+    gap = np.zeros(0, dtype=object)
+    # Rounding to the 1 mm grid can leave slivers uncovered; the union that finds them is costly, so
+    # it runs only when the areas say something is missing.
+    if abs(shapely.area(parts).sum() - shapely.area(region)) > 1e-3:
+        covered = shapely.union_all(parts, grid_size=PRECISION_M) if len(parts) else shapely.Polygon()
+        gap, _ = _explode(np.array([shapely.difference(region, covered, grid_size=PRECISION_M)], dtype=object))
+    parts, source = np.concatenate([parts, gap]), np.r_[idx, np.full(len(gap), -1)].astype(np.int64)
+    members = [np.flatnonzero(group == g) for g in range(len(claims))]
+    group_feet = [feet[m] for m in members]
+    group_households = [weights[present[m]] for m in members]
+    building_atom = np.full(n_buildings, -1, dtype=np.int64)
     if len(present):
-        # A building's atom: the one containing the inner point of its (clipped) footprint.
         inner = shapely.get_coordinates(shapely.point_on_surface(clipped[present]))
         building_atom[present] = locate_points(inner, parts)
-    if xy is None:
-        weights = np.asarray(building_weight, dtype=np.int64)
-        weight = np.bincount(building_atom[building_atom >= 0], weights=weights[building_atom >= 0], minlength=len(parts)).astype(np.int64)
+    if xy is not None:
+        weight = np.bincount(locate_points(xy, parts), minlength=len(parts)) if len(xy) else np.zeros(len(parts), dtype=np.int64)
+    else:
+        weight = np.bincount(building_atom[present], weights=weights[present], minlength=len(parts)).astype(np.int64)
+    if (weight > band_max).any():
+        parts, source, sliced = _split_oversize(parts, source, weight, band_max, xy, claims, group_feet, group_households)
+        if len(present):
+            building_atom[present] = locate_points(inner, parts)
+        weight = np.bincount(locate_points(xy, parts), minlength=len(parts)) if xy is not None and len(xy) else sliced
     return _finish(parts, weight, source, barriers), building_atom

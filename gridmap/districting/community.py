@@ -259,8 +259,13 @@ class CommunityRedraw:
         for draft in drafts:
             mine = unit_codes == draft["code"]
             moved = int(self.unit_households[mine & pd.notna(old) & (old != draft["code"])].sum())
+            households = int(self.unit_households[mine].sum())
+            if not city.n_households and draft["status"] != STATUS_KEPT:
+                # Units are buildings here: a building above the band is sliced among grids with a
+                # share of its count each, which its atoms carry and its single code cannot.
+                households = int(draft["households"])
             rows.append({"grid_code": draft["code"], "community_code": self.code,
-                         "households": int(self.unit_households[mine].sum()), "kind": city.kinds[self.code],
+                         "households": households, "kind": city.kinds[self.code],
                          "band_min": self.band_min, "band_max": self.band_max, "moved": moved,
                          "status": draft["status"], "geometry": draft["geom"]})
         unplaced = int(pd.isna(unit_codes).sum())
