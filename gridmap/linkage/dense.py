@@ -29,6 +29,7 @@ from gridmap.linkage.problem import (
     euclidean,
     previous_local,
     tier_weights,
+    timed,
 )
 
 
@@ -108,7 +109,8 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
     Stage A (no minimum tier) then, only if a minimum is missed, stage B (tiered); each stage is
     re-solved on more arcs until the certificate holds (package docstring).
     """
-    pairs = _pairs(prob, hs, ms, sol)
+    with timed(sol, "pairs"):
+        pairs = _pairs(prob, hs, ms, sol)
     n, m = pairs.dist.shape
     n_full = int(pairs.within.sum())
     sol.stats["blocks"] += 1
@@ -123,21 +125,24 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
     dmax_m = pairs.dist.max() if pairs.all_within else pairs.dist[pairs.within].max()
     bonus = round(prob.keep_bonus_m * COST_SCALE)
     P, W = tier_weights(n, m, int(np.rint(dmax_m * COST_SCALE)), bonus, any_cross)
-    cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max)
-    cost = _cost_matrix(pairs, P, bonus, prev_cell)
+    with timed(sol, "candidates"):
+        cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max)
+        cost = _cost_matrix(pairs, P, bonus, prev_cell)
     pruned = int(cand.sum()) < n_full
     if not pruned:
         sol.stats["unpruned_blocks"] += 1
     tiered, re_solves = False, 0
     while True:
-        a_h, a_m = np.nonzero(cand)  # row-major: the same arc order as the chunked path
-        flow = solve_network(n, m, a_h, a_m, cost[a_h, a_m], m_min, m_max, W, tiered)
+        with timed(sol, "flow"):
+            a_h, a_m = np.nonzero(cand)  # row-major: the same arc order as the chunked path
+            flow = solve_network(n, m, a_h, a_m, cost[a_h, a_m], m_min, m_max, W, tiered)
         sol.stats["rounds"] += 1
         sol.stats["arcs_solved"] += len(a_h)
         member_of = np.full(n, -1, dtype=np.int64)
         member_of[a_h[flow]] = a_m[flow]
         load = np.bincount(member_of[member_of >= 0], minlength=m)
-        failed = pruned and dense_violations(cost, cand, pairs.within, member_of, load, m_min, m_max, W, tiered)
+        with timed(sol, "certificate"):
+            failed = pruned and dense_violations(cost, cand, pairs.within, member_of, load, m_min, m_max, W, tiered)
         if failed:
             # Narrowing may shrink the set, so allow it only a few times per block: after that the
             # set only grows, which bounds the number of rounds.

@@ -27,7 +27,7 @@ def _solve_batch(blocks):
     h_idx = np.concatenate([hs for hs, _ in blocks])
     m_idx = np.concatenate([ms for _, ms in blocks])
     return (h_idx, m_idx, sol.member_of[h_idx], sol.has_member[h_idx], sol.has_within[h_idx],
-            sol.reachable[m_idx], sol.stats)
+            sol.reachable[m_idx], sol.stats, sol.seconds)
 
 
 def solve_blocks_in_pool(prob: Problem, blocks: list, sol: Solution, n_jobs: int) -> None:
@@ -38,7 +38,7 @@ def solve_blocks_in_pool(prob: Problem, blocks: list, sol: Solution, n_jobs: int
     """
     batches = [blocks[i::4 * n_jobs] for i in range(min(len(blocks), 4 * n_jobs))]
     with mp.get_context("fork").Pool(n_jobs, initializer=_init_worker, initargs=(prob,)) as pool:
-        for h_idx, m_idx, member_of, has_member, has_within, reachable, stats in pool.imap_unordered(
+        for h_idx, m_idx, member_of, has_member, has_within, reachable, stats, seconds in pool.imap_unordered(
                 _solve_batch, batches):
             sol.member_of[h_idx] = member_of
             sol.has_member[h_idx] = has_member
@@ -46,3 +46,5 @@ def solve_blocks_in_pool(prob: Problem, blocks: list, sol: Solution, n_jobs: int
             sol.reachable[m_idx] = reachable
             for key, value in stats.items():
                 sol.stats[key] += value
+            for stage, secs in seconds.items():
+                sol.seconds[stage] += secs

@@ -6,7 +6,9 @@ with ``-1`` for "no grid".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +35,10 @@ DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Counters reported in ``summary["solver"]``.
 STAT_KEYS = ("blocks", "arcs_full", "arcs_solved", "rounds", "unpruned_blocks", "tiered_blocks",
              "narrowed_rounds")
+
+
+#: Stages of the engine timed in ``Solution.seconds`` (wall seconds, summed over blocks and workers).
+STAGES = ("blocks", "pairs", "candidates", "flow", "certificate")
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Solution:
     has_within: np.ndarray  # ... within max distance
     reachable: np.ndarray  # per member: households it may link
     stats: dict = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0))
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @classmethod
     def empty(cls, n_households: int, n_members: int) -> Solution:
@@ -75,6 +82,16 @@ class Solution:
                    has_member=np.zeros(n_households, dtype=bool),
                    has_within=np.zeros(n_households, dtype=bool),
                    reachable=np.zeros(n_members, dtype=np.int64))
+
+
+@contextmanager
+def timed(sol: Solution, stage: str):
+    """Add the wall time of the ``with`` body to ``sol.seconds[stage]`` (for the benchmark's breakdown)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        sol.seconds[stage] += time.perf_counter() - start
 
 
 def euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:

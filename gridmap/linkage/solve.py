@@ -8,7 +8,7 @@ from gridmap.linkage import problem
 from gridmap.linkage.chunked import solve_chunked_block
 from gridmap.linkage.dense import solve_dense_block
 from gridmap.linkage.parallel import solve_blocks_in_pool
-from gridmap.linkage.problem import Problem, Solution, make_problem, split_blocks
+from gridmap.linkage.problem import Problem, Solution, make_problem, split_blocks, timed
 
 
 def solve_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) -> None:
@@ -59,7 +59,8 @@ def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=
                         max_distance_m=max_distance_m, keep_bonus_m=keep_bonus_m,
                         distance_fn=distance_fn, candidates=candidates)
     sol = Solution.empty(len(prob.h_grid), len(prob.m_grid))
-    blocks = split_blocks(prob)
+    with timed(sol, "blocks"):
+        blocks = split_blocks(prob)
     if n_jobs > 1 and len(blocks) > 1:
         solve_blocks_in_pool(prob, blocks, sol, n_jobs)
         return sol
