@@ -3,7 +3,9 @@
 Seeded synthetic cities (``geodata.synth.synth_city``: grids of ~400 households, members 8 %) at
 50k and 500k households. In one run, on the same data:
 
-* **engine** — ``gridmap.linkage.solve_arrays`` (exact, decomposed by grid, pruned + certified);
+* **engine** — ``gridmap.linkage.solve_arrays`` (exact, decomposed by grid, pruned + certified),
+  in one process with its wall time per stage (blocks, pairs = distance matrices, candidates,
+  flow = OR-Tools solves, certificate = Bellman–Ford + reduced costs);
   also with its blocks on 2 worker processes (CPU of both counted), and the whole
   ``link_households`` call (report and visiting order included);
 * **(a) anchor** — one global OR-Tools ``SimpleMinCostFlow`` over the 30 nearest in-grid candidates
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import sys
 import time
@@ -110,7 +113,9 @@ def greedy_nearest(h_xy, m_xy, h_grid, m_grid, m_min, m_max):
 
 
 def engine(h_xy, m_xy, h_grid, m_grid, m_min, m_max):
-    return solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max).member_of
+    """The engine in one process; also hands back its wall seconds per stage."""
+    sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max)
+    return sol.member_of, sol.seconds
 
 
 def engine_two_workers(h_xy, m_xy, h_grid, m_grid, m_min, m_max):
@@ -170,9 +175,12 @@ def bench(n: int, seed: int) -> None:
     print(f"\n== {len(hh):,} households, {len(mm):,} members, {len(codes):,} grids "
           f"(seed {seed}, synthesised in {time.perf_counter() - t0:.1f} s; parent RSS {_rss_mb():.0f} MB)")
     rows = {}
+    stage_seconds = {}
     for name, fn in (("engine", engine), ("engine, 2 workers", engine_two_workers),
                      ("(a) global MCF k=30", anchor_global_flow), ("(b) greedy", greedy_nearest)):
         member_of, (secs, cpu), rss = run_forked(fn, h_xy, m_xy, h_grid, m_grid, m_min, m_max)
+        if isinstance(member_of, tuple):
+            member_of, stage_seconds = member_of
         km, unlinked, oob = evaluate(member_of, h_xy, m_xy, m_min, m_max)
         rows[name] = (secs, cpu, km, unlinked, oob, rss)
     # The whole public call on the same city (members all available here, like the arrays above).
@@ -188,6 +196,12 @@ def bench(n: int, seed: int) -> None:
     print(f"ratios: distance engine/(a) = {e[2] / a[2]:.6f} (target <= 1.001)   "
           f"speed (a)/engine = {a[0] / e[0]:.1f}x wall, {a[1] / e[1]:.1f}x CPU (target >= 10x)   "
           f"distance (b)/engine = {g[2] / e[2]:.4f}   unlinked engine-(a) = {e[3] - a[3]}")
+    print(f"single process: engine {e[0]:.2f} s wall beside the anchor's {a[0]:.2f} s = {a[0] / e[0]:.1f}x "
+          f"(CPU {e[1]:.2f} s vs {a[1]:.2f} s = {a[1] / e[1]:.1f}x; target >= 10x)   "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    other = e[0] - sum(stage_seconds.values())
+    print("engine stages (wall s): " + "   ".join(f"{k} {v:.2f}" for k, v in stage_seconds.items())
+          + f"   other {other:.2f}")
     print(f"        2 workers: (a)/engine = {a[0] / e2[0]:.1f}x wall, {a[1] / e2[1]:.1f}x CPU (both workers' CPU "
           f"counted); same answer as 1 process: {abs(e2[2] - e[2]) < 1e-6 and e2[3] == e[3]}")
 

@@ -30,9 +30,25 @@ from pyproj import Transformer
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from gridmap.census import (STATUS_OK, STATUS_OVER, STATUS_UNDER, assign_grid_codes, grid_counts)
 from gridmap.cells import cell_polygon, points_to_cells, to_signed, to_unsigned
-from gridmap.contract import H3_POINT_RES, MAX_LINKS, SERVICE_RADIUS_M, WGS84
+from gridmap.census import (
+    STATUS_OK,
+    STATUS_OVER,
+    STATUS_UNDER,
+    assign_grid_codes,
+    grid_counts,
+)
+from gridmap.contract import (
+    H3_POINT_RES,
+    MAX_LINKS,
+    SERVICE_RADIUS_M,
+    UNLINKED_FULL,
+    UNLINKED_NO_GRID,
+    UNLINKED_NO_MEMBER,
+    UNLINKED_NOT_LINKED,
+    UNLINKED_TOO_FAR,
+    WGS84,
+)
 from gridmap.metric import EARTH_RADIUS_M, haversine_m, utm_epsg
 
 #: Why a grid is blank (空白网格).
@@ -40,12 +56,8 @@ BLANK_NO_BRANCH = "no branch"
 BLANK_NO_MEMBERS = "no members"
 BLANK_BOTH = "no branch, no members"
 
-#: Why a household is unlinked (无联系党员).
-UNLINKED_NO_MEMBER = "no member in grid"
-UNLINKED_TOO_FAR = "member too far"
-UNLINKED_FULL = "members full"
-UNLINKED_NOT_LINKED = "not linked"
-UNLINKED_NO_GRID = "outside every grid"
+# Why a household is unlinked (无联系党员): the contract's codes, shared with the linkage engine
+# (Chinese labels for display in ``gridmap.contract.UNLINKED_LABELS``).
 
 #: Relative slack on the UTM pre-selection radius. UTM distances (ellipsoid, scale ≤ 1.001 inside
 #: a zone) differ from haversine ones (mean-radius sphere) by under 0.5 % in any direction at
@@ -115,12 +127,12 @@ def unlinked_households(households: gpd.GeoDataFrame, members: gpd.GeoDataFrame 
     households, members : WGS84 points with ``household_id`` / ``member_id`` and ``grid_code``
         (filled from ``grids`` by point-in-polygon where missing).
     links : the linkage engine's output (``household_id``, ``member_id``, optional ``distance_m``).
-        When given, a household is unlinked if it has no link (reason ``no member in grid`` when
-        its grid has no member, else ``not linked``) or its link is longer than
-        ``max_link_distance_m`` (``member too far``). When ``None`` the links are *estimated*: each
+        When given, a household is unlinked if it has no link (reason ``no_member_in_grid`` when
+        its grid has no member, else ``not_linked``) or its link is longer than
+        ``max_link_distance_m`` (``member_too_far``). When ``None`` the links are *estimated*: each
         grid's members take up to ``max_links`` households each, nearest first; households of a
-        grid without members, beyond capacity (``members full``) or whose nearest in-grid member is
-        farther than ``max_link_distance_m`` (``member too far``) are unlinked.
+        grid without members, beyond capacity (``members_full``) or whose nearest in-grid member is
+        farther than ``max_link_distance_m`` (``member_too_far``) are unlinked.
     max_link_distance_m : farthest acceptable member–household distance in metres (haversine);
         ``None`` means no limit.
     max_links : households one member can take (policy: 10).
@@ -201,7 +213,7 @@ def _estimate_links(households, members, hh_grid, eligible, reason, member_id, d
     """Nearest in-grid member per household, then per-grid capacity (members × ``max_links``); fills in place.
 
     Within a grid the households nearest to a member keep their member; the farthest beyond the
-    capacity are ``members full``. This is an estimate of what the linkage engine would achieve.
+    capacity are ``members_full``. This is an estimate of what the linkage engine would achieve.
     One KD-tree answers every grid at once: each grid is shifted by its own large offset
     (10,000 km apart), so the nearest member found is always one of the same grid.
     """
@@ -559,7 +571,7 @@ def coverage_summary(status: pd.DataFrame, straight: pd.DataFrame | None = None,
     hh = int(status["households"].sum())
     linked = int(status["linked_households"].sum())
     out = {
-        "grids": int(len(status)),
+        "grids": len(status),
         "blank_grids": int(status["blank"].sum()),
         "blank_by_reason": blank_grid_counts(status),
         "households": hh,
@@ -628,7 +640,7 @@ def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members
         layers["gap_cells"] = gap_cells(households, np.zeros(len(households), bool), res=gap_res)
     summary = coverage_summary(status, straight, walk)
     summary["unlinked_by_reason"] = {str(k): int(v) for k, v in unlinked["reason"].value_counts().items()}
-    summary["gap_cells"] = int(len(layers["gap_cells"]))
+    summary["gap_cells"] = len(layers["gap_cells"])
     summary["gap_areas"] = int(layers["gap_cells"]["gap_id"].nunique()) if len(layers["gap_cells"]) else 0
     summary["gap_basis"] = basis
     summary["households_outside_circle"] = int(uncovered.sum()) if uncovered is not None else None

@@ -12,10 +12,26 @@ import pandas as pd
 import pytest
 
 from gridmap.census import locate_in_grids
-from gridmap.coverage import (BLANK_BOTH, BLANK_NO_BRANCH, BLANK_NO_MEMBERS, UNLINKED_FULL, UNLINKED_NO_MEMBER,
-                              UNLINKED_NOT_LINKED, UNLINKED_TOO_FAR, blank_grid_counts, coverage_summary, gap_areas,
-                              gap_cells, grid_status, rollup, straight_line_areas, straight_line_coverage,
-                              unlinked_cells, unlinked_households)
+from gridmap.coverage import (
+    BLANK_BOTH,
+    BLANK_NO_BRANCH,
+    BLANK_NO_MEMBERS,
+    UNLINKED_FULL,
+    UNLINKED_NO_GRID,
+    UNLINKED_NO_MEMBER,
+    UNLINKED_NOT_LINKED,
+    UNLINKED_TOO_FAR,
+    blank_grid_counts,
+    coverage_summary,
+    gap_areas,
+    gap_cells,
+    grid_status,
+    rollup,
+    straight_line_areas,
+    straight_line_coverage,
+    unlinked_cells,
+    unlinked_households,
+)
 from gridmap.metric import EARTH_RADIUS_M, haversine_m
 
 
@@ -108,6 +124,22 @@ def test_unlinked_from_links_with_reasons(scenario):
     row = ul.iloc[0]
     assert h3.str_to_int(h3.latlng_to_cell(row.geometry.y, row.geometry.x, 10)) == row["h3"]
 
+
+
+def test_unlinked_reasons_match_the_linkage_engine():
+    # One vocabulary: coverage and the linkage engine give the same contract code for the same
+    # situation (they used to say "members full"/"outside every grid" vs "all full"/"no grid").
+    from gridmap.contract import UNLINKED_LABELS
+    from gridmap.linkage import link_households
+
+    lon0, lat0 = 120.17, 30.28
+    hh = gpd.GeoDataFrame({"household_id": [f"h{i}" for i in range(13)] + ["lost"], "grid_code": ["G"] * 13 + [None]},
+                          geometry=gpd.points_from_xy(lon0 + 0.0005 * np.arange(14), np.full(14, lat0)), crs=4326)
+    mm = gpd.GeoDataFrame({"member_id": ["m"], "grid_code": ["G"]}, geometry=gpd.points_from_xy([lon0], [lat0]), crs=4326)
+    estimated = unlinked_households(hh, mm).set_index("household_id")["reason"]
+    engine = link_households(hh, mm).unlinked.set_index("household_id")["reason"]
+    assert engine.to_dict() == estimated.to_dict()
+    assert set(engine) == {UNLINKED_FULL, UNLINKED_NO_GRID} and set(engine) <= set(UNLINKED_LABELS)
 
 def test_estimated_links_capacity_and_distance():
     # one grid, one member, 15 households on a line east of the member, 50 m apart

@@ -13,9 +13,26 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 from shapely.geometry import MultiPolygon, Point, box
 
-from gridmap import linkage
-from gridmap.linkage import (REASON_ALL_FULL, REASON_BEYOND, REASON_NO_GRID, REASON_NO_MEMBER,
-                             STATUS_BELOW_MIN, grid_adjacency, link_households, solve_arrays)
+from gridmap.contract import (
+    UNLINKED_FULL,
+    UNLINKED_LABELS,
+    UNLINKED_NO_GRID,
+    UNLINKED_NO_MEMBER,
+)
+from gridmap.linkage import (
+    REASON_ALL_FULL,
+    REASON_BEYOND,
+    REASON_NO_GRID,
+    REASON_NO_MEMBER,
+    STATUS_BELOW_MIN,
+    STATUS_UNAVAILABLE,
+    bellman_ford,
+    grid_adjacency,
+    link_households,
+    problem,
+    solve_arrays,
+)
+from gridmap.linkage import flow as flow_solver
 from gridmap.metric import point_xy
 from gridmap.visit_order import order_visits, route_length
 
@@ -120,13 +137,13 @@ def assert_matches_reference(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow
     sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
                        max_distance_m=max_distance, keep_bonus_m=keep_bonus)
     _check(sol, ref, h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow, prev, max_distance, keep_bonus)
-    saved = linkage._MEMBER_SIDE
-    linkage._MEMBER_SIDE = 0.0
+    saved = problem.MEMBER_SIDE
+    problem.MEMBER_SIDE = 0.0
     try:
         sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
                            max_distance_m=max_distance, keep_bonus_m=keep_bonus, candidates=candidates)
     finally:
-        linkage._MEMBER_SIDE = saved
+        problem.MEMBER_SIDE = saved
     got = _check(sol, ref, h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow, prev, max_distance, keep_bonus)
     return sol, got, ref
 
@@ -334,6 +351,38 @@ def test_per_member_overrides_and_availability():
     assert load["near"] == 3 and load["far"] == 9 and load["off"] == 0
 
 
+
+def test_availability_reads_the_contract_words():
+    # Regression: 不在岗 ("not on duty") was read as available, so off-duty members were linked.
+    xy_h = [(230_000 + 5 * i, 3_350_000) for i in range(6)]
+    households = _gdf([f"h{i}" for i in range(6)], xy_h, "household_id", grid_code=["A"] * 6)
+    words = ["不在岗", "离岗", "否", "在岗", None]
+    members = _gdf(list("abcde"), [(230_000 + i, 3_350_001) for i in range(5)], "member_id",
+                   grid_code=["A"] * 5, min_links=[0] * 5, available=words)
+    res = link_households(households, members)
+    mem = res.members.set_index("member_id")
+    assert mem.loc[["a", "b", "c"], "load"].tolist() == [0, 0, 0]
+    assert (mem.loc[["a", "b", "c"], "status"] == STATUS_UNAVAILABLE).all()
+    assert mem.loc[["d", "e"], "load"].sum() == 6 and res.summary["members_available"] == 2
+
+
+def test_availability_refuses_an_unknown_word_naming_the_row():
+    households = _gdf(["h0"], [(230_000, 3_350_000)], "household_id", grid_code=["A"])
+    members = _gdf(["a", "b"], [(230_000, 3_350_001)] * 2, "member_id", grid_code=["A"] * 2,
+                   available=["是", "maybe"])
+    with pytest.raises(ValueError, match=r"members row 2, column available: 'maybe'"):
+        link_households(households, members)
+
+
+def test_unlinked_reasons_are_the_contract_codes():
+    households, members, _ = _city(seed=1, grids=3, hh_per=30, members_per=(1, 2))
+    members = members[members["grid_code"] != "G2"]
+    extra = _gdf(["lost"], [(229_000.0, 3_349_000.0)], "household_id", grid_code=[None])
+    res = link_households(pd.concat([households, extra], ignore_index=True), members, max_distance_m=300.0)
+    reasons = set(res.unlinked["reason"])
+    assert {UNLINKED_NO_GRID, UNLINKED_NO_MEMBER, UNLINKED_FULL} <= reasons <= set(UNLINKED_LABELS)
+    assert set(res.summary["unlinked_by_reason"]) == reasons
+
 def test_cross_grid_borrowing_uses_neighbours_only_when_short():
     households, members, grids = _city(seed=5, grids=4, hh_per=30, members_per=(2, 3))
     # Make G1 rich in members (spare capacity), G0 short; G0–G1 share a boundary.
@@ -490,8 +539,9 @@ def test_plan_step_adds_links_layer(tmp_path):
 
 def _store_region(engine, seed=8):
     """Street S1 ⊃ community C1 ⊃ grids G0..G3 with households (with made-up names) and members."""
-    from geodata.store.importer import import_layer
     from shapely.ops import unary_union
+
+    from geodata.store.importer import import_layer
 
     households, members, grids = _city(seed=seed, grids=4, hh_per=30, members_per=(2, 4))
     households["name"] = [f"住户{i}" for i in range(len(households))]
@@ -652,8 +702,8 @@ def test_row_chunked_blocks_give_the_same_answer(monkeypatch):
     prev = np.where(rng.random(len(h_xy)) < 0.5, rng.integers(0, len(m_xy), len(h_xy)), -1)
     kw = dict(borrow=borrow, prev=prev, max_distance_m=700.0, keep_bonus_m=50.0, candidates=2)
     whole = solve_arrays(h_xy, m_xy, hg, mg, mn, mx, **kw)
-    monkeypatch.setattr(linkage, "_CHUNK_PAIRS", 40)  # a few rows per chunk
-    monkeypatch.setattr(linkage, "_MEMBER_SIDE", 0.0)
+    monkeypatch.setattr(problem, "CHUNK_PAIRS", 40)  # a few rows per chunk
+    monkeypatch.setattr(problem, "MEMBER_SIDE", 0.0)
     chunked = solve_arrays(h_xy, m_xy, hg, mg, mn, mx, **{**kw, "candidates": 1})
     ref = milp_reference(h_xy, m_xy, hg, mg, mn, mx, borrow, prev, 700.0, 50.0)
     for sol in (whole, chunked):
@@ -679,29 +729,29 @@ def test_dense_certificate_matches_the_scattered_one(seed):
     n, m = int(rng.integers(15, 40)), int(rng.integers(2, 7))
     cost = rng.integers(0, 60_000, (n, m)).astype(np.int64)
     cost[rng.random((n, m)) < 0.3] -= 30_000  # keep-bonus credits make some costs negative
-    cost[rng.random((n, m)) < 0.2] = linkage._NO_ARC  # beyond max distance / not allowed
+    cost[rng.random((n, m)) < 0.2] = problem.NO_ARC  # beyond max distance / not allowed
     m_min = rng.integers(0, 4, m)
     m_max = m_min + rng.integers(0, 5, m)
-    W = n * (int(np.abs(cost[cost < linkage._NO_ARC]).max()) + 1) * 4 + 1
-    a_h_all, a_m_all = np.nonzero(cost < linkage._NO_ARC)
+    W = n * (int(np.abs(cost[cost < problem.NO_ARC]).max()) + 1) * 4 + 1
+    a_h_all, a_m_all = np.nonzero(cost < problem.NO_ARC)
     for tiered, share in itertools.product((False, True), (0.4, 0.9, 0.97)):
         keep = rng.random(len(a_h_all)) < share  # few arcs: rarely optimal; most arcs: often
         a_h, a_m = a_h_all[keep], a_m_all[keep]
         a_cost = cost[a_h, a_m]
-        flow = linkage._solve_network(n, m, a_h, a_m, a_cost, m_min, m_max, W, tiered)
+        flow = flow_solver.solve_network(n, m, a_h, a_m, a_cost, m_min, m_max, W, tiered)
         member_of = np.full(n, -1, dtype=np.int64)
         member_of[a_h[flow]] = a_m[flow]
         load = np.bincount(member_of[member_of >= 0], minlength=m)
-        pi_h, pi_m = linkage._potentials(n, m, a_h, a_m, a_cost, flow, member_of, load, m_min, m_max, W, tiered)
-        pruned = np.full((n, m), linkage._NO_ARC, dtype=np.int64)
+        pi_h, pi_m = bellman_ford.arc_potentials(n, m, a_h, a_m, a_cost, flow, member_of, load, m_min, m_max, W, tiered)
+        pruned = np.full((n, m), problem.NO_ARC, dtype=np.int64)
         pruned[a_h, a_m] = a_cost
-        d_h, d_m, _ = linkage._dense_potentials(pruned, member_of, load, m_min, m_max, W, tiered)
+        d_h, d_m, _ = bellman_ford.dense_potentials(pruned, member_of, load, m_min, m_max, W, tiered)
         assert np.array_equal(pi_h, d_h) and np.array_equal(pi_m, d_m)
         # Full-network check against an unpruned solve of the same stage.
-        full_flow = linkage._solve_network(n, m, a_h_all, a_m_all, cost[a_h_all, a_m_all], m_min, m_max, W, tiered)
+        full_flow = flow_solver.solve_network(n, m, a_h_all, a_m_all, cost[a_h_all, a_m_all], m_min, m_max, W, tiered)
         best = _tiered_objective(a_h_all, a_m_all, cost[a_h_all, a_m_all], full_flow, n, m_min, W, tiered)
         got = _tiered_objective(a_h, a_m, a_cost, flow, n, m_min, W, tiered)
-        certified = linkage._dense_potentials(cost, member_of, load, m_min, m_max, W, tiered) is not None
+        certified = bellman_ford.dense_potentials(cost, member_of, load, m_min, m_max, W, tiered) is not None
         assert certified == (got == best), (certified, got, best)
         assert got >= best
 

@@ -1,0 +1,161 @@
+"""One block solved on its dense ``households × members`` cost matrix (the common case).
+
+Same algorithm and the same first pruned network as :mod:`gridmap.linkage.chunked`, on one dense
+matrix (no chunk bookkeeping), with two additions that save solver work:
+
+* when the potentials of the *pruned* residual network flag a left-out arc, Bellman–Ford is
+  continued from them on the contracted graph of *all* arcs; if it settles, the flow has no
+  negative cycle in the full residual network — it is optimal, the flag was a false alarm (the
+  pruned potentials are one dual solution of many) and no re-solve is needed;
+* a re-solve uses the flow's exact neighbourhood when that is smaller than the old candidates
+  plus the flagged arcs (:func:`gridmap.linkage.certificate.next_candidates`).
+
+Distances are metres (planar); costs int64 centimetres plus tier weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridmap.linkage import problem
+from gridmap.linkage.certificate import dense_violations, next_candidates
+from gridmap.linkage.flow import solve_network
+from gridmap.linkage.problem import (
+    COST_SCALE,
+    Problem,
+    Solution,
+    euclidean,
+    previous_local,
+    tier_weights,
+    timed,
+)
+
+
+@dataclass
+class _DensePairs:
+    """Every household × member pair of a block: metres, and which pairs may be linked."""
+
+    dist: np.ndarray  # (n, m) metres
+    within: np.ndarray  # allowed and within the maximum distance
+    cross: np.ndarray | None  # allowed only by borrowing; None for a block of one grid
+    all_within: bool
+
+
+def _pairs(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) -> _DensePairs:
+    """Distances and allowed pairs of a block; records reachability in ``sol``."""
+    dist = np.asarray((prob.distance_fn or euclidean)(prob.h_xy[hs], prob.m_xy[ms]), dtype=float)
+    hg, mg = prob.h_grid[hs], prob.m_grid[ms]
+    if bool((hg == hg[0]).all() and (mg == hg[0]).all()):  # one grid (the usual case): no pair crosses
+        cross = None
+        within = np.isfinite(dist)
+        sol.has_member[hs] = True
+    else:
+        same = hg[:, None] == mg[None, :]
+        cross = prob.borrow[hg[:, None], mg[None, :]] & ~same
+        allowed = same | cross
+        within = allowed & np.isfinite(dist)
+        sol.has_member[hs] |= allowed.any(axis=1)
+    if prob.max_distance_m is not None:
+        within &= dist <= prob.max_distance_m
+    sol.has_within[hs] |= within.any(axis=1)
+    sol.reachable[ms] += within.sum(axis=0)
+    return _DensePairs(dist=dist, within=within, cross=cross, all_within=bool(within.all()))
+
+
+def _first_candidates(prob: Problem, pairs: _DensePairs, any_cross: bool, prev_cell, m_max) -> np.ndarray:
+    """Arcs of the first pruned solve: each household's k cheapest, each member's r cheapest, previous links.
+
+    The ranking is a heuristic only (own grid before borrowed, then distance − keep bonus); ties
+    at a threshold all stay in. The certificate makes the result independent of it.
+    """
+    n, m = pairs.dist.shape
+    key = pairs.dist.copy() if pairs.all_within else np.where(pairs.within, pairs.dist, np.inf)
+    if any_cross and pairs.cross is not None:
+        key += np.where(pairs.cross, 1e12, 0.0)
+    key[prev_cell] -= prob.keep_bonus_m
+    k = min(prob.candidates, m)
+    r = min(n, int(problem.MEMBER_SIDE * m_max.max()))
+    if k < m:
+        cand = key <= np.partition(key, k - 1, axis=1)[:, k - 1:k]
+    else:
+        cand = np.ones((n, m), dtype=bool)
+    if 0 < r < n:  # member side: its r cheapest households (dense clusters otherwise need extra rounds)
+        cand |= key <= np.partition(key, r - 1, axis=0)[r - 1:r]
+    elif r >= n:
+        cand[:] = True
+    cand[prev_cell] = True  # a previous link is always a candidate: stability never depends on pruning
+    if not pairs.all_within:
+        cand &= pairs.within
+    return cand
+
+
+def _cost_matrix(pairs: _DensePairs, P: int, bonus: int, prev_cell) -> np.ndarray:
+    """Integer arc costs: centimetres + ``P`` per cross-grid pair − keep bonus; ``NO_ARC`` where not allowed."""
+    dist = pairs.dist if pairs.all_within else np.where(pairs.within, pairs.dist, 0.0)
+    cost = np.rint(dist * COST_SCALE).astype(np.int64)
+    if P and pairs.cross is not None:
+        cost += P * pairs.cross.astype(np.int64)
+    cost[prev_cell] -= bonus
+    if not pairs.all_within:
+        cost[~pairs.within] = problem.NO_ARC
+    return cost
+
+
+def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) -> None:
+    """Solve one block exactly on its dense cost matrix; writes ``sol.member_of[hs]``.
+
+    Stage A (no minimum tier) then, only if a minimum is missed, stage B (tiered); each stage is
+    re-solved on more arcs until the certificate holds (package docstring).
+    """
+    with timed(sol, "pairs"):
+        pairs = _pairs(prob, hs, ms, sol)
+    n, m = pairs.dist.shape
+    n_full = int(pairs.within.sum())
+    sol.stats["blocks"] += 1
+    sol.stats["arcs_full"] += n_full
+    if n_full == 0:
+        return
+    m_min, m_max = prob.m_min[ms], prob.m_max[ms]
+    prev_local = previous_local(prob, hs, ms)
+    p_rows = np.flatnonzero(prev_local >= 0)
+    prev_cell = (p_rows, prev_local[p_rows])
+    any_cross = pairs.cross is not None and bool((pairs.cross & pairs.within).any())
+    dmax_m = pairs.dist.max() if pairs.all_within else pairs.dist[pairs.within].max()
+    bonus = round(prob.keep_bonus_m * COST_SCALE)
+    P, W = tier_weights(n, m, int(np.rint(dmax_m * COST_SCALE)), bonus, any_cross)
+    with timed(sol, "candidates"):
+        cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max)
+        cost = _cost_matrix(pairs, P, bonus, prev_cell)
+    pruned = int(cand.sum()) < n_full
+    if not pruned:
+        sol.stats["unpruned_blocks"] += 1
+    tiered, re_solves = False, 0
+    while True:
+        with timed(sol, "flow"):
+            a_h, a_m = np.nonzero(cand)  # row-major: the same arc order as the chunked path
+            flow = solve_network(n, m, a_h, a_m, cost[a_h, a_m], m_min, m_max, W, tiered)
+        sol.stats["rounds"] += 1
+        sol.stats["arcs_solved"] += len(a_h)
+        member_of = np.full(n, -1, dtype=np.int64)
+        member_of[a_h[flow]] = a_m[flow]
+        load = np.bincount(member_of[member_of >= 0], minlength=m)
+        with timed(sol, "certificate"):
+            failed = pruned and dense_violations(cost, cand, pairs.within, member_of, load, m_min, m_max, W, tiered)
+        if failed:
+            # Narrowing may shrink the set, so allow it only a few times per block: after that the
+            # set only grows, which bounds the number of rounds.
+            missing, rc = failed
+            cand = next_candidates(pairs.within, cand, missing, rc, a_h[flow], a_m[flow],
+                                   re_solves < problem.NARROW_ROUNDS, sol.stats)
+            re_solves += 1
+            continue
+        # Optimal for the whole block at this stage; escalate only if a minimum is still missed.
+        if not tiered and np.any(load < m_min):
+            tiered = True
+            sol.stats["tiered_blocks"] += 1
+            continue
+        break
+    linked = member_of >= 0
+    sol.member_of[hs[linked]] = ms[member_of[linked]]
