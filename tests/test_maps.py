@@ -601,7 +601,7 @@ def test_http_coverage_and_service_maps(client, stored, small):
     assert len(fcs[0]["features"]) == len(small["grids"])
     assert "联户覆盖率" in r.text
     r = client.get("/maps/service", params={"region": "S-TEST", "tiles": "amap"}, headers=h)
-    assert r.status_code == 403  # the street is above the token's community
+    assert r.status_code == 404  # the street is above the token's community: the same 404 as a missing one
     r = client.get("/maps/service", params={"region": stored["community"], "tiles": "amap"}, headers=h)
     assert r.status_code == 200 and "autonavi" in r.text
     r = client.get("/maps/coverage", params={"region": stored["community"]})

@@ -28,10 +28,19 @@ WATCHED = ("grids", "households", "members", "links", "link_runs")
 MARK_FUNCTION = """
 CREATE OR REPLACE FUNCTION grid_figures_mark_dirty() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO grid_figures_dirty (table_name) VALUES (TG_TABLE_NAME);
+    -- A statement that changed no row (a header-only import, an upsert of equal rows) marks nothing:
+    -- "changed" is the statement's transition table; TRUNCATE has none and always marks.
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO grid_figures_dirty (table_name) VALUES (TG_TABLE_NAME);
+    ELSIF EXISTS (SELECT 1 FROM changed) THEN  -- planned only here: TRUNCATE has no "changed"
+        INSERT INTO grid_figures_dirty (table_name) VALUES (TG_TABLE_NAME);
+    END IF;
     RETURN NULL;
 END $$ LANGUAGE plpgsql
 """
+
+#: One statement trigger per event: transition tables exist for INSERT, UPDATE and DELETE separately.
+TRIGGERS = (("ins", "INSERT", "NEW"), ("upd", "UPDATE", "NEW"), ("del", "DELETE", "OLD"))
 
 
 def upgrade() -> None:
@@ -45,7 +54,10 @@ def upgrade() -> None:
                     sa.Column("marked_at", sa.DateTime(timezone=True), server_default=sa.func.now()))
     op.execute(MARK_FUNCTION)
     for table in WATCHED:
-        op.execute(f"CREATE TRIGGER {table}_grid_figures AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+        for suffix, event, side in TRIGGERS:
+            op.execute(f"CREATE TRIGGER {table}_grid_figures_{suffix} AFTER {event} ON {table} "
+                       f"REFERENCING {side} TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION grid_figures_mark_dirty()")
+        op.execute(f"CREATE TRIGGER {table}_grid_figures_trunc AFTER TRUNCATE ON {table} "
                    "FOR EACH STATEMENT EXECUTE FUNCTION grid_figures_mark_dirty()")
     # existing data: the first tile request builds the figures
     op.execute("INSERT INTO grid_figures_dirty (table_name) VALUES ('grids')")
@@ -53,7 +65,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in WATCHED:
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_grid_figures ON {table}")
+        for suffix in ("ins", "upd", "del", "trunc"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_grid_figures_{suffix} ON {table}")
     op.execute("DROP FUNCTION IF EXISTS grid_figures_mark_dirty()")
     op.drop_table("grid_figures_dirty")
     op.drop_table("grid_figures")
