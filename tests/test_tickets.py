@@ -49,8 +49,8 @@ def region(engine):
 def _report(engine, tmp_path, **kw):
     from geodata.store import tickets
 
-    args = dict(lon=121.4812, lat=31.2051, category="环境卫生", description="楼道堆满杂物", address="中山路 1 号",
-                phone=PHONE, photos=[tickets.clean_photo(jpeg_with_gps())], upload_dir=tmp_path)
+    args = {"lon": 121.4812, "lat": 31.2051, "category": "环境卫生", "description": "楼道堆满杂物", "address": "中山路 1 号",
+                "phone": PHONE, "photos": [tickets.clean_photo(jpeg_with_gps())], "upload_dir": tmp_path}
     return tickets.create_ticket(engine, **{**args, **kw})
 
 

@@ -17,7 +17,7 @@ import io
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -242,7 +242,7 @@ def rate_ticket(engine: Engine, incident_id: str, rating: int, comment: str | No
     Raises ``gridmap.dispatch.IllegalTransition`` unless closed and unrated; ValueError for a bad rating.
     """
     rating = rules.check_rating(rating)
-    now = at or datetime.now(timezone.utc)
+    now = at or datetime.now(UTC)
     with engine.begin() as conn:
         inc = incidents.get_row(conn, incident_id, lock=True)
         new = rules.next_state(inc["status"], "rate")
@@ -256,4 +256,4 @@ def rate_ticket(engine: Engine, incident_id: str, rating: int, comment: str | No
 
 def recent_window(hours: float = 1.0) -> datetime:
     """The start of the rate-limit window ``hours`` back from now (UTC)."""
-    return datetime.now(timezone.utc) - timedelta(hours=hours)
+    return datetime.now(UTC) - timedelta(hours=hours)

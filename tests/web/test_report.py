@@ -77,7 +77,7 @@ def test_wrong_code_reads_like_a_missing_ticket(resident):
     missing = resident.post("/report/999999999999", data={"code": "8000"})
     assert wrong.status_code == missing.status_code == 404
     assert "没有找到这张工单" in wrong.text and "楼道" not in wrong.text
-    strip = lambda t: t.replace(ticket, "T").replace("999999999999", "T")  # noqa: E731
+    strip = lambda t: t.replace(ticket, "T").replace("999999999999", "T")
     assert strip(wrong.text) == strip(missing.text)
     assert resident.get(f"/report/{ticket}?k=guess").status_code == 404
 
