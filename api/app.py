@@ -144,6 +144,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(grids_routes.router)
     from api.routes import tiles as tiles_routes
     app.include_router(tiles_routes.router)
+    from api.routes import open311 as open311_routes
+    app.include_router(open311_routes.router)
     from api import web  # pages, login sessions, CSRF, /static (api/web)
     web.install(app)
     # --- end REGISTER ----------------------------------------------------------------------------

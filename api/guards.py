@@ -41,6 +41,9 @@ DEFAULT_ANONYMOUS_BODY_BYTES = 64 * 1024
 #: Most characters of a caller's input quoted back in an error.
 ECHO_CHARS = 200
 FAILURE_WINDOW_S = 60.0
+#: Named exceptions to the anonymous limit: residents report without an account, with up to three
+#: photos of 5 MB (api/web/report.py; the route checks each photo again).
+ANONYMOUS_UPLOADS = {("POST", "/report"): 3 * 5 * 1024 * 1024 + 64 * 1024}
 
 
 async def _send_json(send, status: int, content: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -131,7 +134,8 @@ class BodySizeLimit:
             if wait:
                 return await _send_json(send, 429, {"detail": "too many failed token checks; retry later"},
                                         [(b"retry-after", str(wait).encode())])
-        await _LimitedRequest(self.app, self.max_bytes if known else self.anonymous_bytes, known)(scope, receive, send)
+        limit = self.max_bytes if known else ANONYMOUS_UPLOADS.get((scope["method"], scope["path"]), self.anonymous_bytes)
+        await _LimitedRequest(self.app, limit, known)(scope, receive, send)
 
 
 class _LimitedRequest:

@@ -164,6 +164,15 @@ class Incident(Base):
     source: Mapped[str | None] = mapped_column(Text)
     h3: Mapped[int] = mapped_column(BigInteger, index=True)
     geom = _point()
+    # Residents' reports (migration 0008_residents): what they told, the public ticket, hashes only.
+    description: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(Text, unique=True)
+    reporter_phone_hash: Mapped[str | None] = mapped_column(Text)
+    follow_hash: Mapped[str | None] = mapped_column(Text)
+    follow_key_hash: Mapped[str | None] = mapped_column(Text)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    flagged: Mapped[bool] = mapped_column(Boolean, server_default="false")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
