@@ -60,9 +60,13 @@ def demo_web_command(
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the pages after loading."),
 ):
     """Load the sample, create demo users (passwords printed once) and serve the pages."""
+    from api.commands.common import db_url
     from geodata.store import migrate
     from geodata.store.session import make_engine
 
+    database_url = database_url or db_url()
+    if migrate.ensure_database(database_url):
+        console.print(f"created database {database_url.rsplit('/', 1)[-1]} (with PostGIS)")
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     console.print("Loading the Shanghai Bund sample (© OpenStreetMap contributors, ODbL):")

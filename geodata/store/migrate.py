@@ -20,6 +20,32 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` (with PostGIS) when the server lacks it; True when created.
+
+    Connects to the server's ``postgres`` database to do so, which needs the CREATEDB right.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    target = make_url(database_url(url))
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}).first():
+                return False
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+    db = create_engine(target)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    finally:
+        db.dispose()
+    return True
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(url), revision)
