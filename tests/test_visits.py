@@ -97,3 +97,12 @@ def test_same_photo_twice_is_stored_once_and_not_removed_by_the_second(tmp_path)
     assert (tmp_path / first.path).exists()
     photos.remove_photo(tmp_path, first)
     assert not (tmp_path / first.path).exists()
+
+
+def test_roster_address_headers_map_to_building_unit_room_as_text(tmp_path):
+    from geodata.io import read_layer
+
+    path = tmp_path / "households.csv"
+    path.write_text("户号,经度,纬度,姓名,楼栋,单元,室\nH1,121.481,31.205,张三,3,1,0201\n", encoding="utf-8")
+    row = read_layer(path, "households").iloc[0]
+    assert (row["building"], row["unit"], row["room"]) == ("3", "1", "0201")  # leading zero kept
