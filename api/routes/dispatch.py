@@ -31,6 +31,7 @@ from geodata.store.nearest import nearest_responders, reader_engine
 from geodata.store.routing import route_point
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
+from gridmap.privacy import mask_id_number
 
 router = APIRouter(tags=["dispatch"])
 
@@ -359,7 +360,9 @@ def my_households(request: Request,
     me = _me(principal, member_id)
     rows = member_households(_engine(request), me)
     own = {r["household_id"] for r in rows} if me == principal.member_id else None
-    return present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
+    shown = present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
+    # A responder needs name and phone, never the 身份证号 (issue 15).
+    return [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown] if principal.role == "responder" else shown
 
 
 @router.get("/me/incidents", response_model=list[Incident])

@@ -26,6 +26,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
     app.include_router(pages.router)
     app.include_router(job_pages.router)
+    from api.web import responder; app.include_router(responder.router)  # noqa: E702 — /responder (issue 15)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):
