@@ -19,7 +19,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 #: Magic bytes of the accepted formats → (content type, file extension, Pillow format name).
@@ -92,7 +92,9 @@ def strip_metadata(data: bytes, pillow_format: str) -> bytes:
                 upright = ImageOps.exif_transpose(img)
     except PhotoError:
         raise
-    except Exception as e:  # Pillow raises many kinds for broken files; the person needs one message
+    # Pillow raises these kinds for broken or hostile files; the person needs one message.
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
         raise PhotoError(f"照片无法读取（文件损坏或不是图片）：{type(e).__name__}") from None
     return _encode_clean(upright, pillow_format)
 
@@ -130,7 +132,7 @@ def save_photo(data: bytes, folder: str | os.PathLike, max_bytes: int = MAX_PHOT
     content_type, ext, fmt = check_photo(data, max_bytes)
     clean = strip_metadata(data, fmt)
     digest = hashlib.sha256(clean).hexdigest()
-    when = now or datetime.now(timezone.utc)
+    when = now or datetime.now(UTC)
     relative = Path(f"{when:%Y}") / f"{when:%m}" / f"{digest}.{ext}"
     target = Path(folder) / relative
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def my_households(engine, principal, plan: VisitPlan, now: datetime | None = Non
     rows = member_households(engine, principal.member_id)
     rows = present_for_responder(engine, principal, rows)
     last = visit_store.last_visits(engine, [r["household_id"] for r in rows])
-    return with_visit_plan(rows, last, plan, now or datetime.now(timezone.utc))
+    return with_visit_plan(rows, last, plan, now or datetime.now(UTC))
 
 
 def address(row: Mapping) -> str:
@@ -173,7 +173,7 @@ def check_in(engine, principal, *, household_id: str, kind: str, note: str | Non
             stored = photos.save_photo(photo, upload_dir, max_bytes=photo_max_bytes or photos.MAX_PHOTO_BYTES)
         except photos.PhotoError as e:
             raise VisitRefused(f"照片 photo：{e}") from None
-    visit = visit_store.NewVisit(principal.member_id, household_id, now or datetime.now(timezone.utc), kind,
+    visit = visit_store.NewVisit(principal.member_id, household_id, now or datetime.now(UTC), kind,
                                  (note or "").strip() or None, *point, accuracy_m,
                                  stored.path if stored else None, stored.sha256 if stored else None)
     try:

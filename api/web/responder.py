@@ -15,7 +15,13 @@ from fastapi.responses import RedirectResponse
 
 from api.auth import public
 from api.usecases import responder as usecase
-from api.web.pages import HOME_TITLES, NOT_FOUND, PagePrincipal, PageError, require_page_role
+from api.web.pages import (
+    HOME_TITLES,
+    NOT_FOUND,
+    PageError,
+    PagePrincipal,
+    require_page_role,
+)
 from api.web.render import render
 from geodata.store.visits import FAR_M, VISIT_KINDS, NotLinked
 

@@ -45,7 +45,7 @@ def _page(client) -> str:
 
 
 def _buildings(html: str) -> list[dict]:
-    return json.loads(re.search(r'id="buildings-data">(.*?)</script>', html, re.S).group(1))
+    return json.loads(re.search(r'id="buildings-data">(.*?)</script>', html, re.DOTALL).group(1))
 
 
 def test_page_lists_exactly_my_households_with_phone_address_and_masked_id(app_client, web_db):
