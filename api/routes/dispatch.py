@@ -338,10 +338,15 @@ def accept(request: Request, incident_id: str, principal: Principal = Depends(cu
     return _act(request, incident_id, "accept", principal)
 
 
+class CloseIn(BaseModel):
+    note: str | None = Field(None, max_length=2000, description="办结说明: the result, kept in the close event.")
+
+
 @router.post("/incidents/{incident_id}/close", response_model=Incident)
-def close(request: Request, incident_id: str, principal: Principal = Depends(current_principal)):
-    """处置办结: the responder closes it (stops the deadline clock). 409 unless accepted."""
-    return _act(request, incident_id, "close", principal)
+def close(request: Request, incident_id: str, body: CloseIn | None = None,
+          principal: Principal = Depends(current_principal)):
+    """处置办结: the responder closes it with a result note (stops the deadline clock). 409 unless accepted."""
+    return _act(request, incident_id, "close", principal, note=(body.note or None) if body else None)
 
 
 @router.post("/incidents/{incident_id}/rate", response_model=Incident)

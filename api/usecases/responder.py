@@ -218,3 +218,101 @@ def visible_visits(engine, principal, member_id: str, limit: int = 50) -> list[d
         auth_store.record_audit(engine, token_id=principal.token_id or None, role=principal.role,
                                 member_id=principal.member_id, action="pii_read", what="visits", ids=noted)
     return shown
+
+
+# -- incidents a responder takes (附近事件, 接单, 处置, 办结) ----------------------------------------------
+
+class IncidentRefused(ValueError):
+    """A refused incident action with a Chinese reason (already taken, wrong state, bad photo)."""
+
+
+def nearby_incidents(engine, principal, lon=None, lat=None, coords: str = "wgs84", radius_m: float = 1000.0,
+                     now: datetime | None = None) -> list[dict]:
+    """附近事件: unassigned open incidents within ``radius_m`` metres of the phone (``coords``) or of
+    the caller's grid, matching their skills, nearest first, each with its light and ``left`` (time
+    to the deadline; negative when overdue)."""
+    from geodata.store import incidents
+
+    if principal.member_id is None:
+        return []
+    if lon is not None and lat is not None:
+        lon, lat = _position(lon, lat, coords, None)
+    now = now or datetime.now(UTC)
+    rows = incidents.nearby_open_incidents(engine, principal.member_id, lon, lat, radius_m=radius_m, at=now)
+    return [{**r, "left": (r["deadline_at"] - now) if r["deadline_at"] else None} for r in rows]
+
+
+def my_open_incidents(engine, principal, now: datetime | None = None) -> list[dict]:
+    """The caller's open incidents (assigned or accepted), nearest first from home, with ``left``."""
+    from geodata.store import incidents
+
+    if principal.member_id is None:
+        return []
+    now = now or datetime.now(UTC)
+    rows = incidents.member_incidents(engine, principal.member_id, at=now)
+    return [{**r, "left": (r["deadline_at"] - now) if r["deadline_at"] else None} for r in rows]
+
+
+def act_on_incident(engine, principal, incident_id: str, action: str, note: str | None = None,
+                    photo: bytes | None = None, upload_dir=None, photo_max_bytes: int | None = None) -> dict:
+    """接单 (``claim`` an unassigned incident of the caller's region), ``accept`` one assigned to them,
+    add a progress ``note`` or ``close`` it with a result note and an optional photo — all stored as
+    incident events. Raises ``geodata.store.incidents.NotFound`` for a missing incident or one the
+    caller may not see (the same answer), IncidentRefused for the rest (nothing changed)."""
+    from geodata import photos
+    from geodata.store import incidents
+    from gridmap import dispatch as rules
+
+    inc = _visible_incident(engine, principal, incident_id)
+    if action == "close" and not (note or "").strip():
+        raise IncidentRefused("办结说明 note 不能为空")
+    stored = None
+    if photo:
+        try:
+            stored = photos.save_photo(photo, upload_dir, max_bytes=photo_max_bytes or photos.MAX_PHOTO_BYTES)
+        except photos.PhotoError as e:
+            raise IncidentRefused(f"照片 photo：{e}") from None
+    kept = [{"path": stored.path, "sha256": stored.sha256}] if stored else None
+    try:
+        if action == "note":
+            return incidents.add_progress_note(engine, incident_id, principal.member_id, note.strip(), kept)
+        return incidents.transition(engine, incident_id, action, acting_member=principal.member_id,
+                                    note=(note or "").strip() or None, photos=kept)
+    except (rules.IllegalTransition, incidents.WrongMember) as e:
+        if stored is not None:
+            photos.remove_photo(upload_dir, stored)
+        raise IncidentRefused(_refusal(inc, action, e)) from None
+    except BaseException:
+        if stored is not None:
+            photos.remove_photo(upload_dir, stored)
+        raise
+
+
+def _visible_incident(engine, principal, incident_id: str) -> dict:
+    from geodata.store import incidents
+
+    inc = incidents.get_incident(engine, incident_id)
+    mine = principal.member_id is not None and inc["assigned_member_id"] == principal.member_id
+    if principal.member_id is None or not (mine or principal.covers(inc["grid_code"], inc["community_code"],
+                                                                    inc["street_code"])):
+        raise incidents.NotFound(incident_id)
+    return inc
+
+
+def _refusal(inc: dict, action: str, error: Exception) -> str:
+    if action == "claim":
+        return "该事件已被其他人接单或已派单，请刷新后选择其他事件。"
+    return f"当前状态不能执行此操作（{error}）"
+
+
+def set_on_duty(engine, principal, on_duty: bool) -> bool:
+    """在岗/离岗 of the caller's member (audited as a write); returns the new availability."""
+    from geodata.store import incidents
+
+    if principal.member_id is None:
+        raise incidents.NotFound("no member")
+    value = incidents.set_available(engine, principal.member_id, on_duty)
+    auth_store.record_audit(engine, token_id=principal.token_id or None, role=principal.role,
+                            member_id=principal.member_id, action="availability", what="members",
+                            ids=[principal.member_id], detail={"available": value})
+    return value
