@@ -136,6 +136,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(maps_routes.router)
     from api.routes import dispatch as dispatch_routes
     app.include_router(dispatch_routes.router)
+    from api.routes import visits as visits_routes; app.include_router(visits_routes.router)  # noqa: E702 — issue 15
     from api.routes import links as links_routes
     app.include_router(links_routes.router)
     from api.routes import coverage as coverage_routes

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     session_max_age_s: int = Field(8 * 3600, gt=0, description="Server-side lifetime of a login session.")
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set true behind https).")
     upload_dir: Path = Field(Path("var/uploads"), description="Folder for uploaded photos (outside the database).")
+    photo_max_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest photo accepted (JPEG/PNG, bytes).")
+    visit_every_days: dict[str, int] = Field({"独居老人": 7}, description=(
+        "走访频次: days between visits per household tag (JSON, e.g. {\"独居老人\": 7, \"残疾人\": 14})."))
+    visit_default_days: int = Field(30, gt=0, description="Days between visits of households without those tags.")
 
 
 ENV_FILE_VARIABLE = "GRIDMAP_ENV_FILE"

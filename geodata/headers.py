@@ -30,6 +30,9 @@ BY_LAYER = {
         "household_id": ("户编号", "户号", "住户编号", "家庭编号", "户籍编号", "household_id", "hh_id", "id"),
         "size": ("户人数", "家庭人口", "人口数", "人数", "size", "persons"),
         "tags": ("标签", "人员类别", "特殊人群", "人群类别", "tags"),
+        "building": ("楼栋", "楼栋号", "楼号", "幢", "栋", "楼", "building"),
+        "unit": ("单元", "单元号", "unit"),
+        "room": ("室", "房号", "房间号", "门牌号", "户室号", "room"),
     },
     "members": {
         "member_id": ("党员编号", "党员号", "编号", "member_id", "id"),

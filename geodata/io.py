@@ -31,7 +31,7 @@ TABLE_EXT = {".csv", ".txt", ".xlsx", ".xlsm"}
 
 #: Columns always kept as text (leading zeros, 18-digit ID numbers, phone numbers).
 TEXT_COLUMNS = ("household_id", "member_id", "grid_code", "code", "community_code", "street_code", "centre_id",
-                "incident_id", "phone", "id_number", "name", "branch_name")
+                "incident_id", "phone", "id_number", "name", "branch_name", "building", "unit", "room")
 BOOL_COLUMNS = ("has_branch", "available")
 INT_COLUMNS = ("size", "min_links", "max_links", "level")
 FLOAT_COLUMNS = ("radius_m",)

@@ -57,7 +57,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
               Column("has_branch", "boolean"), _text("branch_name")),
     "households": (_text("household_id", required=True), _text("grid_code"), Column("size", "integer"),
                    Column("tags", "text[]"), _text("name", pii=True), _text("phone", pii=True),
-                   _text("id_number", pii=True)),
+                   _text("id_number", pii=True), _text("building"), _text("unit"), _text("room")),
     "members": (_text("member_id", required=True), _text("grid_code"), _text("kind", default="member"),
                 Column("skills", "text[]"), Column("available", "boolean", default=True),
                 Column("min_links", "integer"), Column("max_links", "integer"), _text("name", pii=True),

@@ -209,6 +209,7 @@ OPEN_STATES = (REPORTED, ASSIGNED, ACCEPTED)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "assign": (frozenset({REPORTED, ASSIGNED}), ASSIGNED),   # 支部派单
     "accept": (frozenset({ASSIGNED}), ACCEPTED),             # 党员接单
+    "claim": (frozenset({REPORTED}), ACCEPTED),              # 党员抢单: take an unassigned incident and accept it
     "close": (frozenset({ACCEPTED}), CLOSED),                # 处置办结
     "rate": (frozenset({CLOSED}), RATED),                    # 群众评单
 }

@@ -31,6 +31,7 @@ from geodata.store.nearest import nearest_responders, reader_engine
 from geodata.store.routing import route_point
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
+from gridmap.privacy import mask_id_number
 
 router = APIRouter(tags=["dispatch"])
 
@@ -337,10 +338,15 @@ def accept(request: Request, incident_id: str, principal: Principal = Depends(cu
     return _act(request, incident_id, "accept", principal)
 
 
+class CloseIn(BaseModel):
+    note: str | None = Field(None, max_length=2000, description="办结说明: the result, kept in the close event.")
+
+
 @router.post("/incidents/{incident_id}/close", response_model=Incident)
-def close(request: Request, incident_id: str, principal: Principal = Depends(current_principal)):
-    """处置办结: the responder closes it (stops the deadline clock). 409 unless accepted."""
-    return _act(request, incident_id, "close", principal)
+def close(request: Request, incident_id: str, body: CloseIn | None = None,
+          principal: Principal = Depends(current_principal)):
+    """处置办结: the responder closes it with a result note (stops the deadline clock). 409 unless accepted."""
+    return _act(request, incident_id, "close", principal, note=(body.note or None) if body else None)
 
 
 @router.post("/incidents/{incident_id}/rate", response_model=Incident)
@@ -359,7 +365,9 @@ def my_households(request: Request,
     me = _me(principal, member_id)
     rows = member_households(_engine(request), me)
     own = {r["household_id"] for r in rows} if me == principal.member_id else None
-    return present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
+    shown = present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
+    # A responder needs name and phone, never the 身份证号 (issue 15).
+    return [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown] if principal.role == "responder" else shown
 
 
 @router.get("/me/incidents", response_model=list[Incident])

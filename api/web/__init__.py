@@ -27,6 +27,8 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(pages.router)
     app.include_router(job_pages.router)
     app.include_router(report.router)  # residents: /report (no login)
+    from api.web import responder  # /responder (issue 15)
+    app.include_router(responder.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from api.auth import SESSION_COOKIE, Principal, present_pii, public, session_principal
+from api.auth import SESSION_COOKIE, Principal, public, session_principal
 from api.settings import get_settings
 from api.web.render import ROLE_NAMES, render
 from geodata.store import auth as auth_store
@@ -179,17 +179,4 @@ def planner_home(request: Request, principal: PagePrincipal):
     return _region_page(request, principal, "planner", "planner.html", map_layers="grids,households", jobs=jobs)
 
 
-@router.get("/responder")
-@public
-def responder_home(request: Request, principal: PagePrincipal):
-    """Responders' home (phone first): my linked households in visiting order (personal data audited)."""
-    from geodata.store.links import member_households
-
-    require_page_role(principal, "responder")
-    households = []
-    if principal.member_id:
-        rows = member_households(principal.engine, principal.member_id)
-        own = {str(r["household_id"]) for r in rows}
-        households = present_pii(principal.engine, principal, "households", rows, "household_id", own_ids=own)
-    return render(request, "responder.html", page="responder", title=HOME_TITLES["responder"],
-                  households=households, region_names=request.state.region_names, map_layers="households")
+# The responders' home page lives in api.web.responder.

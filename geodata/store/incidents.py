@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -75,7 +75,7 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
     the nearest suitable responders, escalating when the grid has none within ``radius_m`` metres.
     Returns the stored incident (see :func:`get_incident`) with ``proposed`` filled.
     """
-    reported_at = rules.to_local(reported_at or datetime.now(timezone.utc))
+    reported_at = rules.to_local(reported_at or datetime.now(UTC))
     rkind = rules.response_kind(category, level, kind)
     incident_id = incident_id or f"INC-{reported_at:%Y%m%d}-{uuid.uuid4().hex[:10]}"
     h3 = int(to_signed(points_to_cells([lon], [lat], H3_POINT_RES))[0])
@@ -127,15 +127,19 @@ def incident_events(engine: Engine, incident_id: str) -> list[dict]:
 def transition(engine: Engine, incident_id: str, action: str, *, member_id: str | None = None,
                rating: int | None = None, acting_member: str | None = None, at: datetime | None = None,
                radius_m: float = SERVICE_RADIUS_M, within: Collection[str] | None = None,
-               escalation: dict | None = None) -> dict:
-    """Apply one life-cycle action (``assign``, ``accept``, ``close``, ``rate``) under a row lock.
+               escalation: dict | None = None, note: str | None = None, photos: list[dict] | None = None) -> dict:
+    """Apply one life-cycle action (``assign``, ``accept``, ``claim``, ``close``, ``rate``) under a row lock.
 
     Parameters
     ----------
     member_id : for ``assign``, the responder; when None the first proposed responder who is still
         suitable is chosen afresh (same escalation as at report time).
     rating : for ``rate``, 1–5.
-    acting_member : for ``accept``/``close`` by a responder: must be the assigned member.
+    acting_member : for ``accept``/``close`` by a responder: must be the assigned member; for
+        ``claim`` (接单 of an unassigned incident) the member taking it. Two members claiming at once:
+        the row lock lets the first through, the second finds it accepted (IllegalTransition → 409).
+    note, photos : a result or progress note and stored photos (``{"path", "sha256"}``), kept in the
+        event's detail (the close note 办结说明).
     at : when it happened (default now).
     within : for ``assign``, the grid codes of the caller's regions (None: everywhere). A responder
         outside them is refused (OutsideRegions) unless ``escalation`` is given.
@@ -154,7 +158,7 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
         new = rules.next_state(inc["status"], action)
         sets: dict = {}
         detail: dict = {}
-        now = at or datetime.now(timezone.utc)
+        now = at or datetime.now(UTC)
         who = None
         if action == "assign":
             member_id, widened = _choose_member(conn, inc, member_id, radius_m, within, escalation)
@@ -167,6 +171,11 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
                 detail["escalation"] = widened
             if inc["assigned_member_id"] and inc["assigned_member_id"] != member_id:
                 detail["reassigned_from"] = inc["assigned_member_id"]
+        elif action == "claim":
+            if inc["assigned_member_id"] is not None or acting_member is None:
+                raise rules.IllegalTransition(inc["status"], action)
+            sets = {"assigned_member_id": acting_member, "assigned_at": now, "accepted_at": now}
+            who = acting_member
         else:
             if acting_member is not None and action in ("accept", "close") and acting_member != inc["assigned_member_id"]:
                 raise WrongMember(f"incident {incident_id} is assigned to another responder")
@@ -178,6 +187,10 @@ def transition(engine: Engine, incident_id: str, action: str, *, member_id: str 
             else:
                 sets = {"rating": rating}
                 detail["rating"] = rating
+        if note:
+            detail["note"] = note
+        if photos:
+            detail["photos"] = list(photos)
         assign = ", ".join(f"{c} = :{c}" for c in sets)
         conn.execute(text(f"UPDATE incidents SET status = :new, {assign}, updated_at = now() WHERE incident_id = :i"),
                      {"new": new, "i": incident_id, **sets})
@@ -249,7 +262,7 @@ def list_incidents(engine: Engine, region: str | None = None, light: str | None 
         params["open2"] = list(rules.OPEN_STATES)
     sql = (f"SELECT {_INCIDENT_COLS} FROM incidents " + ("WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY reported_at DESC, incident_id")
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     out = []
     with engine.connect() as conn:
         for r in conn.execute(text(sql), params):
@@ -278,5 +291,61 @@ def member_incidents(engine: Engine, member_id: str, lon: float | None = None, l
             f"ORDER BY geom::geography <-> {POINT_SQL}, incident_id COLLATE \"C\" LIMIT :limit"),
             {"m": member_id, "open": list(rules.OPEN_STATES), "lon": float(lon), "lat": float(lat),
              "limit": int(limit)})
-        at = at or datetime.now(timezone.utc)
+        at = at or datetime.now(UTC)
         return [with_light(dict(r._mapping), at) for r in rows]
+
+
+def add_progress_note(engine: Engine, incident_id: str, member_id: str, note: str,
+                      photos: list[dict] | None = None, at: datetime | None = None) -> dict:
+    """A progress note (处置进展) of the member holding an accepted incident, stored as a ``note``
+    event (the state does not change). Raises NotFound, WrongMember, IllegalTransition (not accepted)."""
+    with engine.begin() as conn:
+        inc = get_row(conn, incident_id, lock=True)
+        if inc["assigned_member_id"] != member_id:
+            raise WrongMember(f"incident {incident_id} is assigned to another responder")
+        if inc["status"] != rules.ACCEPTED:
+            raise rules.IllegalTransition(inc["status"], "note")
+        detail = {"note": note, **({"photos": list(photos)} if photos else {})}
+        _event(conn, incident_id, "note", inc["status"], inc["status"], member_id=member_id, detail=detail, at=at)
+        return get_row(conn, incident_id)
+
+
+def nearby_open_incidents(engine: Engine, member_id: str, lon: float | None = None, lat: float | None = None,
+                          radius_m: float = SERVICE_RADIUS_M, at: datetime | None = None,
+                          limit: int = 50) -> list[dict]:
+    """附近事件: unassigned reported incidents a member may take, nearest first.
+
+    Within ``radius_m`` metres (sphere) of the phone's WGS84 ``(lon, lat)``, or — without a position —
+    of the member's grid polygon (0 m inside it); only incidents needing no skill or one of the
+    member's skills. Each row has ``distance_m`` and its light at ``at``. NotFound for an unknown member.
+    """
+    with engine.connect() as conn:
+        m = conn.execute(text("SELECT skills FROM members WHERE member_id = :m"), {"m": member_id}).first()
+        if m is None:
+            raise NotFound(f"no member {member_id}")
+        if lon is not None and lat is not None:
+            origin, params = POINT_SQL, {"lon": float(lon), "lat": float(lat)}
+        else:
+            origin = ("(SELECT COALESCE(g.geom, m.geom)::geography FROM members m LEFT JOIN grids g "
+                      "ON g.grid_code = m.grid_code WHERE m.member_id = :m)")
+            params = {}
+        rows = conn.execute(text(
+            f"SELECT {_INCIDENT_COLS}, ST_Distance(geom::geography, {origin}, false) AS distance_m FROM incidents "
+            "WHERE status = 'reported' AND assigned_member_id IS NULL "
+            "AND (required_skill IS NULL OR required_skill = ANY(COALESCE(:skills, ARRAY[]::text[]))) "
+            f"AND ST_DWithin(geom::geography, {origin}, :radius, false) "
+            "ORDER BY distance_m, incident_id COLLATE \"C\" LIMIT :limit"),
+            {**params, "m": member_id, "skills": list(m.skills or []), "radius": float(radius_m),
+             "limit": int(limit)})
+        at = at or datetime.now(UTC)
+        return [with_light(dict(r._mapping), at) for r in rows]
+
+
+def set_available(engine: Engine, member_id: str, available: bool) -> bool:
+    """在岗/离岗: set a member's availability for nearest-responder search; returns the new value."""
+    with engine.begin() as conn:
+        row = conn.execute(text("UPDATE members SET available = :a WHERE member_id = :m RETURNING available"),
+                           {"a": bool(available), "m": member_id}).first()
+    if row is None:
+        raise NotFound(f"no member {member_id}")
+    return bool(row[0])

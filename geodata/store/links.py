@@ -130,7 +130,7 @@ def member_households(engine: Engine, member_id: str) -> list[dict]:
     """
     with engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, "
+            "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, h.building, h.unit, h.room, "
             "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
             "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
             "JOIN households h ON h.household_id = l.household_id "

@@ -88,6 +88,9 @@ class Household(Base):
     name: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     id_number: Mapped[str | None] = mapped_column(Text)
+    building: Mapped[str | None] = mapped_column(Text)  # 楼栋/单元/室 (migration 0007)
+    unit: Mapped[str | None] = mapped_column(Text)
+    room: Mapped[str | None] = mapped_column(Text)
     h3: Mapped[int] = mapped_column(BigInteger, index=True)
     geom = _point()
 

@@ -12,7 +12,7 @@
   ``show_name`` is the member's own choice.
 
 Revision ID: 0008_residents
-Revises: 0006_grid_figures
+Revises: 0007_responders
 """
 import secrets
 
@@ -21,7 +21,7 @@ from alembic import op
 from geoalchemy2 import Geometry
 
 revision = "0008_residents"
-down_revision = "0006_grid_figures"
+down_revision = "0007_responders"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,136 @@
+"""附近事件, 接单 (atomic claim under real concurrent requests), progress notes, close with a result note
+and photo, 在岗/离岗 — through the JSON routes with login sessions and a real PostGIS."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from tests.test_visits import jpeg_with_gps
+from tests.web.conftest import PASSWORD, csrf_from, login
+
+
+@pytest.fixture()
+def apps(web_db, db_url, tmp_path):
+    """Two apps on the test database (so two claims really run side by side), a second responder M2
+    in grid G1 with skill 法律, and incidents: A (no skill, 60 m from H1), B (needs 医疗), C (2 km away)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from geodata.store import incidents, users
+
+    with web_db.begin() as c:
+        c.execute(sa.text("INSERT INTO members (member_id, grid_code, name, skills, h3, geom) SELECT 'M2', 'G1', '赵六', "
+                          "ARRAY['法律'], h3, geom FROM members WHERE member_id = 'M1'"))
+        c.execute(sa.text("UPDATE members SET skills = ARRAY['法律'] WHERE member_id = 'M1'"))
+    users.create_user(web_db, "resp2", PASSWORD, "responder", ["C1"], member_id="M2")
+    for iid, lon, skill in (("A", 121.4815, None), ("B", 121.4816, "医疗"), ("C", 121.503, None)):
+        incidents.create_incident(web_db, lon=lon, lat=31.2055, category="民政", incident_id=iid, required_skill=skill)
+    settings = Settings(database_url=db_url, upload_dir=tmp_path / "uploads")
+    with TestClient(create_app(settings), follow_redirects=False) as one, \
+            TestClient(create_app(settings), follow_redirects=False) as two:
+        yield one, two
+
+
+def _session(client, username):
+    login(client, username)
+    client.headers["X-CSRF-Token"] = csrf_from(client.get("/responder").text)
+    return client
+
+
+def test_nearby_lists_only_unassigned_matching_incidents_within_the_radius(apps):
+    one, _ = apps
+    _session(one, "resp1")
+    near = one.get("/me/incidents/nearby", params={"lon": 121.481, "lat": 31.205}).json()
+    assert [i["incident_id"] for i in near] == ["A"]  # B needs 医疗, C lies 2 km away
+    assert 40 < near[0]["distance_m"] < 100 and near[0]["light"] == "green"
+    wide = one.get("/me/incidents/nearby", params={"lon": 121.481, "lat": 31.205, "radius_m": 5000}).json()
+    assert [i["incident_id"] for i in wide] == ["A", "C"]
+    assert [i["incident_id"] for i in one.get("/me/incidents/nearby").json()] == ["A"]  # from my grid
+
+
+def test_two_members_claiming_at_once_one_wins_the_other_is_told(apps, web_db):
+    one, two = apps
+    _session(one, "resp1")
+    _session(two, "resp2")
+    barrier, results = threading.Barrier(2), {}
+
+    def claim(name, client):
+        barrier.wait()
+        results[name] = client.post("/incidents/A/claim")
+
+    threads = [threading.Thread(target=claim, args=(n, c)) for n, c in (("M1", one), ("M2", two))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in results.values())
+    assert codes == [200, 409]
+    winner = next(n for n, r in results.items() if r.status_code == 200)
+    loser = next(r for r in results.values() if r.status_code == 409)
+    assert "已被其他人接单" in loser.json()["detail"]
+    with web_db.connect() as c:
+        inc = c.execute(sa.text("SELECT status, assigned_member_id, accepted_at IS NOT NULL AS acc FROM incidents "
+                                "WHERE incident_id = 'A'")).one()
+        claims = c.execute(sa.text("SELECT count(*) FROM incident_events WHERE action = 'claim'")).scalar_one()
+    assert (inc.status, inc.assigned_member_id, inc.acc, claims) == ("accepted", winner, True, 1)
+
+
+def test_progress_note_and_close_note_with_photo_are_stored_as_events(apps, web_db):
+    one, _ = apps
+    _session(one, "resp1")
+    assert one.post("/incidents/A/claim").status_code == 200
+    assert one.post("/me/incidents/A/notes", json={"note": "已联系物业"}).status_code == 200
+    r = one.post("/incidents/A/close", json={"note": "已修好楼道灯"})
+    assert r.status_code == 200 and r.json()["status"] == "closed"
+    with web_db.connect() as c:
+        events = c.execute(sa.text("SELECT action, detail FROM incident_events WHERE incident_id = 'A' "
+                                   "ORDER BY event_id")).all()
+    assert [e.action for e in events] == ["report", "claim", "note", "close"]
+    assert events[2].detail["note"] == "已联系物业" and events[3].detail["note"] == "已修好楼道灯"
+
+
+def test_close_with_a_photo_keeps_its_path_and_hash(apps, web_db):
+    from api.auth import Principal
+    from api.usecases import responder as usecase
+
+    one, _ = apps
+    me = Principal(0, "responder", ["C1"], "M1", engine=web_db)
+    usecase.act_on_incident(web_db, me, "A", "claim")
+    upload = one.app.state.settings.upload_dir
+    closed = usecase.act_on_incident(web_db, me, "A", "close", "已处理", photo=jpeg_with_gps(), upload_dir=upload)
+    assert closed["status"] == "closed"
+    with web_db.connect() as c:
+        detail = c.execute(sa.text("SELECT detail FROM incident_events WHERE action = 'close'")).scalar_one()
+    assert (upload / detail["photos"][0]["path"]).exists() and len(detail["photos"][0]["sha256"]) == 64
+
+
+def test_refused_actions_change_nothing(apps, web_db):
+    one, two = apps
+    _session(one, "resp1")
+    _session(two, "resp2")
+
+    def snapshot():
+        with web_db.connect() as c:
+            return (c.execute(sa.text("SELECT count(*) FROM incident_events")).scalar_one(),
+                    c.execute(sa.text("SELECT status, assigned_member_id FROM incidents ORDER BY incident_id")).all())
+
+    assert one.post("/incidents/A/claim").status_code == 200
+    before = snapshot()
+    assert two.post("/incidents/A/claim").status_code == 409            # taken
+    assert two.post("/me/incidents/A/notes", json={"note": "x"}).status_code == 409  # in my region, not mine
+    assert one.post("/incidents/NOPE/claim").status_code == 404
+    assert one.post("/me/incidents/A/notes", json={"note": ""}).status_code == 422
+    assert snapshot() == before
+
+
+def test_on_off_duty_toggle_sets_available_and_is_audited(apps, web_db):
+    one, _ = apps
+    _session(one, "resp1")
+    assert one.post("/me/available", json={"available": False}).json()["available"] is False
+    with web_db.connect() as c:
+        assert c.execute(sa.text("SELECT available FROM members WHERE member_id = 'M1'")).scalar_one() is False
+        assert c.execute(sa.text("SELECT count(*) FROM audit_log WHERE action = 'availability'")).scalar_one() == 1
