@@ -86,3 +86,30 @@ def test_locked_grid_unchanged_then_commit_files_every_household_and_goes_stale(
     with pytest.raises(EditRefused) as refused:
         commit_draft(community, other, Actor(by="test", role="planner"))  # computed on the old versions
     assert refused.value.reason == "stale"
+
+
+def test_redraw_map_draws_a_saved_draft_and_never_runs_the_engine(community, db_url):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from geodata.store import auth as auth_store
+
+    _, token = auth_store.create_token(community, "planner", ["C1"])
+    _, elsewhere = auth_store.create_token(community, "planner", ["NOWHERE"])
+    h = {"Authorization": f"Bearer {token}"}
+    client = TestClient(create_app(db_url))
+
+    def drafts():
+        with community.connect() as c:
+            return c.execute(sa.text("SELECT count(*) FROM redraw_drafts")).scalar_one()
+
+    r = client.get("/maps/redraw", params={"region": "C1", "tiles": "none"}, headers=h)
+    assert r.status_code == 409 and "draft" in r.json()["detail"] and drafts() == 0
+    draft_id = create_draft(community, "C1", DraftControls(locked=("B",)), name="方案", created_by="test")
+    r = client.get("/maps/redraw", params={"region": "C1", "tiles": "none", "draft": draft_id}, headers=h)
+    assert r.status_code == 200 and "C1-01" in r.text
+    r = client.get("/maps/redraw", params={"region": "C1", "tiles": "none", "draft": draft_id + 99}, headers=h)
+    assert r.status_code == 404
+    other = {"Authorization": f"Bearer {elsewhere}"}
+    r = client.get("/maps/redraw", params={"region": "C1", "tiles": "none", "draft": draft_id}, headers=other)
+    assert r.status_code == 404
