@@ -174,3 +174,21 @@ def test_id_number_check_digit():
     assert id_number_problem(good) is None
     assert "校验位" in id_number_problem(good[:-1] + ("0" if good[-1] != "0" else "1"))
     assert "18 位" in id_number_problem("3301021980")
+
+
+def test_scenario_manifest_names_each_files_coordinate_system(tmp_path):
+    from geodata.errors import InputError
+    from geodata.scenario import load_scenario
+
+    lon, lat = np.array([121.481, 121.482]), np.array([31.205, 31.206])
+    glon, glat = crsmod.wgs84_to_gcj02(lon, lat)
+    (tmp_path / "households.csv").write_text(
+        "户编号,经度,纬度\n" + "\n".join(f"H{i},{x},{y}" for i, (x, y) in enumerate(zip(glon, glat))), encoding="utf-8")
+    grids_frame().to_file(tmp_path / "grids.geojson")
+    (tmp_path / "scenario.toml").write_text('[coords]\nhouseholds = "gcj02"\ndefault = "wgs84"\n', encoding="utf-8")
+    layers = load_scenario(tmp_path)
+    assert np.allclose(layers["households"].geometry.x, lon, atol=1e-5)
+    assert layers["grids"].total_bounds[0] == pytest.approx(121.48)
+    (tmp_path / "scenario.toml").write_text('[coords]\nhousehold = "gcj02"\n', encoding="utf-8")
+    with pytest.raises(InputError, match="household"):
+        load_scenario(tmp_path)
