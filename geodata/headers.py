@@ -28,7 +28,7 @@ COMMON = {
 BY_LAYER = {
     "households": {
         "household_id": ("户编号", "户号", "住户编号", "家庭编号", "户籍编号", "household_id", "hh_id", "id"),
-        "size": ("户人数", "家庭人口", "人口数", "人数", "size", "persons"),
+        "size": ("户人数", "家庭人数", "家庭人口", "家庭人口数", "人口数", "人数", "size", "persons"),
         "tags": ("标签", "人员类别", "特殊人群", "人群类别", "tags"),
         "building": ("楼栋", "楼栋号", "楼号", "幢", "栋", "楼", "building"),
         "unit": ("单元", "单元号", "unit"),

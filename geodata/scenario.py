@@ -21,6 +21,31 @@ from geodata.io import read_layer
 
 EXTRA_LAYERS = ("roads", "buildings", "candidates", "barriers", "links")
 _EXTS = (".gpkg", ".geojson", ".json", ".shp", ".csv", ".xlsx")
+#: The scenario folder's manifest: which coordinate system each layer file is in.
+MANIFEST = "scenario.toml"
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """``{layer: coords}`` from the folder's ``scenario.toml`` (``[coords]`` table; ``default`` for the rest).
+
+    Each system is checked (``wgs84``, ``gcj02``, ``bd09``, ``cgcs2000``) and each key must be a layer
+    or ``default``: a typo is refused naming the file, never read silently as WGS84.
+    """
+    import tomllib
+
+    from geodata.crs import check_coords
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("coords", {})
+        unknown = sorted(set(table) - set(LAYERS) - {"default"})
+        if unknown:
+            raise ValueError(f"[coords] names {', '.join(unknown)}: not layers ({', '.join(LAYERS)}, or default)")
+        return {layer: check_coords(str(value)) for layer, value in table.items()}
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise InputError(f"{MANIFEST}: {e}", source=str(path)) from None
 
 
 def find_layer_files(folder: Path) -> dict[str, Path]:
@@ -66,9 +91,11 @@ def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | N
                     warnings.filterwarnings("ignore", message="Several features with id")
                     layers[name] = pyogrio.read_dataframe(path, layer=name).to_crs("EPSG:4326")
     elif path.is_dir():
+        manifest = read_manifest(path)
         for name, file in find_layer_files(path).items():
             if name in LAYERS:
-                layers[name] = read_layer(file, name, coords=coords, fix=fix, report=notes, make_ids=name == "incidents")
+                layers[name] = read_layer(file, name, coords=manifest.get(name, manifest.get("default", coords)), fix=fix,
+                                          report=notes, make_ids=name == "incidents")
             else:
                 if file.suffix.lower() in (".csv", ".xlsx"):
                     # a table without geometry (e.g. last year's links.csv): ids stay text

@@ -2,7 +2,8 @@
 
 Kinds: ``coverage`` (网格覆盖图), ``service`` (15分钟服务圈), ``incidents`` (事件热力图, 红黄绿灯),
 ``links`` (包片联户; needs ``grid`` or ``member``; only saved links are drawn — 409 when the region
-has none) and ``redraw`` (网格调整对比, computed on request).
+has none) and ``redraw`` (网格调整对比 of a saved draft, ``draft=<id>``; 409 without one — no engine
+runs inside a GET).
 
 Who may see what: the region must lie inside the token's regions (403 otherwise). ``viewer``
 tokens get the aggregate maps only (coverage, service); ``redraw`` is for planners and leaders;
@@ -13,6 +14,7 @@ else sees residents' names masked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -20,7 +22,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 from api.auth import Principal, current_principal, not_found, record_pii_read
-from api.usecases.maps import MAP_ROLES, MapOptions, NoSavedLinks, RegionNotFound, region_map
+from api.usecases.drafts import DraftMissing, open_draft
+from api.usecases.maps import MAP_ROLES, MapOptions, NoSavedDraft, NoSavedLinks, RegionNotFound, region_map
 
 router = APIRouter(tags=["maps"])
 
@@ -48,6 +51,7 @@ def get_map(request: Request,
             grid: str | None = Query(None, min_length=1, max_length=64, description="links: the grid to show."),
             member: str | None = Query(None, min_length=1, max_length=64, description="links: one member's households."),
             at: datetime | None = Query(None, description="incidents: judge 红黄绿灯 at this time (default now)."),
+            draft: int | None = Query(None, description="redraw: the saved draft to draw (409 without one)."),
             principal: Principal = Depends(current_principal)) -> HTMLResponse:
     """The ``kind`` map of ``region`` as a self-contained HTML page (Leaflet inlined)."""
     from api.settings import get_settings
@@ -66,11 +70,16 @@ def get_map(request: Request,
                       title=None if kind != "coverage" else f"网格覆盖图 {region}",
                       tianditu_key=get_settings().tianditu_key)
     engine = request.app.state.engine
+    if kind == "redraw" and draft is not None:
+        try:
+            opts = replace(opts, draft=open_draft(engine, draft, principal.community_codes()))
+        except DraftMissing:
+            raise not_found() from None
     try:
         drawn = region_map(engine, kind, region, opts)
     except RegionNotFound:
         raise not_found() from None
-    except NoSavedLinks as e:
+    except (NoSavedLinks, NoSavedDraft) as e:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from None
     except MapError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(e)) from None

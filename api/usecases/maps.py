@@ -57,6 +57,7 @@ class MapOptions:
     at: datetime | None = None
     tianditu_key: str = ""
     compute_links: bool = True
+    draft: dict | None = None  # redraw maps of the store: the saved draft drawn (api.usecases.drafts.open_draft)
 
 
 def _first(layers: dict, names) -> gpd.GeoDataFrame | None:
@@ -403,6 +404,20 @@ class RegionMap:
     named_household_ids: list[str]
 
 
+class NoSavedDraft(LookupError):
+    """A redraw map of the store needs a saved draft: no districting engine runs inside a GET."""
+
+
+def _with_draft(layers: dict, draft: dict | None) -> None:
+    """Put a saved draft's grids and households' proposed grids into ``layers`` for the redraw map."""
+    if draft is None:
+        raise NoSavedDraft("a redraw map draws a saved draft: pass draft=<id> (drafts are saved on /planner/redraw)")
+    layers["redraw_grids"] = draft["grids"]
+    hh = layers.get("households")
+    if hh is not None:
+        layers["households"] = hh.assign(new_grid_code=hh["household_id"].map(draft["assignment"]))
+
+
 def region_map(engine, kind: str, region: str, options: MapOptions) -> RegionMap:
     """The ``kind`` map of ``region`` (street, community or grid code) from the PostGIS store.
 
@@ -421,6 +436,8 @@ def region_map(engine, kind: str, region: str, options: MapOptions) -> RegionMap
         raise RegionNotFound(f"no grids in region {region}")
     if member is not None and len(layers["members"]) == 0:
         raise RegionNotFound(f"no member {member} in region {region}")
+    if kind == "redraw":
+        _with_draft(layers, options.draft)
     page = page_html(build_map(kind, layers, replace(options, compute_links=False)))
     hh = layers.get("households")
     named = [] if hh is None or "name" not in hh.columns else hh.loc[hh["name"].notna(), "household_id"].tolist()
