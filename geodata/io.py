@@ -10,7 +10,6 @@ Personal data (``name``, ``phone``, ``id_number``) is read as text and never log
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -87,7 +86,8 @@ def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs8
             gdf = _rename(gdf, kind)
             gdf = _vector_to_wgs84(gdf, source, coords)
         else:
-            raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)", source=source)
+            raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)",
+                             source=source)
         gdf = normalise(gdf, kind, source, fix=fix, make_ids=make_ids, report=notes)
     except InputError as e:
         raise with_sheet_rows(e, rows_above) from None
@@ -189,7 +189,8 @@ def _read_vector(path: Path, kind: str, layer: str | None, encoding: str | None,
         if layer is None:
             layer = kind if kind in names else (names[0] if len(names) == 1 else None)
             if layer is None:
-                raise InputError(f"GeoPackage has layers {', '.join(names)}; none is named {kind!r}: say which with --layer", source=source)
+                raise InputError(f"GeoPackage has layers {', '.join(names)}; none is named {kind!r}: say which with --layer",
+                                 source=source)
         elif layer not in names:
             raise InputError(f"GeoPackage has no layer {layer!r} (layers: {', '.join(names)})", source=source)
         kwargs["layer"] = layer
@@ -325,6 +326,9 @@ def _is_blank(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() == "") or v is pd.NA
 
 
+_ID_DIGITS_LOST = "ID number was stored as a number and lost its last digits; format the column as text in Excel"
+
+
 def _as_text(v, column: str, source: str | None, row: int, problems: list) -> str | None:
     if _is_blank(v):
         return None
@@ -333,14 +337,14 @@ def _as_text(v, column: str, source: str | None, row: int, problems: list) -> st
             iv = int(v)
             if column == "id_number" and len(str(abs(iv))) > 15:
                 # Excel keeps 15 significant digits: an 18-digit ID typed as a number has lost its tail.
-                problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+                problems.append(Problem(_ID_DIGITS_LOST,
                                         source=source, row=row, column=column))
                 return None
             return str(iv)
         return repr(float(v))
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         if column == "id_number" and len(str(abs(int(v)))) > 15:
-            problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+            problems.append(Problem(_ID_DIGITS_LOST,
                                     source=source, row=row, column=column))
             return None
         return str(int(v))
@@ -397,7 +401,8 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             if all(type(v) is str for v in values):
                 gdf[col] = pd.Series([v.strip() or None for v in values], index=gdf.index, dtype=object)
                 continue
-            gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)], index=gdf.index, dtype=object)
+            gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)],
+                                 index=gdf.index, dtype=object)
         elif col in BOOL_COLUMNS:
             gdf[col] = pd.Series(_as_bools(values, col, source, problems), index=gdf.index, dtype=object)
         elif col in INT_COLUMNS or col in FLOAT_COLUMNS:
@@ -429,7 +434,8 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
         lo, hi = gdf["min_links"], gdf["max_links"]
         bad = (lo.notna() & hi.notna()) & (lo > hi)
         for i in np.flatnonzero(bad.to_numpy(dtype=bool)):
-            problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source, row=int(i) + 1, column="min_links"))
+            problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source,
+                                    row=int(i) + 1, column="min_links"))
     return problems
 
 

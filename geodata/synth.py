@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 
 from gridmap.metric import metric_crs
@@ -296,7 +295,8 @@ def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,
     out: dict[str, gpd.GeoDataFrame] = {}
     grids = gpd.GeoDataFrame({"grid_code": grid_codes, "community_code": grid_comm, "kind": "urban", "has_branch": True,
                               "name": [f"网格{c[-4:]}" for c in grid_codes]}, geometry=grid_polys, crs=crs)
-    comms = grids.dissolve("community_code", as_index=False)[["community_code", "geometry"]].rename(columns={"community_code": "code"})
+    comms = (grids.dissolve("community_code", as_index=False)[["community_code", "geometry"]]
+             .rename(columns={"community_code": "code"}))
     comms["street_code"] = comms["code"].str[:9]
     comms["name"] = [f"社区{c[-3:]}" for c in comms["code"]]
     streets = comms.dissolve("street_code", as_index=False)[["street_code", "geometry"]].rename(columns={"street_code": "code"})

@@ -56,7 +56,8 @@ def check_ids(df: pd.DataFrame, layer: str, source: str | None) -> list[Problem]
     return problems
 
 
-def check_lonlat(lon: np.ndarray, lat: np.ndarray, source: str | None, lon_col: str = "lon", lat_col: str = "lat") -> list[Problem]:
+def check_lonlat(lon: np.ndarray, lat: np.ndarray, source: str | None, lon_col: str = "lon",
+                 lat_col: str = "lat") -> list[Problem]:
     """NaN/inf, swapped and out-of-China coordinates, for each row (degrees)."""
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
@@ -135,7 +136,8 @@ def check_geometries(gdf: gpd.GeoDataFrame, layer: str, source: str | None, fix:
                     a0 = _area_m2(geoms[i])
                     a1 = _area_m2(fixed)
                     out.geometry.values[i] = fixed
-                    repairs.append(f"{source or ''} row {_row(labels[i])}: repaired ({reason}); now {fixed.geom_type}, area {a0:,.0f} m² → {a1:,.0f} m²")
+                    repairs.append(f"{source or ''} row {_row(labels[i])}: repaired ({reason}); now {fixed.geom_type}, "
+                                   f"area {a0:,.0f} m² → {a1:,.0f} m²")
                 else:
                     problems.append(Problem(f"invalid polygon: {reason} (use --fix to repair with make_valid)",
                                             source=source, row=_row(labels[i]), column="geometry"))
@@ -171,7 +173,8 @@ def grid_overlaps(grids: gpd.GeoDataFrame, tolerance_m2: float = OVERLAP_TOLERAN
     return df.reset_index(drop=True)
 
 
-def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None, tolerance_m2: float = OVERLAP_TOLERANCE_M2) -> tuple[list[Problem], list[str]]:
+def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None,
+                        tolerance_m2: float = OVERLAP_TOLERANCE_M2) -> tuple[list[Problem], list[str]]:
     """Overlaps above the tolerance as problems; slivers as warnings."""
     df = grid_overlaps(grids, tolerance_m2)
     problems, warnings = [], []

@@ -224,7 +224,8 @@ def build_graph(geoms: np.ndarray, xy: np.ndarray, barriers=None, verify: bool =
     i, j, length = _shared_edges(geoms, verify)
     ok = np.ones(len(i), dtype=bool)
     if barriers is not None and len(i):
-        lines = np.asarray([b for b in np.asarray(barriers, dtype=object).ravel() if b is not None and not b.is_empty], dtype=object)
+        lines = np.asarray([b for b in np.asarray(barriers, dtype=object).ravel() if b is not None and not b.is_empty],
+                           dtype=object)
         if len(lines):
             segs = shapely.linestrings(np.stack([xy[i], xy[j]], axis=1))
             hit, _ = shapely.STRtree(lines).query(segs, predicate="intersects")
@@ -333,7 +334,8 @@ def building_atoms(
     b = len(pts)
     if b == 0:
         parts, _ = _explode(np.array([region], dtype=object))
-        return _finish(parts, np.zeros(len(parts), dtype=np.int64), np.full(len(parts), -1), barriers), np.zeros(0, dtype=np.int64)
+        finished = _finish(parts, np.zeros(len(parts), dtype=np.int64), np.full(len(parts), -1), barriers)
+        return finished, np.zeros(0, dtype=np.int64)
     # A building above band_max gets ceil(w / band_max) seeds 2 m apart (east-west) sharing its
     # households evenly: its territory is then cut by true Voronoi ridges, which keeps the tiling exact.
     m = np.maximum(1, -(-wts // max(band_max, 1)))

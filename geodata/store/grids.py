@@ -608,7 +608,8 @@ def _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_nonconti
     if households:
         flag_stale_links(conn, [h for h, _ in households])
     done = CommittedRedraw(
-        communities=scope, kept=sorted(c for c, k in zip(codes, kept) if k), added=sorted(c for c, k in zip(codes, kept) if not k),
+        communities=scope, kept=sorted(c for c, k in zip(codes, kept) if k),
+        added=sorted(c for c, k in zip(codes, kept) if not k),
         removed=removed, households_moved=len(households), households_without_grid=sum(1 for _, g in households if g is None),
         members_moved=len(members), versions=_current_versions(conn, codes))
     write_audit(conn, actor, "grid_redraw", codes + removed, {
@@ -619,4 +620,5 @@ def _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_nonconti
 
 
 __all__ = ["UnknownGrid", "EditInvalid", "EditRefused", "Actor", "EditPreview", "CommittedEdit", "load_edit_layers",
-           "preview", "commit_edit", "CommittedRedraw", "commit_redraw", "scope_versions", "check_rules", "check_versions", "area_m2", "write_audit", "assert_no_dangling"]
+           "preview", "commit_edit", "CommittedRedraw", "commit_redraw", "scope_versions", "check_rules", "check_versions",
+           "area_m2", "write_audit", "assert_no_dangling"]

@@ -229,7 +229,8 @@ class CommunityRedraw:
         still_out = (band_violation(np.bincount(group.ravel(), weights=households), self.band_min, self.band_max) > 0).any()
         if graph.failures and feasible and still_out:
             self.issues.append({"community_code": self.code, "kind": "split_failed",
-                                "message": f"no in-band contiguous cut found for parts of {sorted(set(graph.failures))} households"})
+                                "message": "no in-band contiguous cut found for parts of "
+                                           f"{sorted(set(graph.failures))} households"})
 
     def _drafts_from_labels(self, drafts: list, atoms, labels: np.ndarray) -> None:
         """One draft grid per label (redrawn when it has an old id, else new); unlabelled atoms attach."""

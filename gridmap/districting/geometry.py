@@ -73,4 +73,5 @@ def attach_piece(grids: list, piece, community_code: str, issues: list, status_n
     best["geoms"].append(piece)
     if best_key[0] == 0.0 and shapely.area(piece) >= 1.0:
         issues.append({"community_code": community_code, "kind": "multipart",
-                       "message": f"an empty detached piece of {shapely.area(piece):.0f} m² joins grid {best['code'] or '(new)'}"})
+                       "message": f"an empty detached piece of {shapely.area(piece):.0f} m² "
+                                  f"joins grid {best['code'] or '(new)'}"})
