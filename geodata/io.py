@@ -417,11 +417,11 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             for i in np.flatnonzero(bad | nonint | neg):
                 v = values[i]
                 what = "is not a number" if bad[i] else "is not a whole number" if nonint[i] else "is negative"
-                problems.append(Problem(f"{v!r} {what}", source=source, row=i + 1, column=col))
+                problems.append(Problem(f"{v!r} {what}", source=source, row=int(i) + 1, column=col))
             num[bad] = np.nan
             gdf[col] = num.round().astype("Int64") if col in INT_COLUMNS and not nonint.any() else num
         elif col in LIST_COLUMNS:
-            out = []
+            out: list[str | None] = []
             for v in values:
                 if isinstance(v, (list, tuple, np.ndarray)):
                     out.append(",".join(str(x).strip() for x in v if str(x).strip()))
@@ -432,8 +432,8 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
     if n and "min_links" in gdf.columns and "max_links" in gdf.columns:
         lo, hi = gdf["min_links"], gdf["max_links"]
-        bad = (lo.notna() & hi.notna()) & (lo > hi)
-        for i in np.flatnonzero(bad.to_numpy(dtype=bool)):
+        inverted = (lo.notna() & hi.notna()) & (lo > hi)
+        for i in np.flatnonzero(inverted.to_numpy(dtype=bool)):
             problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source,
                                     row=int(i) + 1, column="min_links"))
     return problems

@@ -8,6 +8,8 @@ lon/lat, points outside China, invalid polygons (with the GEOS reason; ``fix=Tru
 
 from __future__ import annotations
 
+from typing import cast
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from geodata.errors import Problem
 OVERLAP_TOLERANCE_M2 = 50.0
 
 
-def _row(i: int) -> int:
+def _row(i: int | np.integer) -> int:
     return int(i) + 1
 
 
@@ -50,9 +52,9 @@ def check_ids(df: pd.DataFrame, layer: str, source: str | None) -> list[Problem]
         problems.append(Problem("empty id", source=source, row=_row(labels[i]), column=col))
     dup = ids[~empty & ids.duplicated(keep=False)]
     for value, rows in dup.groupby(dup.astype(str)).groups.items():
-        rows = sorted(rows)
-        rows_txt = ", ".join(str(_row(r)) for r in rows[:10])
-        problems.append(Problem(f"duplicate id {value!r} (rows {rows_txt})", source=source, row=_row(rows[1]), column=col))
+        ordered = sorted(rows)
+        rows_txt = ", ".join(str(_row(r)) for r in ordered[:10])
+        problems.append(Problem(f"duplicate id {value!r} (rows {rows_txt})", source=source, row=_row(ordered[1]), column=col))
     return problems
 
 
@@ -121,6 +123,7 @@ def check_geometries(gdf: gpd.GeoDataFrame, layer: str, source: str | None, fix:
             probe = shapely.centroid(arr)
         xs, ys = shapely.get_x(probe), shapely.get_y(probe)
         for p in check_lonlat(xs, ys, source, "geometry", "geometry"):
+            assert p.row is not None  # check_lonlat names the row of every problem
             p.row = _row(labels[p.row - 1])
             problems.append(p)
     if want == "polygon" and not problems:
@@ -183,7 +186,8 @@ def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None,
         if r.sliver:
             warnings.append(f"{source or ''}: {text} (sliver, ignored)")
         else:
-            problems.append(Problem(text, source=source, row=int(r.row_b), column="geometry"))
+            # pandas-stubs type itertuples fields as any scalar; row_b is an int column
+            problems.append(Problem(text, source=source, row=int(cast(int, r.row_b)), column="geometry"))
     return problems, warnings
 
 

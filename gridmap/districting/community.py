@@ -186,7 +186,8 @@ class CommunityRedraw:
         n_components, component = component_labels(n, pairs[:, 0], pairs[:, 1])
         component_households = np.bincount(component, weights=atoms.weight, minlength=n_components)
         labels = np.full(n, -1, dtype=np.int64)
-        self.next_id, self.used_old = len(self.old_codes), set()
+        self.next_id = len(self.old_codes)
+        self.used_old: set[int] = set()
         for c in np.flatnonzero(component_households > 0):
             members = np.flatnonzero(component == c)
             graph = self._graph(atoms, pairs, members)

@@ -72,7 +72,7 @@ def _ground_moved(selection, geoms, same_community, target: int, community, issu
     outside = shapely.difference(selection, region, grid_size=PRECISION_M)
     if shapely.area(outside) >= 1.0:
         issues.append(f"{shapely.area(outside):.0f} m² of the selection lie outside community {community} and are not moved")
-    sources = [i for i in np.flatnonzero(same_community)
+    sources = [int(i) for i in np.flatnonzero(same_community)
                if i != target and shapely.area(shapely.intersection(geoms[i], taken)) > 0]
     after = {i: shapely.difference(geoms[i], taken, grid_size=PRECISION_M) for i in sources}
     after[target] = shapely.union(geoms[target], taken, grid_size=PRECISION_M)
