@@ -145,7 +145,8 @@ class Server:
 
 # -- traffic ---------------------------------------------------------------------------------------
 
-def make_requests(ctx: dict):
+# ruff counts the branches of all the nested request closures together; each one is short.
+def make_requests(ctx: dict):  # noqa: C901
     """Request kinds: name → (weight, function(client, rng) -> (response, expected statuses))."""
     t = ctx["tokens"]
 

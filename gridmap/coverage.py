@@ -590,7 +590,8 @@ def coverage_summary(status: pd.DataFrame, straight: pd.DataFrame | None = None,
 
 # everything at once ----------------------------------------------------------------------------
 
-def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame | None = None,
+# More than ten arguments on purpose: the layers and the policy options of `gridmap gaps`, by keyword.
+def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame | None = None,  # noqa: PLR0913
                   links: pd.DataFrame | None = None, centres: gpd.GeoDataFrame | None = None, *,
                   radius_m: float | None = None, roads: gpd.GeoDataFrame | None = None,
                   walk_limit_m: float | None = None, max_link_distance_m: float | None = None,

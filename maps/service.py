@@ -70,7 +70,8 @@ def _breaks(values: np.ndarray) -> np.ndarray:
     return qs
 
 
-def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None = None,
+# More than ten arguments on purpose: the layers and options of the service-circle map, by keyword.
+def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None = None,  # noqa: PLR0913
                 walking_areas: gpd.GeoDataFrame | None = None, sites: gpd.GeoDataFrame | None = None,
                 grids: gpd.GeoDataFrame | None = None, communities: gpd.GeoDataFrame | None = None,
                 streets: gpd.GeoDataFrame | None = None, radius_m: float = SERVICE_RADIUS_M,

@@ -63,7 +63,8 @@ def proposal_json(cands: list[dict]) -> list[dict]:
              "distance_m": round(float(c["distance_m"]), 2)} for c in cands]
 
 
-def create_incident(engine: Engine, *, lon: float, lat: float, category: str, reported_at: datetime | None = None,
+# More than ten arguments on purpose: an incident's fields, passed by keyword from the routes and the CLI.
+def create_incident(engine: Engine, *, lon: float, lat: float, category: str, reported_at: datetime | None = None,  # noqa: PLR0913
                     level: int | None = None, required_skill: str | None = None, kind: str | None = None,
                     incident_id: str | None = None, source: str | None = None,
                     calendar: rules.WorkCalendar | None = None, k: int = PROPOSE_K,

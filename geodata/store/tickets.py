@@ -134,7 +134,8 @@ def _write_photos(folder: Path, photos: list[CleanPhoto]) -> list[tuple[str, Cle
     return out
 
 
-def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, description: str,
+# More than ten arguments on purpose: a resident's report fields, passed by keyword from the use cases.
+def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, description: str,  # noqa: PLR0913
                   address: str | None = None, phone: str | None = None, required_skill: str | None = None,
                   photos: Sequence[CleanPhoto] = (), upload_dir: str | os.PathLike = "var/uploads",
                   calendar: rules.WorkCalendar | None = None, radius_m: float = SERVICE_RADIUS_M,

@@ -325,7 +325,8 @@ def _centres_sql(codes, shifted: bool = False) -> str:
 
 
 # -- the entry point ------------------------------------------------------------------------------
-def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_codes=None, community_codes=None,
+# More than ten arguments on purpose: tile address plus the route's region and query parameters.
+def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_codes=None, community_codes=None,  # noqa: PLR0913
                 street_codes=None, pii: bool = False, at: datetime | None = None,
                 radius_m: float = SERVICE_RADIUS_M, coords: str = "wgs84") -> bytes:
     """One MVT tile of ``layer`` (empty bytes when nothing is in it).

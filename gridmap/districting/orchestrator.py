@@ -82,7 +82,8 @@ def _by_community(community_index: np.ndarray) -> dict:
     return {int(k): part for k, part in zip(keys, np.split(order, starts[1:]))}
 
 
-def redraw(
+# More than ten arguments on purpose: the layers and options of `gridmap redraw`, by keyword.
+def redraw(  # noqa: PLR0913
     communities: gpd.GeoDataFrame,
     households: gpd.GeoDataFrame | None = None,
     *,
