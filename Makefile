@@ -21,8 +21,10 @@ demo: $(STAMP)
 	@echo "  (loads the sample into GRIDMAP_DATABASE_URL, prints a password per demo user, serves http://127.0.0.1:8000/login;"
 	@echo "   background jobs need $(VENV)/bin/gridmap worker in a second terminal)"
 
-## make test: install, make sure PostgreSQL 15 + PostGIS run (installing/starting them), run pytest
+## make test: install, lint (ruff) and type-check (mypy), make sure PostgreSQL 15 + PostGIS run (installing/starting them), run pytest
 test: $(STAMP)
+	$(VENV)/bin/ruff check gridmap geodata maps api tests bench migrations
+	$(VENV)/bin/mypy
 	bash scripts/ensure_postgres.sh
 	bash scripts/ensure_browser.sh
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -190,9 +190,9 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
                     return proc
-        except Exception:
+        except Exception as err:
             if proc.poll() is not None:
-                raise RuntimeError("server died: " + proc.stderr.read().decode()[-2000:])
+                raise RuntimeError("server died: " + proc.stderr.read().decode()[-2000:]) from err
             time.sleep(0.1)
     stop_server(proc)
     raise RuntimeError("server did not come up")
@@ -241,7 +241,7 @@ def main() -> None:
         print("\n== anchor: bare PostGIS KNN (k=5, available) from Python/psycopg")
         print(f"  1 connection : p50 {a['p50_ms']:.3f} ms  p99 {a['p99_ms']:.3f} ms  {a['seq_qps']:,.0f} q/s")
         print(f"  {args.anchor_threads} connections: {a['par_qps']:,.0f} q/s")
-        print("  plan: " + " | ".join(l.strip() for l in a["plan"].splitlines()[:3]))
+        print("  plan: " + " | ".join(line.strip() for line in a["plan"].splitlines()[:3]))
 
         from geodata.store import auth
         _, token = auth.create_token(eng, "dispatcher", ["*"], label="bench")
@@ -263,7 +263,8 @@ def main() -> None:
             h = run_wrk(base + "/health", conc, args.duration)
             print(f"  {'/health (floor)':22s} {conc:4d} {h['rps']:8,.0f} {h['p50_ms']:8.2f} {h['p99_ms']:8.2f} {h['errors']:7d}")
             r = run_wrk(base + "/responders/nearest", conc, args.duration, script, hdr)
-            print(f"  {'/responders/nearest':22s} {conc:4d} {r['rps']:8,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d}"
+            print(f"  {'/responders/nearest':22s} {conc:4d} {r['rps']:8,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                  f"{r['errors']:7d}"
                   f"   ratio to anchor: p50 ×{r['p50_ms'] / a['p50_ms']:.1f}, "
                   f"throughput {r['rps'] / a['par_qps']:.2f} of the DB-only rate")
         os.unlink(script)

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import create_database, drop_database
+from conftest import create_database, drop_database  # noqa: E402 - importable only after the sys.path lines above
 
-from geodata.store import migrate
-from geodata.store.importer import import_layer
-from geodata.store.session import make_engine
+from geodata.store import migrate  # noqa: E402 - importable only after the sys.path lines above
+from geodata.store.importer import import_layer  # noqa: E402 - importable only after the sys.path lines above
+from geodata.store.session import make_engine  # noqa: E402 - importable only after the sys.path lines above
 
 ZOOMS = range(12, 18)
 #: Our layer → tipg collection and the properties tipg is asked to send (the same kind of content).
@@ -72,9 +72,9 @@ def start(cmd: list[str], env: dict, health: str) -> subprocess.Popen:
         try:
             urllib.request.urlopen(health, timeout=2)
             return proc
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError) as err:
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode()[-2000:]}") from err
             time.sleep(0.2)
     raise RuntimeError(f"{health} never answered")
 

@@ -163,5 +163,6 @@ def geodataframe_from_wgs84(gdf, coords: str):
         return out
     import shapely
 
-    out.geometry.values[:] = shapely.transform(out.geometry.values, lambda xy: np.column_stack(_FROM_WGS84[c](xy[:, 0], xy[:, 1])))
+    out.geometry.values[:] = shapely.transform(out.geometry.values,
+                                               lambda xy: np.column_stack(_FROM_WGS84[c](xy[:, 0], xy[:, 1])))
     return out

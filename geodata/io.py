@@ -10,7 +10,6 @@ Personal data (``name``, ``phone``, ``id_number``) is read as text and never log
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -87,7 +86,8 @@ def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs8
             gdf = _rename(gdf, kind)
             gdf = _vector_to_wgs84(gdf, source, coords)
         else:
-            raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)", source=source)
+            raise InputError(f"unsupported file type {ext!r}: use GeoJSON, GeoPackage, Shapefile, CSV or Excel (.xlsx)",
+                             source=source)
         gdf = normalise(gdf, kind, source, fix=fix, make_ids=make_ids, report=notes)
     except InputError as e:
         raise with_sheet_rows(e, rows_above) from None
@@ -189,7 +189,8 @@ def _read_vector(path: Path, kind: str, layer: str | None, encoding: str | None,
         if layer is None:
             layer = kind if kind in names else (names[0] if len(names) == 1 else None)
             if layer is None:
-                raise InputError(f"GeoPackage has layers {', '.join(names)}; none is named {kind!r}: say which with --layer", source=source)
+                raise InputError(f"GeoPackage has layers {', '.join(names)}; none is named {kind!r}: say which with --layer",
+                                 source=source)
         elif layer not in names:
             raise InputError(f"GeoPackage has no layer {layer!r} (layers: {', '.join(names)})", source=source)
         kwargs["layer"] = layer
@@ -325,6 +326,9 @@ def _is_blank(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() == "") or v is pd.NA
 
 
+_ID_DIGITS_LOST = "ID number was stored as a number and lost its last digits; format the column as text in Excel"
+
+
 def _as_text(v, column: str, source: str | None, row: int, problems: list) -> str | None:
     if _is_blank(v):
         return None
@@ -333,14 +337,14 @@ def _as_text(v, column: str, source: str | None, row: int, problems: list) -> st
             iv = int(v)
             if column == "id_number" and len(str(abs(iv))) > 15:
                 # Excel keeps 15 significant digits: an 18-digit ID typed as a number has lost its tail.
-                problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+                problems.append(Problem(_ID_DIGITS_LOST,
                                         source=source, row=row, column=column))
                 return None
             return str(iv)
         return repr(float(v))
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         if column == "id_number" and len(str(abs(int(v)))) > 15:
-            problems.append(Problem("ID number was stored as a number and lost its last digits; format the column as text in Excel",
+            problems.append(Problem(_ID_DIGITS_LOST,
                                     source=source, row=row, column=column))
             return None
         return str(int(v))
@@ -397,7 +401,8 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             if all(type(v) is str for v in values):
                 gdf[col] = pd.Series([v.strip() or None for v in values], index=gdf.index, dtype=object)
                 continue
-            gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)], index=gdf.index, dtype=object)
+            gdf[col] = pd.Series([_as_text(v, col, source, i + 1, problems) for i, v in enumerate(values)],
+                                 index=gdf.index, dtype=object)
         elif col in BOOL_COLUMNS:
             gdf[col] = pd.Series(_as_bools(values, col, source, problems), index=gdf.index, dtype=object)
         elif col in INT_COLUMNS or col in FLOAT_COLUMNS:
@@ -412,11 +417,11 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             for i in np.flatnonzero(bad | nonint | neg):
                 v = values[i]
                 what = "is not a number" if bad[i] else "is not a whole number" if nonint[i] else "is negative"
-                problems.append(Problem(f"{v!r} {what}", source=source, row=i + 1, column=col))
+                problems.append(Problem(f"{v!r} {what}", source=source, row=int(i) + 1, column=col))
             num[bad] = np.nan
             gdf[col] = num.round().astype("Int64") if col in INT_COLUMNS and not nonint.any() else num
         elif col in LIST_COLUMNS:
-            out = []
+            out: list[str | None] = []
             for v in values:
                 if isinstance(v, (list, tuple, np.ndarray)):
                     out.append(",".join(str(x).strip() for x in v if str(x).strip()))
@@ -427,9 +432,10 @@ def _coerce_types(gdf: pd.DataFrame, source: str | None) -> list[Problem]:
             gdf[col] = pd.Series(out, index=gdf.index, dtype=object)
     if n and "min_links" in gdf.columns and "max_links" in gdf.columns:
         lo, hi = gdf["min_links"], gdf["max_links"]
-        bad = (lo.notna() & hi.notna()) & (lo > hi)
-        for i in np.flatnonzero(bad.to_numpy(dtype=bool)):
-            problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source, row=int(i) + 1, column="min_links"))
+        inverted = (lo.notna() & hi.notna()) & (lo > hi)
+        for i in np.flatnonzero(inverted.to_numpy(dtype=bool)):
+            problems.append(Problem(f"min_links {lo.iloc[i]} is above max_links {hi.iloc[i]}", source=source,
+                                    row=int(i) + 1, column="min_links"))
     return problems
 
 

@@ -58,7 +58,8 @@ def build_bund_sample(src: Path, out: Path = SAMPLE_DIR, seed: int = 7, member_r
     members["grid_code"] = None
     big = residential.to_crs(crs).assign(a=lambda d: d.area).sort_values("a", ascending=False).head(3)
     pts = big.geometry.representative_point().to_crs("EPSG:4326")
-    centres = gpd.GeoDataFrame({"centre_id": ["SH-C1", "SH-C2", "SH-C3"], "name": ["外滩党群服务中心", "南京东路党群服务中心", "陆家嘴党群服务中心"],
+    centres = gpd.GeoDataFrame({"centre_id": ["SH-C1", "SH-C2", "SH-C3"],
+                                "name": ["外滩党群服务中心", "南京东路党群服务中心", "陆家嘴党群服务中心"],
                                 "kind": "street", "radius_m": 1000.0}, geometry=pts.values, crs="EPSG:4326")
     communities = _stand_in_communities(centres, buildings, crs)
     from gridmap.districting import redraw

@@ -71,7 +71,8 @@ def find_layer_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def load_scenario(path, coords: str = "wgs84", fix: bool = True, notes: list | None = None) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
+def load_scenario(path, coords: str = "wgs84", fix: bool = True,
+                  notes: list | None = None) -> dict[str, gpd.GeoDataFrame | pd.DataFrame]:
     """Read every layer of a scenario; contract layers are validated (``read_layer``), WGS84.
 
     ``fix`` repairs invalid polygons (noted in ``notes``) — the planning job should run on real,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 
 from gridmap.metric import metric_crs
@@ -192,8 +191,105 @@ def synth_in_grids(grids: gpd.GeoDataFrame, seed: int = 0, households_per_grid: 
     return {"grids": grids, "households": households, "members": members, "service_centres": centres}
 
 
-def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400, member_rate: float = 0.08,
-               grid_side_m: float = 300.0, grids_per_community: tuple[int, int] = (3, 2),
+def _jittered_lattice(rng: np.random.Generator, origin_xy: tuple[float, float], nx: int, ny: int,
+                      grid_side_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Polygons of an ``nx × ny`` lattice of squares of side ``grid_side_m`` metres (metric CRS), inner
+    vertices jittered so the cells tile exactly; also the column and row index of each cell."""
+    vx = origin_xy[0] + np.arange(nx + 1) * grid_side_m
+    vy = origin_xy[1] + np.arange(ny + 1) * grid_side_m
+    VX, VY = np.meshgrid(vx, vy, indexing="ij")
+    jit = grid_side_m * 0.18
+    interior = np.zeros_like(VX, dtype=bool)
+    interior[1:-1, 1:-1] = True
+    VX = VX + np.where(interior, rng.uniform(-jit, jit, VX.shape), 0.0)
+    VY = VY + np.where(interior, rng.uniform(-jit, jit, VY.shape), 0.0)
+    col_2d, row_2d = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    ii, jj = col_2d.ravel(), row_2d.ravel()
+    rings = np.stack([
+        np.column_stack([VX[ii, jj], VY[ii, jj]]), np.column_stack([VX[ii + 1, jj], VY[ii + 1, jj]]),
+        np.column_stack([VX[ii + 1, jj + 1], VY[ii + 1, jj + 1]]), np.column_stack([VX[ii, jj + 1], VY[ii, jj + 1]]),
+        np.column_stack([VX[ii, jj], VY[ii, jj]]),
+    ], axis=1)
+    return np.asarray(shapely.polygons(rings), dtype=object), ii, jj
+
+
+def _lattice_codes(ii: np.ndarray, jj: np.ndarray, nx: int, grids_per_community: tuple[int, int],
+                   communities_per_street: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Grid codes and community codes of the lattice cells at columns ``ii``, rows ``jj``
+    (street ``330103001``, community + three digits, grid + two digits)."""
+    gx, gy = grids_per_community
+    cx, cy = communities_per_street
+    comm_i, comm_j = ii // gx, jj // gy
+    ncx = nx // gx
+    comm_idx = comm_i + comm_j * ncx
+    street_idx = (comm_i // cx) + (comm_j // cy) * int(np.ceil(ncx / cx))
+    street_codes = np.array([f"330103{s + 1:03d}" for s in range(street_idx.max() + 1)])
+    # community sequence numbers restart inside each street
+    comm_street: dict[int, int] = {}
+    for c, s in zip(comm_idx, street_idx):
+        comm_street.setdefault(int(c), int(s))
+    seq_in_street: dict[int, int] = {}
+    comm_code = {}
+    for c in sorted(comm_street):
+        s = comm_street[c]
+        seq_in_street[s] = seq_in_street.get(s, 0) + 1
+        comm_code[c] = f"{street_codes[s]}{seq_in_street[s]:03d}"
+    grid_seq: dict[int, int] = {}
+    code_list = []
+    for c in comm_idx:
+        grid_seq[int(c)] = grid_seq.get(int(c), 0) + 1
+        code_list.append(f"{comm_code[int(c)]}{grid_seq[int(c)]:02d}")
+    grid_comm = np.array([comm_code[int(c)] for c in comm_idx], dtype=object)
+    return np.array(code_list, dtype=object), grid_comm
+
+
+def _lattice_buildings(rng: np.random.Generator, grid_polys: np.ndarray,
+                       counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Building centres (metric x, y), grid positions and households: ``counts[g]`` households of grid
+    ``g`` in buildings of 15–60 on a 40 m sub-lattice, every 25 m × 30 m footprint inside its grid."""
+    xy_parts, grid_parts, hh_parts = [], [], []
+    cell = 40.0
+    for g, poly in enumerate(grid_polys):
+        c = counts[g]
+        if c == 0:
+            continue
+        minx, miny, maxx, maxy = poly.bounds
+        xs = np.arange(minx + cell / 2, maxx, cell)
+        ys = np.arange(miny + cell / 2, maxy, cell)
+        X_2d, Y_2d = np.meshgrid(xs, ys, indexing="ij")
+        X, Y = X_2d.ravel(), Y_2d.ravel()
+        # the whole footprint must sit inside the grid so buildings never straddle a boundary
+        ok = shapely.contains_xy(poly, X - 13, Y - 16) & shapely.contains_xy(poly, X + 13, Y + 16) & \
+            shapely.contains_xy(poly, X - 13, Y + 16) & shapely.contains_xy(poly, X + 13, Y - 16)
+        X, Y = X[ok], Y[ok]
+        nb = int(np.clip(round(c / rng.integers(15, 61)), 1, len(X)))
+        pick = rng.choice(len(X), nb, replace=False)
+        share = (rng.multinomial(c - nb, np.full(nb, 1 / nb)) + 1 if c >= nb
+                 else np.bincount(rng.integers(0, nb, c), minlength=nb))
+        xy_parts.append(np.column_stack([X[pick], Y[pick]]))
+        grid_parts.append(np.full(nb, g))
+        hh_parts.append(share)
+    b_xy, b_grid, b_hh = np.vstack(xy_parts), np.concatenate(grid_parts), np.concatenate(hh_parts)
+    keep = b_hh > 0
+    return b_xy[keep], b_grid[keep], b_hh[keep]
+
+
+def _admin_layers(grid_polys: np.ndarray, grid_codes: np.ndarray, grid_comm: np.ndarray,
+                  crs: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Grids, communities dissolved from them and streets dissolved from those, in ``crs``."""
+    grids = gpd.GeoDataFrame({"grid_code": grid_codes, "community_code": grid_comm, "kind": "urban", "has_branch": True,
+                              "name": [f"网格{c[-4:]}" for c in grid_codes]}, geometry=grid_polys, crs=crs)
+    comms = (grids.dissolve("community_code", as_index=False)[["community_code", "geometry"]]
+             .rename(columns={"community_code": "code"}))
+    comms["street_code"] = comms["code"].str[:9]
+    comms["name"] = [f"社区{c[-3:]}" for c in comms["code"]]
+    streets = comms.dissolve("street_code", as_index=False)[["street_code", "geometry"]].rename(columns={"street_code": "code"})
+    streets["name"] = [f"街道{c[-3:]}" for c in streets["code"]]
+    return grids, comms, streets
+
+
+def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,  # noqa: PLR0913 - see below
+               member_rate: float = 0.08, grid_side_m: float = 300.0, grids_per_community: tuple[int, int] = (3, 2),
                communities_per_street: tuple[int, int] = (3, 3), centres_per_grid: float = 1 / 6,
                spread: float = 0.45, origin: tuple[float, float] = (120.10, 30.20),
                with_people: bool = True) -> dict[str, gpd.GeoDataFrame]:
@@ -207,6 +303,9 @@ def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,
     Codes follow the administrative pattern: street ``330103001``, community ``330103001001``,
     grid ``33010300100101`` (community code + two digits, CJ/T 349 style).
 
+    Every argument is an independent knob of the synthetic city that tests and benchmarks set by
+    keyword (hence more than ten of them).
+
     Returns
     -------
     dict of GeoDataFrames: ``streets``, ``communities``, ``grids``, ``buildings`` (``building_id``,
@@ -215,7 +314,6 @@ def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,
     rng = np.random.default_rng(seed)
     n_grids = max(1, int(np.ceil(n_households / households_per_grid)))
     gx, gy = grids_per_community
-    cx, cy = communities_per_street
     # Lattice size in grids, rounded up to whole communities.
     side = int(np.ceil(np.sqrt(n_grids)))
     nx = int(np.ceil(side / gx)) * gx
@@ -223,88 +321,19 @@ def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,
     lon0, lat0 = origin
     crs = f"EPSG:{32600 + int((lon0 + 180) // 6) + 1}"
     o = gpd.GeoSeries(gpd.points_from_xy([lon0], [lat0]), crs="EPSG:4326").to_crs(crs).iloc[0]
-    vx = o.x + np.arange(nx + 1) * grid_side_m
-    vy = o.y + np.arange(ny + 1) * grid_side_m
-    VX, VY = np.meshgrid(vx, vy, indexing="ij")
-    jit = grid_side_m * 0.18
-    interior = np.zeros_like(VX, dtype=bool)
-    interior[1:-1, 1:-1] = True
-    VX = VX + np.where(interior, rng.uniform(-jit, jit, VX.shape), 0.0)
-    VY = VY + np.where(interior, rng.uniform(-jit, jit, VY.shape), 0.0)
-    ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    ii, jj = ii.ravel(), jj.ravel()
-    rings = np.stack([
-        np.column_stack([VX[ii, jj], VY[ii, jj]]), np.column_stack([VX[ii + 1, jj], VY[ii + 1, jj]]),
-        np.column_stack([VX[ii + 1, jj + 1], VY[ii + 1, jj + 1]]), np.column_stack([VX[ii, jj + 1], VY[ii, jj + 1]]),
-        np.column_stack([VX[ii, jj], VY[ii, jj]]),
-    ], axis=1)
-    grid_polys = shapely.polygons(rings)
-    comm_i, comm_j = ii // gx, jj // gy
-    ncx = nx // gx
-    comm_idx = comm_i + comm_j * ncx
-    street_idx = (comm_i // cx) + (comm_j // cy) * int(np.ceil(ncx / cx))
-    street_codes = np.array([f"330103{s + 1:03d}" for s in range(street_idx.max() + 1)])
-    # community sequence numbers restart inside each street
-    comm_street = {}
-    for c, s in zip(comm_idx, street_idx):
-        comm_street.setdefault(int(c), int(s))
-    seq_in_street: dict[int, int] = {}
-    comm_code = {}
-    for c in sorted(comm_street):
-        s = comm_street[c]
-        seq_in_street[s] = seq_in_street.get(s, 0) + 1
-        comm_code[c] = f"{street_codes[s]}{seq_in_street[s]:03d}"
-    grid_seq: dict[int, int] = {}
-    grid_codes = []
-    for c in comm_idx:
-        grid_seq[int(c)] = grid_seq.get(int(c), 0) + 1
-        grid_codes.append(f"{comm_code[int(c)]}{grid_seq[int(c)]:02d}")
-    grid_codes = np.array(grid_codes, dtype=object)
-    grid_comm = np.array([comm_code[int(c)] for c in comm_idx], dtype=object)
+    grid_polys, ii, jj = _jittered_lattice(rng, (o.x, o.y), nx, ny, grid_side_m)
+    grid_codes, grid_comm = _lattice_codes(ii, jj, nx, grids_per_community, communities_per_street)
     # households per grid
     w = rng.uniform(1 - spread, 1 + spread, len(grid_polys))
     counts = np.floor(w / w.sum() * n_households).astype(int)
     counts[rng.choice(len(counts), n_households - counts.sum(), replace=False)] += 1
-    # buildings on a 40 m sub-lattice inside each grid
-    b_xy, b_grid, b_hh = [], [], []
-    cell = 40.0
-    for g, poly in enumerate(grid_polys):
-        c = counts[g]
-        if c == 0:
-            continue
-        minx, miny, maxx, maxy = poly.bounds
-        xs = np.arange(minx + cell / 2, maxx, cell)
-        ys = np.arange(miny + cell / 2, maxy, cell)
-        X, Y = np.meshgrid(xs, ys, indexing="ij")
-        X, Y = X.ravel(), Y.ravel()
-        # the whole footprint must sit inside the grid so buildings never straddle a boundary
-        ok = shapely.contains_xy(poly, X - 13, Y - 16) & shapely.contains_xy(poly, X + 13, Y + 16) & \
-            shapely.contains_xy(poly, X - 13, Y + 16) & shapely.contains_xy(poly, X + 13, Y - 16)
-        X, Y = X[ok], Y[ok]
-        nb = int(np.clip(round(c / rng.integers(15, 61)), 1, len(X)))
-        pick = rng.choice(len(X), nb, replace=False)
-        share = rng.multinomial(c - nb, np.full(nb, 1 / nb)) + 1 if c >= nb else np.bincount(rng.integers(0, nb, c), minlength=nb)
-        b_xy.append(np.column_stack([X[pick], Y[pick]]))
-        b_grid.append(np.full(nb, g))
-        b_hh.append(share)
-    b_xy = np.vstack(b_xy)
-    b_grid = np.concatenate(b_grid)
-    b_hh = np.concatenate(b_hh)
-    keep = b_hh > 0
-    b_xy, b_grid, b_hh = b_xy[keep], b_grid[keep], b_hh[keep]
+    b_xy, b_grid, b_hh = _lattice_buildings(rng, grid_polys, counts)
     bld_m = shapely.box(b_xy[:, 0] - 12.5, b_xy[:, 1] - 15, b_xy[:, 0] + 12.5, b_xy[:, 1] + 15)
-    out: dict[str, gpd.GeoDataFrame] = {}
-    grids = gpd.GeoDataFrame({"grid_code": grid_codes, "community_code": grid_comm, "kind": "urban", "has_branch": True,
-                              "name": [f"网格{c[-4:]}" for c in grid_codes]}, geometry=grid_polys, crs=crs)
-    comms = grids.dissolve("community_code", as_index=False)[["community_code", "geometry"]].rename(columns={"community_code": "code"})
-    comms["street_code"] = comms["code"].str[:9]
-    comms["name"] = [f"社区{c[-3:]}" for c in comms["code"]]
-    streets = comms.dissolve("street_code", as_index=False)[["street_code", "geometry"]].rename(columns={"street_code": "code"})
-    streets["name"] = [f"街道{c[-3:]}" for c in streets["code"]]
+    grids, comms, streets = _admin_layers(grid_polys, grid_codes, grid_comm, crs)
     buildings = gpd.GeoDataFrame({"building_id": [f"B{i:07d}" for i in range(len(bld_m))], "households": b_hh,
                                   "grid_code": grid_codes[b_grid], "community_code": grid_comm[b_grid]},
                                  geometry=bld_m, crs=crs)
-    out.update(streets=streets, communities=comms, grids=grids, buildings=buildings)
+    out: dict[str, gpd.GeoDataFrame] = {"streets": streets, "communities": comms, "grids": grids, "buildings": buildings}
     if with_people:
         reps = np.repeat(np.arange(len(b_hh)), b_hh)
         hxy = b_xy[reps] + np.column_stack([rng.uniform(-11, 11, len(reps)), rng.uniform(-14, 14, len(reps))])

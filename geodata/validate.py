@@ -8,6 +8,8 @@ lon/lat, points outside China, invalid polygons (with the GEOS reason; ``fix=Tru
 
 from __future__ import annotations
 
+from typing import cast
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from geodata.errors import Problem
 OVERLAP_TOLERANCE_M2 = 50.0
 
 
-def _row(i: int) -> int:
+def _row(i: int | np.integer) -> int:
     return int(i) + 1
 
 
@@ -50,13 +52,14 @@ def check_ids(df: pd.DataFrame, layer: str, source: str | None) -> list[Problem]
         problems.append(Problem("empty id", source=source, row=_row(labels[i]), column=col))
     dup = ids[~empty & ids.duplicated(keep=False)]
     for value, rows in dup.groupby(dup.astype(str)).groups.items():
-        rows = sorted(rows)
-        rows_txt = ", ".join(str(_row(r)) for r in rows[:10])
-        problems.append(Problem(f"duplicate id {value!r} (rows {rows_txt})", source=source, row=_row(rows[1]), column=col))
+        ordered = sorted(rows)
+        rows_txt = ", ".join(str(_row(r)) for r in ordered[:10])
+        problems.append(Problem(f"duplicate id {value!r} (rows {rows_txt})", source=source, row=_row(ordered[1]), column=col))
     return problems
 
 
-def check_lonlat(lon: np.ndarray, lat: np.ndarray, source: str | None, lon_col: str = "lon", lat_col: str = "lat") -> list[Problem]:
+def check_lonlat(lon: np.ndarray, lat: np.ndarray, source: str | None, lon_col: str = "lon",
+                 lat_col: str = "lat") -> list[Problem]:
     """NaN/inf, swapped and out-of-China coordinates, for each row (degrees)."""
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
@@ -120,6 +123,7 @@ def check_geometries(gdf: gpd.GeoDataFrame, layer: str, source: str | None, fix:
             probe = shapely.centroid(arr)
         xs, ys = shapely.get_x(probe), shapely.get_y(probe)
         for p in check_lonlat(xs, ys, source, "geometry", "geometry"):
+            assert p.row is not None  # check_lonlat names the row of every problem
             p.row = _row(labels[p.row - 1])
             problems.append(p)
     if want == "polygon" and not problems:
@@ -135,7 +139,8 @@ def check_geometries(gdf: gpd.GeoDataFrame, layer: str, source: str | None, fix:
                     a0 = _area_m2(geoms[i])
                     a1 = _area_m2(fixed)
                     out.geometry.values[i] = fixed
-                    repairs.append(f"{source or ''} row {_row(labels[i])}: repaired ({reason}); now {fixed.geom_type}, area {a0:,.0f} m² → {a1:,.0f} m²")
+                    repairs.append(f"{source or ''} row {_row(labels[i])}: repaired ({reason}); now {fixed.geom_type}, "
+                                   f"area {a0:,.0f} m² → {a1:,.0f} m²")
                 else:
                     problems.append(Problem(f"invalid polygon: {reason} (use --fix to repair with make_valid)",
                                             source=source, row=_row(labels[i]), column="geometry"))
@@ -171,7 +176,8 @@ def grid_overlaps(grids: gpd.GeoDataFrame, tolerance_m2: float = OVERLAP_TOLERAN
     return df.reset_index(drop=True)
 
 
-def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None, tolerance_m2: float = OVERLAP_TOLERANCE_M2) -> tuple[list[Problem], list[str]]:
+def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None,
+                        tolerance_m2: float = OVERLAP_TOLERANCE_M2) -> tuple[list[Problem], list[str]]:
     """Overlaps above the tolerance as problems; slivers as warnings."""
     df = grid_overlaps(grids, tolerance_m2)
     problems, warnings = [], []
@@ -180,7 +186,8 @@ def check_grid_overlaps(grids: gpd.GeoDataFrame, source: str | None, tolerance_m
         if r.sliver:
             warnings.append(f"{source or ''}: {text} (sliver, ignored)")
         else:
-            problems.append(Problem(text, source=source, row=int(r.row_b), column="geometry"))
+            # pandas-stubs type itertuples fields as any scalar; row_b is an int column
+            problems.append(Problem(text, source=source, row=int(cast(int, r.row_b)), column="geometry"))
     return problems, warnings
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal
 
 import h3
 import numpy as np
@@ -151,7 +152,7 @@ def locate_points(points_xy: np.ndarray, geoms, nearest: bool = True) -> np.ndar
     if not len(xy) or not len(geoms):
         return out
     tree = shapely.STRtree(geoms)
-    pts = shapely.points(xy)
+    pts = np.asarray(shapely.points(xy), dtype=object)  # an array even for one point
     pidx, gidx = tree.query(pts, predicate="intersects")
     if len(pidx):
         order = np.lexsort((gidx, pidx))
@@ -224,7 +225,8 @@ def build_graph(geoms: np.ndarray, xy: np.ndarray, barriers=None, verify: bool =
     i, j, length = _shared_edges(geoms, verify)
     ok = np.ones(len(i), dtype=bool)
     if barriers is not None and len(i):
-        lines = np.asarray([b for b in np.asarray(barriers, dtype=object).ravel() if b is not None and not b.is_empty], dtype=object)
+        lines = np.asarray([b for b in np.asarray(barriers, dtype=object).ravel() if b is not None and not b.is_empty],
+                           dtype=object)
         if len(lines):
             segs = shapely.linestrings(np.stack([xy[i], xy[j]], axis=1))
             hit, _ = shapely.STRtree(lines).query(segs, predicate="intersects")
@@ -333,7 +335,8 @@ def building_atoms(
     b = len(pts)
     if b == 0:
         parts, _ = _explode(np.array([region], dtype=object))
-        return _finish(parts, np.zeros(len(parts), dtype=np.int64), np.full(len(parts), -1), barriers), np.zeros(0, dtype=np.int64)
+        finished = _finish(parts, np.zeros(len(parts), dtype=np.int64), np.full(len(parts), -1), barriers)
+        return finished, np.zeros(0, dtype=np.int64)
     # A building above band_max gets ceil(w / band_max) seeds 2 m apart (east-west) sharing its
     # households evenly: its territory is then cut by true Voronoi ridges, which keeps the tiling exact.
     m = np.maximum(1, -(-wts // max(band_max, 1)))
@@ -375,7 +378,7 @@ SEEDS_PER_SIDE = 3.0
 MIN_SEED_SPACING_M = 2.0
 
 
-def _groups(shapes: np.ndarray, predicate: str) -> np.ndarray:
+def _groups(shapes: np.ndarray, predicate: Literal["intersects", "touches"]) -> np.ndarray:
     """Connected components of the shapes under an STRtree predicate (a group index per shape)."""
     from scipy.sparse import csgraph
 
@@ -499,7 +502,7 @@ def _slices(part, cuts) -> list:
     """Polygon pieces of ``part`` between consecutive west-to-east cut abscissas (metres)."""
     x0, y0, x1, y1 = part.bounds
     edges = np.r_[x0 - 1.0, np.asarray(cuts, dtype=float), x1 + 1.0]
-    pieces = []
+    pieces: list = []
     for a, b in pairwise(edges):
         cut, _ = _explode(np.array([shapely.intersection(part, shapely.box(a, y0 - 1, b, y1 + 1), grid_size=PRECISION_M)],
                                    dtype=object))
@@ -577,7 +580,9 @@ def _split_oversize(parts, source, weight, band_max: int, households_xy, claims,
     for part, src, w in zip(parts, source, weight):
         pieces = max(1, -(-int(w) // max(band_max, 1)))
         if pieces == 1:
-            out_parts.append(part), out_source.append(src), out_weight.append(int(w))
+            out_parts.append(part)
+            out_source.append(src)
+            out_weight.append(int(w))
             continue
         if households_xy is not None:
             cut = _slice_around_claim(part, claims[src], households_xy, band_max) if src >= 0 else \
@@ -587,7 +592,9 @@ def _split_oversize(parts, source, weight, band_max: int, households_xy, claims,
             mine = feet[src] if src >= 0 else np.zeros(0, dtype=object)
             cut = _slices(part, _cuts_by_ground(mine, feet_households[src], part.bounds, pieces))
             share = list(_ground_share(cut, mine, feet_households[src]))
-        out_parts.extend(cut), out_source.extend([src] * len(cut)), out_weight.extend(share)
+        out_parts.extend(cut)
+        out_source.extend([src] * len(cut))
+        out_weight.extend(share)
     return np.array(out_parts, dtype=object), np.array(out_source, dtype=np.int64), np.array(out_weight, dtype=np.int64)
 
 

@@ -51,7 +51,8 @@ def assign_grid_codes(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, overwri
     return out
 
 
-def grid_counts(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+def grid_counts(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame,
+                members: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Grids with ``households`` and ``members`` counts and a ``status`` (see the ``STATUS_*`` values).
 
     ``households`` / ``members`` must carry ``grid_code`` (see ``assign_grid_codes``). The status is

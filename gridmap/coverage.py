@@ -305,8 +305,9 @@ def grid_status(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: 
     no_branch = ~out["has_branch"].to_numpy()
     no_members = (out["households"].to_numpy() > 0) & (out["members"].to_numpy() == 0)
     out["blank"] = no_branch | no_members
+    no_reason = np.full(len(out), None, dtype=object)
     out["blank_reason"] = np.where(no_branch & no_members, BLANK_BOTH,
-                                   np.where(no_branch, BLANK_NO_BRANCH, np.where(no_members, BLANK_NO_MEMBERS, None)))
+                                   np.where(no_branch, BLANK_NO_BRANCH, np.where(no_members, BLANK_NO_MEMBERS, no_reason)))
     out["blank_reason"] = out["blank_reason"].astype(object).where(out["blank"], None)
     return out
 
@@ -589,7 +590,8 @@ def coverage_summary(status: pd.DataFrame, straight: pd.DataFrame | None = None,
 
 # everything at once ----------------------------------------------------------------------------
 
-def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame | None = None,
+# More than ten arguments on purpose: the layers and the policy options of `gridmap gaps`, by keyword.
+def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members: gpd.GeoDataFrame | None = None,  # noqa: PLR0913
                   links: pd.DataFrame | None = None, centres: gpd.GeoDataFrame | None = None, *,
                   radius_m: float | None = None, roads: gpd.GeoDataFrame | None = None,
                   walk_limit_m: float | None = None, max_link_distance_m: float | None = None,
@@ -614,7 +616,7 @@ def coverage_gaps(grids: gpd.GeoDataFrame, households: gpd.GeoDataFrame, members
     layers: dict[str, gpd.GeoDataFrame] = {"unlinked_households": unlinked}
     straight = walk = None
     areas = []
-    basis, uncovered = None, None
+    basis, uncovered = "straight", None  # basis is read only once uncovered is set
     if centres is not None and len(centres):
         straight = straight_line_coverage(households, centres, radius_m)
         cs = pd.Series(straight["covered"].to_numpy()).groupby(households["grid_code"].to_numpy()).sum()

@@ -237,10 +237,10 @@ def next_state(state: str, action: str) -> str:
     return target
 
 
-def check_rating(rating: int) -> int:
-    """A satisfaction rating 1–5 (满意度评价); ValueError otherwise."""
+def check_rating(rating: int | None) -> int:
+    """A satisfaction rating 1–5 (满意度评价); ValueError otherwise (also for a missing rating)."""
     lo, hi = RATING_RANGE
-    if isinstance(rating, bool) or int(rating) != rating or not lo <= int(rating) <= hi:
+    if rating is None or isinstance(rating, bool) or int(rating) != rating or not lo <= int(rating) <= hi:
         raise ValueError(f"rating must be an integer {lo}–{hi}, got {rating!r}")
     return int(rating)
 
@@ -385,9 +385,9 @@ class ResponderIndex:
         return [(str(self.ids[cand[i]]), float(d[i])) for i in order]
 
 
-def rank(ids: Sequence[str], distance_m: Sequence[float]) -> np.ndarray:
+def rank(ids: Sequence[str] | np.ndarray, distance_m: Sequence[float] | np.ndarray) -> np.ndarray:
     """Positions sorted nearest first, equal distances by id (so every ranking is deterministic)."""
-    ids = np.asarray(ids, dtype=object)
+    id_array = np.asarray(ids, dtype=object)
     d = np.asarray(distance_m, dtype=float)
-    return np.lexsort((ids.astype(str), d)) if len(d) else np.zeros(0, dtype=np.int64)
+    return np.lexsort((id_array.astype(str), d)) if len(d) else np.zeros(0, dtype=np.int64)
 

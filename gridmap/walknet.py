@@ -23,6 +23,7 @@ the same length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import geopandas as gpd
 import h3
@@ -354,7 +355,7 @@ def cells_union(cells) -> Polygon | MultiPolygon:
     if not cells:
         return Polygon()
     geo = h3.cells_to_geo(cells)
-    return shape(geo)
+    return cast("Polygon | MultiPolygon", shape(geo))  # H3 outlines are (multi)polygons
 
 
 def build_walk_network(roads: gpd.GeoDataFrame, *, crs: str | None = None, walkable_only: bool = True,
@@ -429,7 +430,8 @@ def build_walk_network(roads: gpd.GeoDataFrame, *, crs: str | None = None, walka
 def _graph(u, v, w, n) -> sp.csr_matrix:
     """Symmetric CSR adjacency keeping the shortest of parallel edges."""
     df = pd.DataFrame({"r": np.concatenate([u, v]), "c": np.concatenate([v, u]), "w": np.concatenate([w, w])})
-    df = df.groupby(["r", "c"], as_index=False, sort=False)["w"].min()
+    # pandas-stubs types a column min as a Series, but with as_index=False it is a DataFrame
+    df = cast(pd.DataFrame, df.groupby(["r", "c"], as_index=False, sort=False)["w"].min())
     return sp.csr_matrix((df["w"].to_numpy(), (df["r"].to_numpy(), df["c"].to_numpy())), shape=(n, n))
 
 

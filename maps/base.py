@@ -373,7 +373,8 @@ class MapCanvas:
         return lon, lat
 
     # --- drawing -------------------------------------------------------------------------------
-    def add_features(self, gdf: gpd.GeoDataFrame, *, name: str, style_keys, styles: dict[str, Style],
+    # More than ten arguments on purpose: one folium layer's drawing options, by keyword.
+    def add_features(self, gdf: gpd.GeoDataFrame, *, name: str, style_keys, styles: dict[str, Style],  # noqa: PLR0913
                      tooltips=None, popups=None, radii_m=None, numbers=None, show: bool = True,
                      decimals: int = COORD_DECIMALS, control: bool = True, pane: str | None = None,
                      pane_z: int = 450, popup_labels: list[str] | None = None) -> DataLayer | None:

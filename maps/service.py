@@ -70,7 +70,56 @@ def _breaks(values: np.ndarray) -> np.ndarray:
     return qs
 
 
-def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None = None,
+def _draw_gap_cells(canvas, gap_cells: gpd.GeoDataFrame, max_cells: int) -> list[tuple[str, str]]:
+    """Gap cells coloured by households outside the circle; returns their legend items."""
+    items: list[tuple[str, str]] = []
+    cells = coarsen_cells(gap_cells, max_cells)
+    geoms = [cell_polygon(int(c)) for c in to_unsigned(cells["h3"].to_numpy())]
+    cg = gpd.GeoDataFrame(cells, geometry=geoms, crs=WGS84)
+    hh = cg["households"].to_numpy()
+    br = _breaks(hh)
+    keys = np.searchsorted(br, hh, side="left").clip(0, len(br) - 1)
+    colours = GAP_COLOURS[-len(br):] if len(br) <= len(GAP_COLOURS) else GAP_COLOURS
+    styles = {f"q{i}": Style(color=colours[i], fill_color=colours[i], weight=0.3, fill_opacity=0.72)
+              for i in range(len(br))}
+    tips = []
+    gap_id = cg["gap_id"].to_numpy() if "gap_id" in cg.columns else np.full(len(cg), np.nan)
+    gap_hh = cg["gap_households"].to_numpy() if "gap_households" in cg.columns else np.full(len(cg), np.nan)
+    for h, gi, gh in zip(hh, gap_id, gap_hh):
+        t = f"服务圈外 {fmt_int(h)} 户"
+        if pd.notna(gi):
+            t += f"｜盲区 #{int(gi)}（共 {fmt_int(gh)} 户）"
+        tips.append(esc(t))
+    canvas.add_features(cg, name="服务盲区（按户数）", style_keys=[f"q{k}" for k in keys], styles=styles,
+                        tooltips=tips, decimals=5)
+    basis = str(gap_cells["basis"].iloc[0]) if "basis" in gap_cells.columns else "straight"
+    what = "步行15分钟圈外住户" if basis == "walking" else "直线服务圈外住户"
+    lo = 1
+    for i, hi in enumerate(br):
+        items.append((colours[i], f"{what} {lo}–{hi} 户/格" if hi > lo else f"{what} {hi} 户/格"))
+        lo = hi + 1
+    return items
+
+
+def _draw_sites(canvas, sites: gpd.GeoDataFrame, radius_m: float) -> None:
+    """Suggested new sites: their circles (metres) and numbered points (rank = priority)."""
+    s_r = (pd.to_numeric(sites["radius_m"], errors="coerce").fillna(radius_m).to_numpy()
+           if "radius_m" in sites.columns else np.full(len(sites), float(radius_m)))
+    canvas.add_features(sites, name="建议新增站点服务圈", style_keys=["sc"] * len(sites),
+                        styles={"sc": Style(color=SITE_COLOUR, fill_color=SITE_COLOUR, weight=1.5,
+                                            fill_opacity=0.05, dash="6 4")}, radii_m=s_r)
+    s_pops = [table_html(f"建议新增站点 #{r.get('rank') or i + 1}",
+                         [("候选点", r.get("site_id")), ("新增覆盖", f"{fmt_int(r.get('newly_covered')) or '—'} 户"),
+                          ("单独覆盖", f"{fmt_int(r.get('reach')) or '—'} 户"), ("服务半径", f"{rr:,.0f} 米")])
+              for i, (r, rr) in enumerate(zip(records(sites), s_r))]
+    ranks = sites["rank"].to_numpy() if "rank" in sites.columns else np.arange(1, len(sites) + 1)
+    canvas.add_features(sites, name="建议新增站点", style_keys=["s"] * len(sites),
+                        styles={"s": Style(color="#ffffff", fill_color=SITE_COLOUR)}, numbers=ranks,
+                        tooltips=[f"建议新增站点 #{int(k)}" for k in ranks], popups=s_pops)
+
+
+# More than ten arguments on purpose: the layers and options of the service-circle map, by keyword.
+def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None = None,  # noqa: PLR0913
                 walking_areas: gpd.GeoDataFrame | None = None, sites: gpd.GeoDataFrame | None = None,
                 grids: gpd.GeoDataFrame | None = None, communities: gpd.GeoDataFrame | None = None,
                 streets: gpd.GeoDataFrame | None = None, radius_m: float = SERVICE_RADIUS_M,
@@ -109,31 +158,7 @@ def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None
                             decimals=5 if len(g) > 3000 else 6)
     legend = []
     if gap_cells is not None and len(gap_cells):
-        cells = coarsen_cells(gap_cells, max_cells)
-        geoms = [cell_polygon(int(c)) for c in to_unsigned(cells["h3"].to_numpy())]
-        cg = gpd.GeoDataFrame(cells, geometry=geoms, crs=WGS84)
-        hh = cg["households"].to_numpy()
-        br = _breaks(hh)
-        keys = np.searchsorted(br, hh, side="left").clip(0, len(br) - 1)
-        colours = GAP_COLOURS[-len(br):] if len(br) <= len(GAP_COLOURS) else GAP_COLOURS
-        styles = {f"q{i}": Style(color=colours[i], fill_color=colours[i], weight=0.3, fill_opacity=0.72)
-                  for i in range(len(br))}
-        tips = []
-        gap_id = cg["gap_id"].to_numpy() if "gap_id" in cg.columns else np.full(len(cg), np.nan)
-        gap_hh = cg["gap_households"].to_numpy() if "gap_households" in cg.columns else np.full(len(cg), np.nan)
-        for h, gi, gh in zip(hh, gap_id, gap_hh):
-            t = f"服务圈外 {fmt_int(h)} 户"
-            if pd.notna(gi):
-                t += f"｜盲区 #{int(gi)}（共 {fmt_int(gh)} 户）"
-            tips.append(esc(t))
-        canvas.add_features(cg, name="服务盲区（按户数）", style_keys=[f"q{k}" for k in keys], styles=styles,
-                            tooltips=tips, decimals=5)
-        basis = str(gap_cells["basis"].iloc[0]) if "basis" in gap_cells.columns else "straight"
-        what = "步行15分钟圈外住户" if basis == "walking" else "直线服务圈外住户"
-        lo = 1
-        for i, hi in enumerate(br):
-            legend.append((colours[i], f"{what} {lo}–{hi} 户/格" if hi > lo else f"{what} {hi} 户/格"))
-            lo = hi + 1
+        legend.extend(_draw_gap_cells(canvas, gap_cells, max_cells))
     if walking_areas is not None and len(walking_areas):
         wa = simplify_m(walking_areas[~walking_areas.geometry.is_empty], 8.0)
         canvas.add_features(wa, name="步行15分钟范围", style_keys=["w"] * len(wa),
@@ -156,19 +181,7 @@ def service_map(centres: gpd.GeoDataFrame, *, gap_cells: gpd.GeoDataFrame | None
                         tooltips=[esc(n) for n in names], popups=pops, pane="gm-points", pane_z=460)
     legend.insert(0, (CENTRE_COLOUR, "党群服务中心及直线服务圈"))
     if sites is not None and len(sites):
-        s_r = (pd.to_numeric(sites["radius_m"], errors="coerce").fillna(radius_m).to_numpy()
-               if "radius_m" in sites.columns else np.full(len(sites), float(radius_m)))
-        canvas.add_features(sites, name="建议新增站点服务圈", style_keys=["sc"] * len(sites),
-                            styles={"sc": Style(color=SITE_COLOUR, fill_color=SITE_COLOUR, weight=1.5,
-                                                fill_opacity=0.05, dash="6 4")}, radii_m=s_r)
-        s_pops = [table_html(f"建议新增站点 #{r.get('rank') or i + 1}",
-                             [("候选点", r.get("site_id")), ("新增覆盖", f"{fmt_int(r.get('newly_covered')) or '—'} 户"),
-                              ("单独覆盖", f"{fmt_int(r.get('reach')) or '—'} 户"), ("服务半径", f"{rr:,.0f} 米")])
-                  for i, (r, rr) in enumerate(zip(records(sites), s_r))]
-        ranks = sites["rank"].to_numpy() if "rank" in sites.columns else np.arange(1, len(sites) + 1)
-        canvas.add_features(sites, name="建议新增站点", style_keys=["s"] * len(sites),
-                            styles={"s": Style(color="#ffffff", fill_color=SITE_COLOUR)}, numbers=ranks,
-                            tooltips=[f"建议新增站点 #{int(k)}" for k in ranks], popups=s_pops)
+        _draw_sites(canvas, sites, radius_m)
         legend.append((SITE_COLOUR, "建议新增站点（序号=优先级）"))
     add_outlines(canvas, communities, streets)
     notes = [f"服务中心 {len(centres):,} 个"]

@@ -81,7 +81,8 @@ def truncate_all(eng) -> None:
     clear_cache()  # cached tokens/region scopes belong to the rows being removed
     with eng.begin() as c:
         tables = [r[0] for r in c.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename NOT IN ('alembic_version','spatial_ref_sys')"))]
+            "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+            "AND tablename NOT IN ('alembic_version','spatial_ref_sys')"))]
         if tables:
             c.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
 

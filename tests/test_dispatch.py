@@ -510,3 +510,9 @@ def test_hangzhou_incidents_import_and_route_to_real_grids(engine, hangzhou, han
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM incidents")).scalar() == 228
         assert c.execute(sa.text("SELECT count(*) FROM incidents WHERE grid_code IS NULL")).scalar() == 0
+
+
+def test_a_missing_rating_is_a_value_error_not_a_type_error():
+    # "rate" without a rating used to reach int(None) and fail with TypeError (an HTTP 500)
+    with pytest.raises(ValueError, match="rating must be an integer"):
+        rules.check_rating(None)

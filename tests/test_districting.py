@@ -87,7 +87,8 @@ def test_choose_h3_res_finer_when_dense():
 
 
 def test_h3_atoms_tile_region_and_count_households():
-    region = shapely.Polygon([(X0, Y0), (X0 + 800, Y0), (X0 + 800, Y0 + 400), (X0 + 400, Y0 + 400), (X0 + 400, Y0 + 800), (X0, Y0 + 800)])
+    region = shapely.Polygon([(X0, Y0), (X0 + 800, Y0), (X0 + 800, Y0 + 400), (X0 + 400, Y0 + 400),
+                              (X0 + 400, Y0 + 800), (X0, Y0 + 800)])
     rng = np.random.default_rng(3)
     xy = rng.uniform(0, 800, (3000, 2)) + [X0, Y0]
     xy = xy[shapely.contains_xy(region, xy[:, 0], xy[:, 1])]
@@ -96,7 +97,8 @@ def test_h3_atoms_tile_region_and_count_households():
     assert abs(shapely.union_all(atoms.geoms).area - region.area) < 1e-3
     assert atoms.weight.sum() == len(xy)
     assert np.all(hh_atom >= 0)
-    assert np.all(shapely.contains_xy(atoms.geoms[hh_atom], xy[:, 0], xy[:, 1]) | shapely.intersects_xy(atoms.geoms[hh_atom], xy[:, 0], xy[:, 1]))
+    assert np.all(shapely.contains_xy(atoms.geoms[hh_atom], xy[:, 0], xy[:, 1])
+                  | shapely.intersects_xy(atoms.geoms[hh_atom], xy[:, 0], xy[:, 1]))
     # Shared lengths match GEOS on every touching pair, and every atom has a neighbour.
     i, j = atoms.touch[:, 0], atoms.touch[:, 1]
     geos = shapely.length(shapely.intersection(shapely.boundary(atoms.geoms[i]), shapely.boundary(atoms.geoms[j])))
@@ -248,9 +250,10 @@ def test_minimal_change_keeps_in_band_grids_and_counts_moves(square):
         if code == target.grid_code:
             continue
         assert g.loc[code, "status"] == STATUS_KEPT
+        after_m = _metric(gpd.GeoSeries([g.loc[code, "geometry"]], crs="EPSG:4326")).iloc[0]
+        before_m = _metric(gpd.GeoSeries([before.loc[code, "geometry"]], crs="EPSG:4326")).iloc[0]
         assert shapely.equals_exact(g.loc[code, "geometry"], before.loc[code, "geometry"], tolerance=1e-9) or \
-            shapely.symmetric_difference(_metric(gpd.GeoSeries([g.loc[code, "geometry"]], crs="EPSG:4326")).iloc[0],
-                                         _metric(gpd.GeoSeries([before.loc[code, "geometry"]], crs="EPSG:4326")).iloc[0]).area < 0.01
+            shapely.symmetric_difference(after_m, before_m).area < 0.01
         assert (res.households.iloc[:n0][first.households.to_numpy() == code] == code).all()
         assert g.loc[code, "moved"] == 0
     assert res.summary["in_band_pct"] == 100.0
@@ -427,8 +430,9 @@ def test_cli_rejects_bad_band(tmp_path, square):
     comm, hh, _ = square
     comm.to_file(tmp_path / "c.geojson")
     hh[["household_id", "geometry"]].to_file(tmp_path / "h.geojson")
-    res = CliRunner().invoke(app, ["redraw", "--households", str(tmp_path / "h.geojson"), "--boundaries", str(tmp_path / "c.geojson"),
-                                   "--out", str(tmp_path / "o.geojson"), "--min", "600", "--max", "500"])
+    res = CliRunner().invoke(app, ["redraw", "--households", str(tmp_path / "h.geojson"),
+                                   "--boundaries", str(tmp_path / "c.geojson"), "--out", str(tmp_path / "o.geojson"),
+                                   "--min", "600", "--max", "500"])
     assert res.exit_code == 2 and "min ≤ max" in res.output
 
 

@@ -259,7 +259,8 @@ def test_region_check_covers_every_touched_grid_and_commits_are_audited(city):
     r = c.post("/grids/commit", json=body, headers=_hdr(eng, "leader", [comm]))
     assert r.status_code == 200, r.text
     with eng.connect() as conn:
-        rows = conn.execute(sa.text("SELECT token_id, role, action, what, ids, detail FROM audit_log WHERE action <> 'import'")).all()
+        rows = conn.execute(sa.text(
+            "SELECT token_id, role, action, what, ids, detail FROM audit_log WHERE action <> 'import'")).all()
     assert len(rows) == 1
     tid, role, action, what, ids, detail = rows[0]
     assert (tid, role, action, what) == (token_id, "leader", "grid_edit", "grids")

@@ -8,6 +8,7 @@ import math
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
@@ -604,7 +605,7 @@ def test_store_save_is_all_or_nothing(engine):
     _store_region(engine)
     saved, result = store.recompute(engine, "C1")
     bad = pd.concat([result.links, result.links.iloc[:1]], ignore_index=True)  # duplicate household → PK error
-    with pytest.raises(Exception):
+    with pytest.raises(psycopg.errors.UniqueViolation):
         store.save_run(engine, "C1", bad, {}, {})
     assert _current_runs(engine) == [(saved.run_id, "C1")]
     assert len(store.member_households(engine, result.links["member_id"].iloc[0])) > 0
@@ -625,7 +626,8 @@ def test_api_recompute_and_member_households(db_url, engine):
 
     leader = hdr("leader", ["S1"])
     assert client.post("/links/recompute", json={"region": "C1"}, headers=hdr("viewer", ["S1"])).status_code == 403
-    assert client.post("/links/recompute", json={"region": "C1"}, headers=hdr("leader", ["G0"])).status_code == 404  # outside the token: the same 404 as a missing region
+    # outside the token: the same 404 as a missing region
+    assert client.post("/links/recompute", json={"region": "C1"}, headers=hdr("leader", ["G0"])).status_code == 404
     r = client.post("/links/recompute", json={"region": "C1"}, headers=leader)
     assert r.status_code == 200, r.text
     body = r.json()

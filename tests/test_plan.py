@@ -6,7 +6,6 @@ import sys
 
 import geopandas as gpd
 import pyogrio
-import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -67,7 +66,8 @@ def test_console_script_reports_bad_input_cleanly(tmp_path):
     bad = tmp_path / "s"
     bad.mkdir()
     (bad / "households.csv").write_text("household_id,lon,lat\na,120.1,30.2\na,120.1,30.2\n")
-    r = subprocess.run([sys.executable, "-m", "api.cli", "plan", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "api.cli", "plan", str(bad), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
     assert r.returncode == 2
     assert "duplicate id 'a' (rows 1, 2)" in r.stdout
 

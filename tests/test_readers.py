@@ -74,7 +74,8 @@ def test_gbk_shapefile_without_cpg(tmp_path):
 
 @pytest.mark.parametrize("lon,lat", [("lon", "lat"), ("经度", "纬度"), ("东经", "北纬"), ("lng", "lat")])
 def test_csv_lonlat_headers(tmp_path, lon, lat):
-    df = pd.DataFrame({"户编号": ["001", "002"], lon: [120.16, 120.17], lat: [30.27, 30.28], "联系电话": ["13800001111", "057188886666"]})
+    df = pd.DataFrame({"户编号": ["001", "002"], lon: [120.16, 120.17], lat: [30.27, 30.28],
+                       "联系电话": ["13800001111", "057188886666"]})
     p = tmp_path / "hh.csv"
     df.to_csv(p, index=False)
     g = read_layer(p, "households")
@@ -142,7 +143,8 @@ def test_gcj02_input_is_stored_as_wgs84(tmp_path):
 
 def test_chinese_headers_map_to_contract(tmp_path):
     p = tmp_path / "members.csv"
-    pd.DataFrame({"党员编号": ["M1"], "所属网格": ["G1"], "技能": ["法律、医疗"], "是否在岗": ["是"], "经度": [120.1], "纬度": [30.2]}).to_csv(p, index=False)
+    pd.DataFrame({"党员编号": ["M1"], "所属网格": ["G1"], "技能": ["法律、医疗"], "是否在岗": ["是"],
+                  "经度": [120.1], "纬度": [30.2]}).to_csv(p, index=False)
     g = read_layer(p, "members")
     assert g["member_id"].iloc[0] == "M1" and g["grid_code"].iloc[0] == "G1"
     assert g["skills"].iloc[0] == "法律,医疗"

@@ -30,7 +30,8 @@ def test_migrations_up_and_down():
         with eng.connect() as c:
             t = c.execute(sa.text("SELECT type, srid FROM geometry_columns WHERE f_table_name='grids'")).one()
             assert tuple(t) == ("MULTIPOLYGON", 4326)
-            assert c.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname='ix_grids_geom'")).scalar_one().count("gist") == 1
+            indexdef = c.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname='ix_grids_geom'")).scalar_one()
+            assert indexdef.count("gist") == 1
         migrate.downgrade(url, "base")
         left = set(sa.inspect(eng).get_table_names()) - {"spatial_ref_sys", "alembic_version"}
         assert left == set()
@@ -102,7 +103,8 @@ def test_import_failing_half_way_leaves_tables_as_they_were(engine, hangzhou_sce
             CREATE FUNCTION fail_on_row() RETURNS trigger AS $$
             BEGIN IF NEW.household_id = :bad THEN RAISE EXCEPTION 'simulated failure'; END IF; RETURN NEW; END $$
             LANGUAGE plpgsql""".replace(":bad", "'" + hh["household_id"].iloc[700] + "'")))
-        c.execute(sa.text("CREATE TRIGGER fail_row BEFORE INSERT OR UPDATE ON households FOR EACH ROW EXECUTE FUNCTION fail_on_row()"))
+        c.execute(sa.text("CREATE TRIGGER fail_row BEFORE INSERT OR UPDATE ON households "
+                          "FOR EACH ROW EXECUTE FUNCTION fail_on_row()"))
     try:
         changed = hh.copy()
         changed["size"] = 9  # would also update the first 100 rows

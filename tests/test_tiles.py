@@ -166,7 +166,7 @@ def test_cells_under_five_households_are_suppressed_without_pii_rights(city):
         x, y = tile_of(lon, lat, z)
         res = 9 if z == 15 else 10
         lonely_cell = h3.latlng_to_cell(lat, lon, res)
-        for role, k_applies in (("viewer", True), ("planner", True)):
+        for role in ("viewer", "planner"):
             feats = _features(city, "households", z, x, y, role)
             counts = {f["properties"]["cell"]: f["properties"]["n"] for f in feats}
             assert counts and min(counts.values()) >= 5, (z, role, counts)

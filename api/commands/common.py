@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from geodata.errors import InputError
+
+if TYPE_CHECKING:  # only for the annotation: Rich is imported lazily at call time
+    from rich.table import Table
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)

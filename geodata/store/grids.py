@@ -23,15 +23,16 @@ Geometries are WGS84 (EPSG:4326) MultiPolygons; areas are square metres.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import geopandas as gpd
 import pandas as pd
 import shapely
 from shapely.geometry import MultiPolygon
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from gridmap.cells import polygon_to_cells, to_signed
 from gridmap.contract import H3_POINT_RES
@@ -458,7 +459,8 @@ def _new_codes(conn: Connection, community_code: str, community_name: str | None
                                      {"p": community_code + "-%"}).scalars())
     names = set(conn.execute(text("SELECT name FROM grids WHERE community_code = :c AND name IS NOT NULL"),
                              {"c": community_code}).scalars())
-    out, k = [], 1
+    out: list[tuple[str, str]] = []
+    k = 1
     while len(out) < n:
         code, name = f"{community_code}-{k:02d}", f"{community_name or community_code}第{k}网格"
         if code not in taken and name not in names:
@@ -470,14 +472,16 @@ def _new_codes(conn: Connection, community_code: str, community_name: str | None
 def _plan_codes(conn, old, new, comm) -> tuple[list[str], list[str | None], list[bool]]:
     """Final code, name (None = keep the stored one) and kept-flag of every new grid."""
     match = _match_old(old, new)
-    codes, names, kept = list(match), [None] * len(new), [m is not None for m in match]
+    codes: list[str | None] = list(match)
+    names: list[str | None] = [None] * len(new)
+    kept = [m is not None for m in match]
     taken = set(old["grid_code"])
     for cc in sorted(set(new["community_code"])):
         todo = [i for i in range(len(new)) if match[i] is None and new["community_code"].iloc[i] == cc]
         for i, (code, name) in zip(todo, _new_codes(conn, cc, comm[cc][0], len(todo), taken)):
             codes[i], names[i] = code, name
             taken.add(code)
-    return codes, names, kept
+    return cast(list[str], codes), names, kept  # every grid without an old code got a new one above
 
 
 def _refuse_noncontiguous(new: gpd.GeoDataFrame, codes: list[str]) -> None:
@@ -519,7 +523,7 @@ RETURNING t.{id}, target.new_code
 """
 
 
-def _refile(conn: Connection, table: str, idcol: str, old: list[str], new: list[str]) -> list[tuple[str, str | None]]:
+def _refile(conn: Connection, table: str, idcol: str, old: list[str], new: list[str]) -> Sequence[Row]:
     """Re-file rows of ``table`` by location: the new grid covering the point, else the nearest within 50 m."""
     return conn.execute(text(_REFILE.format(table=table, id=idcol)),
                         {"old": old, "new": new, "near": NEAREST_GRID_M}).all()
@@ -528,10 +532,10 @@ def _refile(conn: Connection, table: str, idcol: str, old: list[str], new: list[
 def _refuse_out_of_band(conn: Connection, codes: list[str], kinds: list[str | None]) -> None:
     from gridmap.contract import grid_band
 
-    counts = dict(conn.execute(text("SELECT grid_code, count(*) FROM households WHERE grid_code = ANY(:c) GROUP BY 1"),
-                               {"c": codes}).all())
-    facts = [{"grid_code": c, "households": int(counts.get(c, 0)), "band_min": grid_band(k)[0], "band_max": grid_band(k)[1]}
-             for c, k in zip(codes, kinds)]
+    counts = {code: int(n) for code, n in conn.execute(
+        text("SELECT grid_code, count(*) FROM households WHERE grid_code = ANY(:c) GROUP BY 1"), {"c": codes})}
+    facts: list[dict[str, Any]] = [{"grid_code": c, "households": int(counts.get(c, 0)), "band_min": grid_band(k)[0],
+                                    "band_max": grid_band(k)[1]} for c, k in zip(codes, kinds)]
     bad = [f for f in facts if not f["band_min"] <= f["households"] <= f["band_max"]]
     if bad:
         raise EditRefused("out_of_band", "the redraw leaves grid(s) outside their band: " + "; ".join(
@@ -608,7 +612,8 @@ def _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_nonconti
     if households:
         flag_stale_links(conn, [h for h, _ in households])
     done = CommittedRedraw(
-        communities=scope, kept=sorted(c for c, k in zip(codes, kept) if k), added=sorted(c for c, k in zip(codes, kept) if not k),
+        communities=scope, kept=sorted(c for c, k in zip(codes, kept) if k),
+        added=sorted(c for c, k in zip(codes, kept) if not k),
         removed=removed, households_moved=len(households), households_without_grid=sum(1 for _, g in households if g is None),
         members_moved=len(members), versions=_current_versions(conn, codes))
     write_audit(conn, actor, "grid_redraw", codes + removed, {
@@ -619,4 +624,5 @@ def _commit_redraw(conn, new, scope, versions, allow_out_of_band, allow_nonconti
 
 
 __all__ = ["UnknownGrid", "EditInvalid", "EditRefused", "Actor", "EditPreview", "CommittedEdit", "load_edit_layers",
-           "preview", "commit_edit", "CommittedRedraw", "commit_redraw", "scope_versions", "check_rules", "check_versions", "area_m2", "write_audit", "assert_no_dangling"]
+           "preview", "commit_edit", "CommittedRedraw", "commit_redraw", "scope_versions", "check_rules", "check_versions",
+           "area_m2", "write_audit", "assert_no_dangling"]

@@ -76,6 +76,7 @@ def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.Work
             cal = cal.merged(calendar)
         dues = [rules.deadline(r, kd, cal) for r, kd in zip(reported, kinds)]
         cur_raw = conn.connection.driver_connection
+        assert cur_raw is not None  # an open Connection always holds its psycopg connection
         with cur_raw.cursor() as cur:
             cur.execute("CREATE TEMP TABLE _stage_incidents (incident_id text, category text, level int, status text, "
                         "required_skill text, reported_at timestamptz, deadline_at timestamptz, source text, "

@@ -63,7 +63,8 @@ def proposal_json(cands: list[dict]) -> list[dict]:
              "distance_m": round(float(c["distance_m"]), 2)} for c in cands]
 
 
-def create_incident(engine: Engine, *, lon: float, lat: float, category: str, reported_at: datetime | None = None,
+# More than ten arguments on purpose: an incident's fields, passed by keyword from the routes and the CLI.
+def create_incident(engine: Engine, *, lon: float, lat: float, category: str, reported_at: datetime | None = None,  # noqa: PLR0913
                     level: int | None = None, required_skill: str | None = None, kind: str | None = None,
                     incident_id: str | None = None, source: str | None = None,
                     calendar: rules.WorkCalendar | None = None, k: int = PROPOSE_K,
@@ -226,6 +227,7 @@ def _choose_member(conn: Connection, inc: dict, member_id: str | None, radius_m:
         raise NotFound(HIDDEN_MEMBER.format(member_id))
     if problem:
         raise Unavailable(problem)
+    assert m is not None  # a missing member raised above (NotFound or Unavailable)
     widened = {**escalation, "member_grid": m.grid_code} if outside and escalation else None
     return member_id, widened
 
@@ -247,7 +249,8 @@ def list_incidents(engine: Engine, region: str | None = None, light: str | None 
                    limit: int = 1000) -> list[dict]:
     """Incidents in a region (a grid, community or street code; None = all), newest first, each with
     its light at ``at`` (default now); ``light`` keeps only incidents of that light."""
-    where, params = [], {"limit": int(limit)}
+    where: list[str] = []
+    params: dict[str, object] = {"limit": int(limit)}
     if region:
         where.append("(grid_code = :r OR community_code = :r OR street_code = :r)")
         params["r"] = region

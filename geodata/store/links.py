@@ -69,6 +69,7 @@ def save_run(engine: Engine, region: str, links: pd.DataFrame, params: dict, sum
             "VALUES (:r, CAST(:p AS JSONB), CAST(:s AS JSONB), false) RETURNING run_id"),
             {"r": region, "p": dumps(params), "s": dumps(summary)}).scalar_one()
         raw = conn.connection.driver_connection
+        assert raw is not None  # an open Connection always holds its psycopg connection
         with raw.cursor() as cur:
             with cur.copy("COPY links (run_id, household_id, member_id, distance_m, visit_order) FROM STDIN") as cp:
                 for h, m, d, o in zip(links["household_id"], links["member_id"], links["distance_m"], links["visit_order"]):

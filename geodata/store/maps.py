@@ -15,6 +15,8 @@ with contract column names, ready for ``api.usecases.maps.build_map``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import geopandas as gpd
 import pandas as pd
 from sqlalchemy import text
@@ -144,5 +146,6 @@ def _read_links(conn, codes, *, member_id, **_) -> pd.DataFrame:
     return pd.read_sql(text(sql + " ORDER BY l.household_id, l.run_id DESC"), conn, params=params)
 
 
-_READERS = {"grids": _read_grids, "households": _read_households, "members": _read_members,
-            "service_centres": _read_centres, "incidents": _read_incidents, "links": _read_links}
+_READERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "grids": _read_grids, "households": _read_households, "members": _read_members,
+    "service_centres": _read_centres, "incidents": _read_incidents, "links": _read_links}

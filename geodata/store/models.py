@@ -7,6 +7,7 @@ as BIGINT; each grid is also stored as its set of H3 cells (``grid_cells``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (ARRAY, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, Table, Text,
@@ -84,7 +85,7 @@ class Household(Base):
     household_id: Mapped[str] = mapped_column(Text, primary_key=True)
     grid_code: Mapped[str | None] = _grid_ref()
     size: Mapped[int | None] = mapped_column(Integer)
-    tags = Column(ARRAY(Text))
+    tags: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     name: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     id_number: Mapped[str | None] = mapped_column(Text)
@@ -102,7 +103,7 @@ class Member(Base):
     member_id: Mapped[str] = mapped_column(Text, primary_key=True)
     grid_code: Mapped[str | None] = _grid_ref()
     kind: Mapped[str] = mapped_column(Text, server_default="member")
-    skills = Column(ARRAY(Text))
+    skills: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     available: Mapped[bool] = mapped_column(Boolean, server_default="true")
     min_links: Mapped[int | None] = mapped_column(Integer)
     max_links: Mapped[int | None] = mapped_column(Integer)
@@ -180,12 +181,12 @@ class Incident(Base):
 
 
 #: Tables of the contract layers, by layer name.
-LAYER_TABLES = {
-    "streets": Street.__table__,
-    "communities": Community.__table__,
-    "grids": Grid.__table__,
-    "households": Household.__table__,
-    "members": Member.__table__,
-    "service_centres": ServiceCentre.__table__,
-    "incidents": Incident.__table__,
+LAYER_TABLES: dict[str, Table] = {  # declarative __table__ is typed as its base class, FromClause
+    "streets": cast(Table, Street.__table__),
+    "communities": cast(Table, Community.__table__),
+    "grids": cast(Table, Grid.__table__),
+    "households": cast(Table, Household.__table__),
+    "members": cast(Table, Member.__table__),
+    "service_centres": cast(Table, ServiceCentre.__table__),
+    "incidents": cast(Table, Incident.__table__),
 }

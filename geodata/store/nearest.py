@@ -103,7 +103,7 @@ def nearest_responders(conn: Connection, lon: float, lat: float, k: int = 5, ski
     (no name or phone: those are personal data).
     """
     flags = (skill is not None, radius_m is not None, pool is not None, only_available)
-    params = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
+    params: dict[str, object] = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
     if skill is not None:
         params["skill"] = skill
     if radius_m is not None:

@@ -16,6 +16,7 @@ import hmac
 import io
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,12 +67,12 @@ def clean_photo(data: bytes, max_bytes: int = MAX_PHOTO_BYTES, label: str = "照
         raise PhotoError(f"{label}不是 JPEG 或 PNG 图片")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.exif_transpose(img)
+            upright = ImageOps.exif_transpose(img)
             out = io.BytesIO()
             if fmt[2] == "JPEG":
-                img.convert("RGB").save(out, "JPEG", quality=88)  # no exif= argument: no EXIF written
+                upright.convert("RGB").save(out, "JPEG", quality=88)  # no exif= argument: no EXIF written
             else:
-                img.save(out, "PNG")  # no pnginfo: no text chunks
+                upright.save(out, "PNG")  # no pnginfo: no text chunks
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise PhotoError(f"{label}无法读取（文件已损坏？）") from e
     return CleanPhoto(out.getvalue(), fmt[0], fmt[1])
@@ -133,9 +134,10 @@ def _write_photos(folder: Path, photos: list[CleanPhoto]) -> list[tuple[str, Cle
     return out
 
 
-def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, description: str,
+# More than ten arguments on purpose: a resident's report fields, passed by keyword from the use cases.
+def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, description: str,  # noqa: PLR0913
                   address: str | None = None, phone: str | None = None, required_skill: str | None = None,
-                  photos: list[CleanPhoto] = (), upload_dir: str | os.PathLike = "var/uploads",
+                  photos: Sequence[CleanPhoto] = (), upload_dir: str | os.PathLike = "var/uploads",
                   calendar: rules.WorkCalendar | None = None, radius_m: float = SERVICE_RADIUS_M,
                   reported_at: datetime | None = None) -> dict:
     """Record a resident's report at a WGS84 point as an incident with a public ticket.
@@ -206,13 +208,13 @@ def find_ticket(engine: Engine, ticket: str, *, code: str | None = None, key: st
         secret = _key(conn)
     if row is None:
         return None
-    row = dict(row._mapping)
+    found = dict(row._mapping)
     ok = False
-    if code and row["follow_hash"]:
-        ok = hmac.compare_digest(row["follow_hash"], _hmac(secret, f"follow:{ticket}:{normalise_phone(code)}"))
+    if code and found["follow_hash"]:
+        ok = hmac.compare_digest(found["follow_hash"], _hmac(secret, f"follow:{ticket}:{normalise_phone(code)}"))
     if key and not ok:
-        ok = hmac.compare_digest(row["follow_key_hash"] or "", hashlib.sha256(key.encode()).hexdigest())
-    return row if ok else None
+        ok = hmac.compare_digest(found["follow_key_hash"] or "", hashlib.sha256(key.encode()).hexdigest())
+    return found if ok else None
 
 
 def ticket_history(engine: Engine, incident_id: str) -> list[dict]:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import h3
 import numpy as np
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from geodata import crs
 from geodata.store.grid_figures import ensure_fresh
@@ -264,7 +265,7 @@ def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     SELECT cell, n, unlinked, outside FROM n{keep}"""
 
 
-def _cells_tile(conn: Connection, layer: str, rows: list[tuple], names: tuple[str, ...], params: dict,
+def _cells_tile(conn: Connection, layer: str, rows: Sequence[Row], names: tuple[str, ...], params: dict,
                 pii: bool, shifted: bool = False) -> bytes:
     """MVT of H3 cell polygons with integer properties ``names`` (one value per name in each row after
     the cell); for callers without PII rights counts under ``K_ANONYMITY`` become absent (NULL). With
@@ -324,7 +325,8 @@ def _centres_sql(codes, shifted: bool = False) -> str:
 
 
 # -- the entry point ------------------------------------------------------------------------------
-def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_codes=None, community_codes=None,
+# More than ten arguments on purpose: tile address plus the route's region and query parameters.
+def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_codes=None, community_codes=None,  # noqa: PLR0913
                 street_codes=None, pii: bool = False, at: datetime | None = None,
                 radius_m: float = SERVICE_RADIUS_M, coords: str = "wgs84") -> bytes:
     """One MVT tile of ``layer`` (empty bytes when nothing is in it).

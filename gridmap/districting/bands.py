@@ -24,9 +24,6 @@ def grid_count(total: int, band_min: int, band_max: int) -> tuple[int, bool]:
         middle = (band_min + band_max) / 2.0
         counts = np.arange(fewest, most + 1)
         return int(counts[np.argmin(np.abs(total / counts - middle))]), True
-    best = None
-    for k in {max(1, most), max(1, fewest)}:
-        violation = max(0, k * band_min - total, total - k * band_max)
-        if best is None or (violation, k) < best:
-            best = (violation, k)
-    return best[1], False
+    # the least (violation, count) pair: ties go to the smaller count
+    _, best_count = min((max(0, k * band_min - total, total - k * band_max), k) for k in {max(1, most), max(1, fewest)})
+    return best_count, False

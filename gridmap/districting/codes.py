@@ -21,7 +21,8 @@ def sequence_codes(community_code: str, used: set[str], n: int, separator: str |
         match = pattern.match(str(code))
         if match:
             taken.add(int(match.group(1)))
-    codes, number = [], 1
+    codes: list[str] = []
+    number = 1
     while len(codes) < n:
         code = f"{community_code}{separator}{number:02d}"
         if number not in taken and code not in used:

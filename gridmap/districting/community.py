@@ -186,7 +186,8 @@ class CommunityRedraw:
         n_components, component = component_labels(n, pairs[:, 0], pairs[:, 1])
         component_households = np.bincount(component, weights=atoms.weight, minlength=n_components)
         labels = np.full(n, -1, dtype=np.int64)
-        self.next_id, self.used_old = len(self.old_codes), set()
+        self.next_id = len(self.old_codes)
+        self.used_old: set[int] = set()
         for c in np.flatnonzero(component_households > 0):
             members = np.flatnonzero(component == c)
             graph = self._graph(atoms, pairs, members)
@@ -229,7 +230,8 @@ class CommunityRedraw:
         still_out = (band_violation(np.bincount(group.ravel(), weights=households), self.band_min, self.band_max) > 0).any()
         if graph.failures and feasible and still_out:
             self.issues.append({"community_code": self.code, "kind": "split_failed",
-                                "message": f"no in-band contiguous cut found for parts of {sorted(set(graph.failures))} households"})
+                                "message": "no in-band contiguous cut found for parts of "
+                                           f"{sorted(set(graph.failures))} households"})
 
     def _drafts_from_labels(self, drafts: list, atoms, labels: np.ndarray) -> None:
         """One draft grid per label (redrawn when it has an old id, else new); unlabelled atoms attach."""

@@ -72,7 +72,8 @@ def _ground_moved(selection, geoms, same_community, target: int, community, issu
     outside = shapely.difference(selection, region, grid_size=PRECISION_M)
     if shapely.area(outside) >= 1.0:
         issues.append(f"{shapely.area(outside):.0f} m² of the selection lie outside community {community} and are not moved")
-    sources = [i for i in np.flatnonzero(same_community) if i != target and shapely.area(shapely.intersection(geoms[i], taken)) > 0]
+    sources = [int(i) for i in np.flatnonzero(same_community)
+               if i != target and shapely.area(shapely.intersection(geoms[i], taken)) > 0]
     after = {i: shapely.difference(geoms[i], taken, grid_size=PRECISION_M) for i in sources}
     after[target] = shapely.union(geoms[target], taken, grid_size=PRECISION_M)
     return taken, sources, after
@@ -89,7 +90,8 @@ def _households_moving(households, crs, metric, geoms, taken, source_codes, to_g
         today = np.where(where >= 0, metric["grid_code"].to_numpy()[np.maximum(where, 0)], None)
     on_taken = shapely.intersects_xy(taken, xy[:, 0], xy[:, 1]) if len(xy) else np.zeros(0, dtype=bool)
     moving = on_taken & np.isin(today.astype(object), list(source_codes))
-    moved = pd.DataFrame({"household_id": points["household_id"].to_numpy()[moving], "from_grid": today[moving], "to_grid": to_grid})
+    moved = pd.DataFrame({"household_id": points["household_id"].to_numpy()[moving], "from_grid": today[moving],
+                          "to_grid": to_grid})
     return today, moved
 
 

@@ -22,7 +22,7 @@ def polygonal(geom):
     return shapely.multipolygons(polys) if len(polys) > 1 else (polys[0] if polys else shapely.Polygon())
 
 
-def union_atoms(geoms) -> object:
+def union_atoms(geoms) -> shapely.Geometry:
     """Union of atoms (metres).
 
     Atoms share identical edges on the 1 mm grid, so the fast coverage union is exact; if GEOS
@@ -70,7 +70,9 @@ def attach_piece(grids: list, piece, community_code: str, issues: list, status_n
         key = (-shared_m if shared_m >= MIN_SHARED_M else 0.0, shapely.distance(piece, outline))
         if best_key is None or key < best_key:
             best, best_key = grid, key
+    assert best is not None and best_key is not None  # grids is not empty (handled above)
     best["geoms"].append(piece)
     if best_key[0] == 0.0 and shapely.area(piece) >= 1.0:
         issues.append({"community_code": community_code, "kind": "multipart",
-                       "message": f"an empty detached piece of {shapely.area(piece):.0f} m² joins grid {best['code'] or '(new)'}"})
+                       "message": f"an empty detached piece of {shapely.area(piece):.0f} m² "
+                                  f"joins grid {best['code'] or '(new)'}"})

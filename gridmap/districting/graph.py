@@ -6,6 +6,7 @@ Atoms are indexed locally ``0..n-1``; lengths in metres, areas in m² (the commu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -170,6 +171,7 @@ def fill_labels(labels: np.ndarray, pair_from: np.ndarray, pair_to: np.ndarray, 
         if not ok.any():
             return
         df = pd.DataFrame({"i": pair_from[ok], "l": labels[pair_to[ok]], "len": shared_len[ok]})
-        best = df.groupby(["i", "l"], as_index=False)["len"].sum()
+        # pandas-stubs types a column sum as a Series, but with as_index=False it is a DataFrame
+        best = cast(pd.DataFrame, df.groupby(["i", "l"], as_index=False)["len"].sum())
         best = best.sort_values(["i", "len", "l"], ascending=[True, False, True]).drop_duplicates("i")
         labels[best["i"].to_numpy()] = best["l"].to_numpy()

@@ -48,11 +48,11 @@ def _group_totals(graph: AtomGraph, labels: np.ndarray) -> _Groups:
 def _neighbour_lists(graph: AtomGraph) -> tuple[list, list]:
     """Contiguous neighbours of each atom, and touching neighbours with their shared lengths (m)."""
     n = len(graph.households)
-    contiguous = [[] for _ in range(n)]
+    contiguous: list[list[int]] = [[] for _ in range(n)]
     for a, b in zip(graph.contig_a.tolist(), graph.contig_b.tolist()):
         contiguous[a].append(b)
         contiguous[b].append(a)
-    touching = [([], []) for _ in range(n)]
+    touching: list[tuple[list[int], list[float]]] = [([], []) for _ in range(n)]
     for a, b, length in zip(graph.touch_a.tolist(), graph.touch_b.tolist(), graph.touch_len.tolist()):
         touching[a][0].append(b)
         touching[a][1].append(length)
@@ -102,12 +102,12 @@ class _Search:
 
     def moved_if_in(self, atom: int, group: int) -> float:
         """Households of ``atom`` that would not be in their today's group if it were in ``group``."""
-        if self.stay_label is None:
+        if self.stay_label is None or self.stay_households is None:  # both or neither are given
             return 0
         return self.households[atom] - (self.stay_households[atom] if self.stay_label[atom] == group else 0)
 
     def shared_by_group(self, atom: int) -> dict:
-        shared = defaultdict(float)
+        shared: defaultdict[int, float] = defaultdict(float)
         for j, length in zip(*self.touching[atom]):
             shared[self.label[j]] += length
         return shared

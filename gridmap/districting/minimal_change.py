@@ -79,8 +79,10 @@ def _merge_group(graph, labels: _Labels, group: int, members, neighbours, today,
         key = (violation, min(group_households, together - group_households), -shared, int(other))
         if best is None or key < best[0]:
             best = (key, int(other), other_members)
+    assert best is not None  # the caller merges only a group that has neighbours
     _, other, other_members = best
-    keep_id = group if _staying(group, members, today, stay_households) >= _staying(other, other_members, today, stay_households) else other
+    group_stays = _staying(group, members, today, stay_households)
+    keep_id = group if group_stays >= _staying(other, other_members, today, stay_households) else other
     labels.ids[members] = keep_id
     labels.ids[other_members] = keep_id
 

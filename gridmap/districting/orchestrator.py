@@ -35,7 +35,8 @@ def _building_layer(buildings, crs, community_geoms, household_xy, household_com
     each household is counted in."""
     n_households = len(household_xy)
     if buildings is None:
-        return None, np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.full(n_households, -1, dtype=np.int64)
+        return (None, np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                np.full(n_households, -1, dtype=np.int64))
     geoms = buildings.to_crs(crs).geometry.to_numpy()
     xy = shapely.get_coordinates(shapely.point_on_surface(geoms)).reshape(-1, 2)
     community = locate_points(xy, community_geoms)
@@ -81,7 +82,8 @@ def _by_community(community_index: np.ndarray) -> dict:
     return {int(k): part for k, part in zip(keys, np.split(order, starts[1:]))}
 
 
-def redraw(
+# More than ten arguments on purpose: the layers and options of `gridmap redraw`, by keyword.
+def redraw(  # noqa: PLR0913
     communities: gpd.GeoDataFrame,
     households: gpd.GeoDataFrame | None = None,
     *,

@@ -60,7 +60,8 @@ def _household_potentials(pi, member_of, c_link) -> np.ndarray:
     return np.where(linked, np.minimum(0, pi[np.maximum(member_of, 0) + 2] - c_link), min(0, int(pi[S])))
 
 
-def arc_potentials(n, m, a_h, a_m, a_cost, flow, member_of, load, m_min, m_max, W, tiered):
+# More than ten arguments on purpose: the flat arrays of one block, as the worker processes receive them.
+def arc_potentials(n, m, a_h, a_m, a_cost, flow, member_of, load, m_min, m_max, W, tiered):  # noqa: PLR0913
     """Potentials of the residual network of a block's (pruned) optimal flow, arcs given as lists.
 
     Returns

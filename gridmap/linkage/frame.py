@@ -109,7 +109,8 @@ def _previous_members(hh, mm, previous) -> np.ndarray:
     return hh["household_id"].astype(str).map(p).map(m_pos).fillna(-1).astype(np.int64).to_numpy()
 
 
-def link_households(households, members, *, min_links: int = MIN_LINKS, max_links: int = MAX_LINKS,
+# More than ten arguments on purpose: the layers and options of `gridmap link`, by keyword.
+def link_households(households, members, *, min_links: int = MIN_LINKS, max_links: int = MAX_LINKS,  # noqa: PLR0913
                     max_distance_m: float | None = None, allow_cross_grid: bool = False, grids=None,
                     adjacency: Mapping[str, set[str]] | None = None, previous: pd.DataFrame | None = None,
                     keep_bonus_m: float = 200.0, distance_fn: DistanceFn | None = None,

@@ -112,7 +112,8 @@ def _square_borrow(borrow, n_grids: int) -> np.ndarray:
     return borrow
 
 
-def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,
+# More than ten arguments on purpose: the arguments of solve_arrays, checked in one place.
+def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,  # noqa: PLR0913
                  max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12) -> Problem:
     """Checked, typed arrays of one problem (arguments as in :func:`gridmap.linkage.solve_arrays`).
 

@@ -19,7 +19,8 @@ def solve_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) ->
         solve_chunked_block(prob, hs, ms, sol)
 
 
-def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,
+# More than ten arguments on purpose: the engine's arrays and the same options as link_households.
+def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,  # noqa: PLR0913
                  max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12,
                  n_jobs: int = 1) -> Solution:
     """Exact linkage on arrays (the engine behind :func:`gridmap.linkage.link_households`).

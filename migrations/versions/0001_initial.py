@@ -41,8 +41,10 @@ def upgrade() -> None:
                     sa.Column("name", sa.Text), sa.Column("phone", sa.Text), sa.Column("id_number", sa.Text),
                     sa.Column("h3", sa.BigInteger, nullable=False, index=True), _geom("POINT"))
     op.create_table("members", sa.Column("member_id", sa.Text, primary_key=True),
-                    sa.Column("grid_code", sa.Text, index=True), sa.Column("kind", sa.Text, server_default="member", nullable=False),
-                    sa.Column("skills", ARRAY(sa.Text)), sa.Column("available", sa.Boolean, server_default="true", nullable=False),
+                    sa.Column("grid_code", sa.Text, index=True),
+                    sa.Column("kind", sa.Text, server_default="member", nullable=False),
+                    sa.Column("skills", ARRAY(sa.Text)),
+                    sa.Column("available", sa.Boolean, server_default="true", nullable=False),
                     sa.Column("min_links", sa.Integer), sa.Column("max_links", sa.Integer),
                     sa.Column("name", sa.Text), sa.Column("phone", sa.Text),
                     sa.Column("h3", sa.BigInteger, nullable=False, index=True), _geom("POINT"))
