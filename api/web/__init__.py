@@ -27,6 +27,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(pages.router)
     app.include_router(job_pages.router)
     app.include_router(report.router)  # residents: /report (no login)
+    from api.web import needs; app.include_router(needs.router)  # noqa: E702  leaders: /needs
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

@@ -5,8 +5,8 @@ It is *met* by an available member (党员 / 网格员) whose skills hold the ne
 (any member when the need names no skill) within the service radius. Distances are metres on the
 sphere (``ST_DWithin``/``ST_Distance`` on ``geography`` with ``use_spheroid = false``, the same
 sphere as :mod:`geodata.store.nearest`, whose GiST index on ``geom::geography`` bounds the scan);
-coordinates WGS84 degrees. Nothing here returns a member's name or phone except
-:func:`community_members`, whose caller masks them (``api.auth.present_pii``).
+coordinates WGS84 degrees. Nothing here returns a member's name except :func:`community_members`
+and :func:`members_named`, whose callers mask it (``api.auth.present_pii``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ MATCHES_PER_NEED = 5
 
 _NEED_COLS = ("i.incident_id, i.category, i.required_skill, i.status, i.reported_at, i.deadline_at, i.grid_code, "
               "i.community_code, i.street_code, i.assigned_member_id, i.description, i.address, "
+              "(SELECT g.name FROM grids g WHERE g.grid_code = i.grid_code) AS grid_name, "
               "ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat")
 
 # A member can meet a need when available, skilled (or the need names no skill) and within :radius metres.
@@ -59,7 +60,7 @@ def community_needs(engine: Engine, community_code: str, *, category: str, radiu
     Returns
     -------
     list of dict: the need's columns (``incident_id, category, required_skill, status, reported_at,
-    deadline_at, grid_code, community_code, description, address, lon, lat``) and ``matches``, a list
+    deadline_at, grid_code, grid_name, community_code, description, address, lon, lat``) and ``matches``, a list
     of ``{member_id, grid_code, kind, distance_m}`` nearest first (empty: a gap, 缺口).
     """
     params = {"category": category, "open": list(rules.OPEN_STATES), "community": community_code,
@@ -70,12 +71,23 @@ def community_needs(engine: Engine, community_code: str, *, category: str, radiu
 
 def community_members(engine: Engine, community_code: str) -> list[dict]:
     """The members of a community's grids (资源清单) with their skills, availability and — personal
-    data the caller must mask — ``name`` and ``phone``; by grid, then member id."""
+    data the caller must mask — ``name``; by grid, then member id."""
     with engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT m.member_id, m.grid_code, g.name AS grid_name, m.kind, m.skills, m.available, m.name, m.phone "
+            "SELECT m.member_id, m.grid_code, g.name AS grid_name, m.kind, m.skills, m.available, m.name "
             "FROM members m JOIN grids g ON g.grid_code = m.grid_code WHERE g.community_code = :c "
             "ORDER BY m.grid_code, m.member_id COLLATE \"C\""), {"c": community_code})
+        return [dict(r._mapping) for r in rows]
+
+
+def members_named(engine: Engine, member_ids: list[str]) -> list[dict]:
+    """``member_id``, ``grid_code``, ``grid_name`` and ``name`` (personal data: the caller masks it) of
+    the given members, by id."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT m.member_id, m.grid_code, g.name AS grid_name, m.name FROM members m "
+            "LEFT JOIN grids g ON g.grid_code = m.grid_code WHERE m.member_id = ANY(:ids) "
+            "ORDER BY m.member_id COLLATE \"C\""), {"ids": list(member_ids)})
         return [dict(r._mapping) for r in rows]
 
 
