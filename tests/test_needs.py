@@ -54,7 +54,7 @@ def needs_region(engine):
 def test_each_need_is_matched_within_reach_or_is_a_gap(needs_region):
     from geodata.store import needs
 
-    engine, ids = needs_region
+    engine, _ = needs_region
     rows = {r["required_skill"]: r for r in needs.community_needs(engine, "C1", category=HELP)}
     assert set(rows) == {"法律", "医疗", "心理"}  # the 环境卫生 incident is no need
     assert [m["member_id"] for m in rows["法律"]["matches"]] == ["M2"]

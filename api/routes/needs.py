@@ -12,6 +12,7 @@ Coordinates WGS84 degrees; distances metres.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
@@ -24,6 +25,8 @@ from gridmap.contract import SERVICE_RADIUS_M
 router = APIRouter(tags=["needs"])
 
 FLAG_ROLES = ("dispatcher", "leader")
+NearbyCaller = Annotated[Principal, Depends(require_roles("responder", *FLAG_ROLES))]
+FlagCaller = Annotated[Principal, Depends(require_roles(*FLAG_ROLES))]
 
 
 class NearbyNeed(BaseModel):
@@ -78,9 +81,9 @@ def _member_of_scope(principal: Principal, member_id: str) -> None:
 
 
 @router.get("/needs/nearby", response_model=list[NearbyNeed])
-def nearby(request: Request, member_id: str = Query(..., min_length=1, max_length=200, description="The member (党员)."),
-           radius_m: float = Query(SERVICE_RADIUS_M, gt=0, le=5000, description="Service radius, metres."),
-           principal: Principal = Depends(require_roles("responder", *FLAG_ROLES))):
+def nearby(request: Request, principal: NearbyCaller,
+           member_id: str = Query(..., min_length=1, max_length=200, description="The member (党员)."),
+           radius_m: float = Query(SERVICE_RADIUS_M, gt=0, le=5000, description="Service radius, metres.")):
     """Open needs (求助服务) this member can meet, nearest first: their skill (or none named), within ``radius_m``."""
     _member_of_scope(principal, member_id)
     try:
@@ -90,9 +93,8 @@ def nearby(request: Request, member_id: str = Query(..., min_length=1, max_lengt
 
 
 @router.get("/incidents/flagged", response_model=list[FlaggedIncident])
-def flagged(request: Request,
-            region: str = Query(..., min_length=1, max_length=200, description="Street, community or grid code."),
-            principal: Principal = Depends(require_roles(*FLAG_ROLES))):
+def flagged(request: Request, principal: FlagCaller,
+            region: str = Query(..., min_length=1, max_length=200, description="Street, community or grid code.")):
     """Incidents of ``region`` rated low by residents (差评), most recently rated first."""
     principal.require_code(region)
     return uc.flagged(request.app.state.engine, region)

@@ -20,14 +20,14 @@ from api.web.render import STATIC_DIR, render
 
 def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     """Add the pages, static files, CSRF middleware and page error handlers to ``app``."""
-    from api.web import job_pages, pages, report
+    from api.web import job_pages, needs, pages, report
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
     app.include_router(pages.router)
     app.include_router(job_pages.router)
     app.include_router(report.router)  # residents: /report (no login)
-    from api.web import needs; app.include_router(needs.router)  # noqa: E702  leaders: /needs
+    app.include_router(needs.router)  # leaders: /needs
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.auth import present_pii, public
 from api.usecases import needs as uc
-from api.web.pages import NOT_FOUND, PagePrincipal, PageError
+from api.web.pages import NOT_FOUND, PageError, PagePrincipal
 from api.web.render import ROLE_NAMES, render
 
 router = APIRouter(include_in_schema=False)

@@ -31,7 +31,7 @@ def _token(engine, role, regions, member_id=None):
 
 
 def test_leader_sees_needs_beside_skills_with_gaps(client, needs_db):
-    engine, ids = needs_db
+    engine, _ = needs_db
     login(client, "leader1")
     page = client.get("/needs")
     assert page.status_code == 200
