@@ -6,6 +6,8 @@
   the same 404.
 - ``GET /incidents/flagged?region=``: incidents residents rated low in a street, community or grid
   code of the caller's regions (dispatcher, leader); a region outside theirs is the 404 of a missing one.
+- ``GET /pioneers/map.geojson`` (public, no token): the 先锋地图 — members' service posts and the
+  grids they serve, never a home point; a member's name only where they chose to show it.
 Coordinates WGS84 degrees; distances metres.
 """
 
@@ -15,9 +17,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.auth import Principal, not_found, require_roles
+from api.auth import Principal, not_found, public, require_roles
 from api.usecases import needs as uc
 from geodata.store.incidents import NotFound
 from gridmap.contract import SERVICE_RADIUS_M
@@ -98,3 +101,12 @@ def flagged(request: Request, principal: FlagCaller,
     """Incidents of ``region`` rated low by residents (差评), most recently rated first."""
     principal.require_code(region)
     return uc.flagged(request.app.state.engine, region)
+
+
+@router.get("/pioneers/map.geojson", responses={200: {"content": {"application/geo+json": {}}}})
+@public
+def pioneers_map(request: Request) -> JSONResponse:
+    """先锋地图 (public): a GeoJSON FeatureCollection (WGS84) of service posts (``layer: post``: kind, title,
+    skills, grid, the member's name only where shown by choice) and the grids they serve (``layer: grid``)."""
+    return JSONResponse(uc.pioneers_map(request.app.state.engine), media_type="application/geo+json",
+                        headers={"Cache-Control": "public, max-age=300"})

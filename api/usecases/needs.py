@@ -1,4 +1,5 @@
-"""Needs (需求清单) and resources (资源清单): residents' 求助服务 reports matched to members' skills.
+"""Needs (需求清单) and resources (资源清单): residents' 求助服务 reports matched to members' skills;
+members' service posts on the public 先锋地图.
 
 The application layer behind ``/needs`` (leaders' page) and ``GET /needs/nearby`` (a responder's
 nearby list): no FastAPI here; the faces check role and region and mask personal data. A need is met
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from api.usecases.reports_public import HELP_CATEGORY, STATUS_TEXT
 from geodata.store import needs as store
+from geodata.store import posts as posts_store
 from geodata.store import tickets
 from gridmap.contract import SERVICE_RADIUS_M
 
@@ -87,3 +89,36 @@ def flagged(engine: Engine, region: str, *, limit: int = 200) -> list[dict]:
     """Incidents of ``region`` (a street, community or grid code) that residents rated low (差评), newest
     rating first — for the leader's follow-up."""
     return tickets.flagged_incidents(engine, region, limit=limit)
+
+
+# -- 先锋地图 (public): members' service posts, never their homes --------------------------------------
+
+def pioneers_map(engine: Engine) -> dict:
+    """The public 先锋地图 as one GeoJSON FeatureCollection (WGS84): a ``post`` Point per service post
+    (kind, title, skills, grid and community names, the member's name only where they chose to show it)
+    and a ``grid`` Polygon per grid the posts serve. Nothing comes from members' home points."""
+    features = [{"type": "Feature", "id": f"grid:{g['grid_code']}", "geometry": g["geometry"],
+                 "properties": {"layer": "grid", "grid_code": g["grid_code"], "name": g["name"]}}
+                for g in posts_store.served_grids(engine)]
+    for p in posts_store.public_posts(engine):
+        props = {k: p[k] for k in ("post_id", "kind", "title", "skills", "grid_code", "grid_name", "community_name",
+                                   "name")}
+        features.append({"type": "Feature", "id": f"post:{p['post_id']}", "properties": {"layer": "post", **props},
+                         "geometry": {"type": "Point", "coordinates": [round(p["lon"], 6), round(p["lat"], 6)]}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def public_posts(engine: Engine) -> list[dict]:
+    """The posts as the public sees them (see :func:`geodata.store.posts.public_posts`), grouped by kind."""
+    return sorted(posts_store.public_posts(engine), key=lambda p: (p["kind"], p["post_id"]))
+
+
+def import_posts(engine: Engine, path, *, coords: str = "wgs84", by: str = "cli") -> int:
+    """Load a posts file (all rows or none, upsert by ``post_id``) and audit the write (ids only)."""
+    from geodata.store.auth import record_audit
+
+    gdf = posts_store.read_posts(path, coords=coords)
+    n = posts_store.import_posts(engine, gdf, source=getattr(path, "name", str(path)))
+    record_audit(engine, token_id=None, role=None, member_id=None, action="import", what="posts",
+                 ids=[str(v) for v in gdf.get("post_id", [])], detail={"by": by, "rows": n})
+    return n
