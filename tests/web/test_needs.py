@@ -98,3 +98,33 @@ def test_flagged_incidents_by_region(client, needs_db):
     responder = _token(engine, "responder", ["C1"], member_id="M1")
     assert client.get("/incidents/flagged", params={"region": "C1"}, headers=responder).status_code == 403
     assert table_counts(engine) == before
+
+
+def test_report_categories_come_from_the_setting(web_db, db_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from api.usecases.reports_public import DEFAULT_CATEGORIES
+
+    assert Settings(database_url=db_url).report_categories == DEFAULT_CATEGORIES
+    settings = Settings(database_url=db_url, upload_dir=tmp_path, report_categories=("垃圾分类", "求助服务"))
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        form = c.get("/report").text
+        assert "垃圾分类" in form and "环境卫生" not in form
+        before = table_counts(web_db)
+        refused = c.post("/report", data={"category": "环境卫生", "description": "楼道堆满杂物", "lon": "121.4812",
+                                          "lat": "31.2051"})
+        assert refused.status_code == 422 and table_counts(web_db) == before
+        made = c.post("/report", data={"category": "垃圾分类", "description": "垃圾桶满了", "lon": "121.4812",
+                                       "lat": "31.2051"})
+        assert made.status_code == 201
+    with web_db.connect() as conn:
+        assert conn.execute(sa.text("SELECT category FROM incidents WHERE source = 'public'")).scalar_one() == "垃圾分类"
+
+
+def test_report_categories_read_from_the_environment(monkeypatch):
+    from api.settings import Settings
+
+    monkeypatch.setenv("GRIDMAP_REPORT_CATEGORIES", '["环境卫生", "求助服务"]')
+    assert Settings().report_categories == ("环境卫生", "求助服务")
