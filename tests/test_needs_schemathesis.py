@@ -19,6 +19,7 @@ public_schema = schemathesis.openapi.from_asgi("/openapi.json", _app()).include(
 @pytest.fixture(scope="module")
 def anonymous_app(db_url):
     from conftest import truncate_all
+
     from geodata.store.session import make_engine
     from tests.web.conftest import seed_region
 
