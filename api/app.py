@@ -134,6 +134,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(audit_routes.router)
     from api.routes import maps as maps_routes
     app.include_router(maps_routes.router)
+    from api.routes import needs as needs_routes  # before dispatch: /incidents/flagged ahead of /incidents/{id}
+    app.include_router(needs_routes.router)
     from api.routes import dispatch as dispatch_routes
     app.include_router(dispatch_routes.router)
     from api.routes import visits as visits_routes; app.include_router(visits_routes.router)  # noqa: E702 — issue 15

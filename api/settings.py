@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         "none", description="Default base map of the web pages (none works offline).")
     session_max_age_s: int = Field(8 * 3600, gt=0, description="Server-side lifetime of a login session.")
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set true behind https).")
+    report_categories: tuple[str, ...] = Field(
+        ("环境卫生", "设施报修", "矛盾纠纷", "安全隐患", "求助服务"), min_length=1, description=(
+            "Categories residents choose from at /report (a JSON list, e.g. GRIDMAP_REPORT_CATEGORIES='[\"环境卫生\", "
+            "\"求助服务\"]'); 求助服务 reports are needs matched to members' skills."))
     upload_dir: Path = Field(Path("var/uploads"), description="Folder for uploaded photos (outside the database).")
     photo_max_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest photo accepted (JPEG/PNG, bytes).")
     visit_every_days: dict[str, int] = Field({"独居老人": 7}, description=(

@@ -48,7 +48,7 @@ def _page(request: Request, template: str, status_code: int = 200, **context):
 
 def _form(request: Request, status_code: int = 200, error: uc.ReportRefused | None = None, values: dict | None = None):
     settings = request.app.state.settings
-    return _page(request, "report/new.html", status_code=status_code, categories=uc.DEFAULT_CATEGORIES,
+    return _page(request, "report/new.html", status_code=status_code, categories=settings.report_categories,
                  help_category=uc.HELP_CATEGORY, skills=uc.HELP_SKILLS, error=error, values=values or {},
                  pin_coords="gcj02" if settings.basemap == "amap" else "wgs84")
 
@@ -85,7 +85,7 @@ async def report_submit(request: Request, category: Annotated[str, Form(max_leng
                          coords=coords, address=address, phone=phone, skill=skill, photos=raw, honeypot=website)
     try:
         made = uc.submit_report(request.app.state.engine, report, client=_client(request), limits=_limits(request),
-                                upload_dir=settings.upload_dir)
+                                upload_dir=settings.upload_dir, categories=tuple(settings.report_categories))
     except uc.ReportRefused as e:
         values = {"category": category, "description": description, "address": address, "phone": phone,
                   "skill": skill, "lon": lon, "lat": lat, "coords": coords}

@@ -259,3 +259,19 @@ def rate_ticket(engine: Engine, incident_id: str, rating: int, comment: str | No
 def recent_window(hours: float = 1.0) -> datetime:
     """The start of the rate-limit window ``hours`` back from now (UTC)."""
     return datetime.now(UTC) - timedelta(hours=hours)
+
+
+def flagged_incidents(engine: Engine, region: str, limit: int = 200) -> list[dict]:
+    """Incidents of a region (a street, community or grid code) flagged by a low rating (评单 ≤
+    :data:`LOW_RATING`), most recently rated first: ids, category, grid, who handled it, the rating and
+    comment, times — never the reporter's phone hash, follow hashes or the ticket number."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT i.incident_id, i.category, i.required_skill, i.status, i.grid_code, i.community_code, "
+            "i.street_code, i.assigned_member_id, i.rating, i.rating_comment, i.description, i.reported_at, "
+            "i.closed_at, (SELECT max(e.at) FROM incident_events e WHERE e.incident_id = i.incident_id "
+            "AND e.action = 'rate') AS rated_at, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat FROM incidents i "
+            "WHERE i.flagged AND (i.grid_code = :r OR i.community_code = :r OR i.street_code = :r) "
+            "ORDER BY rated_at DESC NULLS LAST, i.incident_id COLLATE \"C\" LIMIT :limit"),
+            {"r": region, "limit": int(limit)})
+        return [dict(r._mapping) for r in rows]
