@@ -40,6 +40,8 @@ app.command("gaps")(gaps_cmd.gaps_command)
 app.command("sites")(gaps_cmd.sites_command)
 from api.commands import redraw as redraw_cmd  # noqa: E402
 app.command("redraw")(redraw_cmd.redraw_command)
+from api.commands import export as export_cmd  # noqa: E402
+app.command("export")(export_cmd.export_command)
 # --- end REGISTER --------------------------------------------------------------------------------
 
 

@@ -166,15 +166,50 @@ def export_parquet(layers: dict, out, radius_m: float | None = None) -> dict:
 
 def _write_layer(gdf: gpd.GeoDataFrame, street: pd.Series, folder: Path) -> dict[str, int]:
     """One GeoParquet file per street under ``folder/street=CODE/``; rows keep their input order."""
-    gdf = gdf.to_crs("EPSG:4326").copy()
-    gdf[STREET_COLUMN] = street.to_numpy()
+    gdf = gdf.to_crs("EPSG:4326")
     counts = {}
-    for code, part in gdf.groupby(STREET_COLUMN, sort=True):
-        target = folder / f"{STREET_COLUMN}={code}"
-        target.mkdir(parents=True, exist_ok=True)
-        part.to_parquet(target / "part-0.parquet", index=False, write_covering_bbox=True)
-        counts[str(code)] = int(len(part))
+    for code, rows in pd.Series(range(len(gdf))).groupby(street.to_numpy(), sort=True):
+        write_partition(gdf.iloc[rows.to_numpy()], folder, str(code))
+        counts[str(code)] = int(len(rows))
     return counts
+
+
+def write_partition(gdf: gpd.GeoDataFrame, folder: Path, street: str) -> None:
+    """``folder/street=CODE/part-0.parquet`` (GeoParquet with bbox covering; the street is in the path only,
+    so Hive readers get it as a column without a clash)."""
+    target = Path(folder) / f"{STREET_COLUMN}={street}"
+    target.mkdir(parents=True, exist_ok=True)
+    gdf.to_parquet(target / "part-0.parquet", index=False, write_covering_bbox=True)
+
+
+def _dataset(folder):
+    """A lazy pyarrow dataset over ``folder/street=*/`` with the street code read as text (not a number)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    partitioning = ds.partitioning(pa.schema([(STREET_COLUMN, pa.string())]), flavor="hive")
+    return ds.dataset(str(folder), format="parquet", partitioning=partitioning)
+
+
+def read_partitioned(folder, streets=None, bbox=None) -> gpd.GeoDataFrame:
+    """A street-partitioned layer (an export's or a cluster plan's), lazily filtered; ``street`` as a column.
+
+    ``streets`` keeps only those codes; ``bbox`` (WGS84 minx, miny, maxx, maxy) keeps rows whose
+    covering box meets it. Only matching partitions and row groups are decoded.
+    """
+    import pyarrow.compute as pc
+    from geopandas.io.arrow import _arrow_to_geopandas
+
+    condition = None
+    if streets is not None:
+        condition = pc.field(STREET_COLUMN).isin(list(streets))
+    if bbox is not None:
+        box = _bbox_filter(bbox)
+        condition = box if condition is None else condition & box
+    table = _dataset(folder).to_table(filter=condition)
+    # the dataset keeps the GeoParquet metadata but hands the CRS back as PROJJSON text
+    gdf = _arrow_to_geopandas(table).set_crs("EPSG:4326", allow_override=True)
+    return gdf.drop(columns=["bbox"], errors="ignore")
 
 
 def read_layer_street(root, name: str, street: str) -> gpd.GeoDataFrame | None:
@@ -213,20 +248,11 @@ def read_halo(root, name: str, street: str, around: gpd.GeoDataFrame, margin_m: 
     folder = Path(root) / name
     if not folder.is_dir() or len(around) == 0:
         return None
-    import pyarrow.dataset as ds
-
-    bbox = _expanded_bounds(around, margin_m)
-    others = [str(f) for f in sorted(folder.glob(f"{STREET_COLUMN}=*/*.parquet"))
-              if f.parent.name != f"{STREET_COLUMN}={street}"]
+    others = [d.name.split("=", 1)[1] for d in folder.glob(f"{STREET_COLUMN}=*") if d.name != f"{STREET_COLUMN}={street}"]
     if not others:
         return None
-    table = ds.dataset(others, format="parquet").to_table(filter=_bbox_filter(bbox))
-    if table.num_rows == 0:
-        return None
-    from geopandas.io.arrow import _arrow_to_geopandas
-
-    # the dataset keeps the GeoParquet metadata but hands the CRS back as PROJJSON text
-    return _arrow_to_geopandas(table).set_crs("EPSG:4326", allow_override=True)
+    halo = read_partitioned(folder, streets=others, bbox=_expanded_bounds(around, margin_m))
+    return halo if len(halo) else None
 
 
 def _bbox_filter(bbox):
@@ -252,7 +278,7 @@ def read_street(root, street: str, halo_m: float | None = None) -> tuple[dict[st
     for name in meta["layers"]:
         part = read_layer_street(root, name, street)
         if part is not None:
-            layers[name] = part.drop(columns=[STREET_COLUMN, "bbox"], errors="ignore")
+            layers[name] = part.drop(columns=["bbox"], errors="ignore")
     if "grids" not in layers or len(layers["grids"]) == 0:
         raise InputError(f"street {street}: no grids in {root}")
     centres = layers.get("service_centres")
@@ -261,6 +287,6 @@ def read_street(root, street: str, halo_m: float | None = None) -> tuple[dict[st
                                                  ignore_index=True), crs="EPSG:4326")
     halo = read_halo(root, "service_centres", street, around, halo_m or meta["halo_m"])
     if halo is not None:
-        halo = halo.drop(columns=[STREET_COLUMN, "bbox"], errors="ignore")
+        halo = halo.drop(columns=[STREET_COLUMN])
         layers["service_centres"] = pd.concat([c for c in (centres, halo) if c is not None], ignore_index=True)
     return layers, own

@@ -99,14 +99,11 @@ def _keep_own_centres(ctx: PlanContext, own_centres: set[str]) -> None:
 
 def write_street_layers(layers_out: dict, layers_dir: Path, street: str) -> None:
     """Each result layer as ``layers_dir/<layer>/street=<code>/part-0.parquet`` (WGS84 GeoParquet)."""
+    from geodata.parquet import write_partition
+
     for name, gdf in layers_out.items():
-        if name in MERGED_LAYERS:
-            continue
-        target = layers_dir / name / f"street={street}"
-        target.mkdir(parents=True, exist_ok=True)
-        out = gdf.copy()
-        out["street"] = street
-        out.to_parquet(target / "part-0.parquet", index=False)
+        if name not in MERGED_LAYERS:
+            write_partition(gdf, layers_dir / name, street)
 
 
 def street_partial(ctx: PlanContext, street: str) -> dict:
@@ -225,7 +222,7 @@ def reduce_gaps(parts: list[dict], status: pd.DataFrame, n_households: int, laye
     cells = merge_gap_cells([p["gap_cells"] for p in parts if p["gap_cells"] is not None], basis or "straight")
     target = layers_dir / "gap_cells"
     target.mkdir(parents=True, exist_ok=True)
-    cells.to_parquet(target / "part-0.parquet", index=False)
+    cells.to_parquet(target / "part-0.parquet", index=False, write_covering_bbox=True)
     out["gap_cells"] = int(len(cells))
     out["gap_areas"] = int(cells["gap_id"].nunique()) if len(cells) else 0
     out["gap_basis"] = basis
@@ -316,6 +313,14 @@ def parquet_input(options: PlanOptions, outdir: Path) -> Path:
     layers = load_scenario(options.scenario, coords=options.coords)
     export_parquet(layers, root, radius_m=(options.extra or {}).get("service_radius_m"))
     return root.resolve()
+
+
+def export_scenario(scenario, out, coords: str = "wgs84", radius_m: float | None = None) -> dict:
+    """``gridmap export --parquet``: read a scenario (files) and write it partitioned by street; returns the metadata."""
+    from geodata.parquet import export_parquet
+    from geodata.scenario import load_scenario
+
+    return export_parquet(load_scenario(scenario, coords=coords), out, radius_m=radius_m)
 
 
 def run_plan_cluster(options: PlanOptions, cluster: str,

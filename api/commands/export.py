@@ -1,0 +1,27 @@
+"""``gridmap export --parquet OUT SCENARIO`` — a scenario as GeoParquet partitioned by street (for ``--cluster``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from api.commands.common import COORDS_HELP, console
+
+
+def export_command(
+    scenario: Path = typer.Argument(..., help="Folder of layer files or a GeoPackage (needs grids and a way to "
+                                              "tell each grid's street: street_code, community_code or streets)."),
+    parquet: Path = typer.Option(..., "--parquet", help="Output folder: LAYER/street=CODE/part-0.parquet."),
+    coords: str = typer.Option("wgs84", "--coords", help=COORDS_HELP),
+    radius_m: float = typer.Option(None, "--radius-m", help="Service radius the plan will use, metres "
+                                                            "(default 1,000; sets the halo of centres)."),
+):
+    """Write SCENARIO as GeoParquet partitioned by street code, the input of `gridmap plan --cluster`."""
+    from api.usecases.scale import export_scenario
+
+    meta = export_scenario(scenario, parquet, coords=coords, radius_m=radius_m)
+    for layer, per_street in meta["counts"].items():
+        console.print(f"{layer:<16} {sum(per_street.values()):>10,} rows in {len(per_street):,} streets")
+    console.print(f"wrote [bold]{parquet}[/] ({len(meta['streets']):,} streets, halo {meta['halo_m']:,.0f} m)",
+                  markup=True)
