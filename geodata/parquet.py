@@ -170,7 +170,7 @@ def _write_layer(gdf: gpd.GeoDataFrame, street: pd.Series, folder: Path) -> dict
     counts = {}
     for code, rows in pd.Series(range(len(gdf))).groupby(street.to_numpy(), sort=True):
         write_partition(gdf.iloc[rows.to_numpy()], folder, str(code))
-        counts[str(code)] = int(len(rows))
+        counts[str(code)] = len(rows)
     return counts
 
 

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Path:
     """A scenario folder: real grids and streets of three streets, synthetic people (seed 7)."""
-    from geodata.parquet import _grid_streets
     from geodata.io import read_layer
+    from geodata.parquet import _grid_streets
     from geodata.synth import synth_in_grids
 
     folder = tmp_path_factory.mktemp("scale") / "scenario"

@@ -30,10 +30,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import geopandas as gpd
 import numpy as np
@@ -75,7 +75,7 @@ def plan_street(root: str, street: str, options: PlanOptions, outdir: str) -> di
     started = time.perf_counter()
     radius = (options.extra or {}).get("service_radius_m")
     layers, own_centres = read_street(root, street, halo_m=radius)
-    read_counts = {k: int(len(v)) for k, v in layers.items()}
+    read_counts = {k: len(v) for k, v in layers.items()}
     if "service_centres" in layers:
         read_counts["service_centres"] = len(own_centres)
     street_dir = Path(outdir) / "streets" / street
@@ -114,8 +114,8 @@ def street_partial(ctx: PlanContext, street: str) -> dict:
     partial = {
         "street": street,
         "grid_rows": pd.DataFrame(status[[c for c in GRID_ROW_COLUMNS if c in status.columns]]),
-        "households": int(len(households)),
-        "members": int(len(members)) if members is not None else None,
+        "households": len(households),
+        "members": len(members) if members is not None else None,
         "outside": int(households["grid_code"].isna().sum()),
         "notes": [f"{street}: {n}" for n in ctx.notes],
         "links": _links_partial(ctx),
@@ -142,7 +142,7 @@ def _gaps_partial(ctx: PlanContext) -> dict | None:
     summary = ctx.summary.get("gaps")
     if summary is None:
         return None
-    n = int(len(ctx.layers["households"]))
+    n = len(ctx.layers["households"])
     out = {k: summary.get(k) for k in ("unlinked_by_reason", "households_outside_circle", "gap_basis",
                                        "links_source")}
     # Roads are not exported, so the basis is the straight circle: covered = households − outside.
@@ -223,7 +223,7 @@ def reduce_gaps(parts: list[dict], status: pd.DataFrame, n_households: int, laye
     target = layers_dir / "gap_cells"
     target.mkdir(parents=True, exist_ok=True)
     cells.to_parquet(target / "part-0.parquet", index=False, write_covering_bbox=True)
-    out["gap_cells"] = int(len(cells))
+    out["gap_cells"] = len(cells)
     out["gap_areas"] = int(cells["gap_id"].nunique()) if len(cells) else 0
     out["gap_basis"] = basis
     outside = [p["households_outside_circle"] for p in parts if p["households_outside_circle"] is not None]
