@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 PER_STREET = 30_000
+# bench/maps.py would shadow the ``maps`` package in the spawned Dask workers, which inherit sys.path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def _peak_mb() -> float:
