@@ -161,3 +161,44 @@ def test_cluster_spec_is_checked():
     for bad in ("local:0", "local:x", "http://host:8786", "8786"):
         with pytest.raises(ValueError, match="--cluster"):
             connect(bad)
+
+
+@pytest.mark.db
+def test_export_from_postgis_equals_export_from_files(scenario, engine, tmp_path):
+    """The store holds the same scenario: its export has the same rows per street, and no personal data."""
+    from geodata.parquet import export_parquet, read_partitioned
+    from geodata.parquet_store import export_store
+    from geodata.scenario import load_scenario
+    from geodata.store.importer import import_layer
+
+    layers = load_scenario(scenario)
+    for name in ("streets", "grids", "households", "members", "service_centres"):
+        import_layer(engine, name, layers[name])
+    from_files = export_parquet(layers, tmp_path / "files")
+    from_db = export_store(engine, tmp_path / "db")
+    for name in ("grids", "households", "members", "service_centres"):
+        assert from_db["counts"][name] == from_files["counts"][name], name
+    households = read_partitioned(tmp_path / "db" / "households")
+    assert not {"name", "phone", "id_number"} & set(households.columns)
+    assert set(households["street"]) == set(STREETS)  # codes come back as text, not numbers
+
+
+def test_cli_export_then_plan_on_cluster(scenario, tmp_path):
+    """``gridmap export --parquet`` then ``gridmap plan PARQUET --cluster local:1 --no-maps``; a bad spec is refused."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    r = CliRunner().invoke(app, ["export", str(scenario), "--parquet", str(tmp_path / "pq")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "pq" / "households" / "street=CQ" / "part-0.parquet").is_file()
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "pq"), "--out", str(tmp_path / "out"), "--cluster", "local:1",
+                                 "--no-maps"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["streets"] == {"total": 3, "done": 3, "failed": {}}
+    assert not (tmp_path / "out" / "streets").exists()  # --no-maps: no per-street maps
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "pq"), "--out", str(tmp_path / "bad"), "--cluster", "lokal:2"])
+    assert r.exit_code != 0 and "--cluster" in r.output

@@ -323,6 +323,14 @@ def export_scenario(scenario, out, coords: str = "wgs84", radius_m: float | None
     return export_parquet(load_scenario(scenario, coords=coords), out, radius_m=radius_m)
 
 
+def export_database(database_url: str, out, radius_m: float | None = None) -> dict:
+    """``gridmap export --parquet OUT --from-db``: the PostGIS store's planning layers (no personal data) by street."""
+    from geodata.parquet_store import export_store
+    from geodata.store.session import make_engine
+
+    return export_store(make_engine(database_url), out, radius_m=radius_m)
+
+
 def run_plan_cluster(options: PlanOptions, cluster: str,
                      on_progress: Callable[[int, int, str], None] | None = None) -> ClusterPlanResult:
     """Plan every street of ``options.scenario`` as one task each on ``cluster``; reduce; write ``summary.json``.
