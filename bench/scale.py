@@ -27,7 +27,14 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def _peak_mb() -> float:
-    """Peak resident memory of this process, MB (Linux reports kB)."""
+    """Peak resident memory of this process since it started, MB (Linux ``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that across fork and exec, so a worker or child would report its
+    parent's peak (the bench's own, after synthesising the city).
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -49,10 +56,11 @@ def make_inputs(n: int, folder: Path) -> tuple[Path, Path]:
 
 def run_single(gpkg: Path, out: Path) -> dict:
     """The single-process plan in a child process (so its peak memory is its own)."""
-    code = ("import json,resource,time;from pathlib import Path;from api.usecases.plan import PlanOptions,run_plan;"
+    code = ("import json,time;from pathlib import Path;from api.usecases.plan import PlanOptions,run_plan;"
             f"t=time.perf_counter();r=run_plan(PlanOptions(scenario=Path({str(gpkg)!r}),outdir=Path({str(out)!r}),"
-            "maps=False));print(json.dumps({'seconds':time.perf_counter()-t,"
-            "'peak_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,'linked':r.summary['links']['linked']}))")
+            "maps=False));hwm=[l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')];"
+            "print(json.dumps({'seconds':time.perf_counter()-t,"
+            "'peak_mb':int(hwm[0].split()[1])/1024,'linked':r.summary['links']['linked']}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
