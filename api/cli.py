@@ -8,8 +8,19 @@ import typer
 
 from api.commands import data as data_cmd
 from api.commands import db as db_cmd
+from api.commands import demo as demo_cmd
+from api.commands import export as export_cmd
+from api.commands import gaps as gaps_cmd
+from api.commands import link as link_cmd
+from api.commands import maps as maps_cmd
+from api.commands import nearest as nearest_cmd
 from api.commands import plan as plan_cmd
+from api.commands import posts as posts_cmd
+from api.commands import redraw as redraw_cmd
+from api.commands import serve as serve_cmd
 from api.commands import token as token_cmd
+from api.commands import user as user_cmd
+from api.commands import worker as worker_cmd
 
 app = typer.Typer(
     name="gridmap",
@@ -25,28 +36,19 @@ app.command("synth")(data_cmd.synth_command)
 app.command("import")(data_cmd.import_command)
 app.command("validate")(data_cmd.validate_command)
 app.command("sample")(data_cmd.sample_command)
-app.add_typer(db_cmd.db_app, name="db")
-app.add_typer(token_cmd.token_app, name="token")
-from api.commands import link as link_cmd  # noqa: E402
+app.command("export")(export_cmd.export_command)
 app.command("link")(link_cmd.link_command)
-from api.commands import maps as maps_cmd  # noqa: E402
-app.command("map")(maps_cmd.map_command)
-from api.commands import serve as serve_cmd  # noqa: E402
-app.command("serve")(serve_cmd.serve_command)
-from api.commands import nearest as nearest_cmd  # noqa: E402
-app.command("nearest")(nearest_cmd.nearest_command)
-from api.commands import gaps as gaps_cmd  # noqa: E402
 app.command("gaps")(gaps_cmd.gaps_command)
 app.command("sites")(gaps_cmd.sites_command)
-from api.commands import redraw as redraw_cmd  # noqa: E402
 app.command("redraw")(redraw_cmd.redraw_command)
-from api.commands import user as user_cmd  # noqa: E402
-app.add_typer(user_cmd.user_app, name="user")
-from api.commands import worker as worker_cmd  # noqa: E402
+app.command("map")(maps_cmd.map_command)
+app.command("nearest")(nearest_cmd.nearest_command)
+app.command("serve")(serve_cmd.serve_command)
 app.command("worker")(worker_cmd.worker_command)
-from api.commands import demo as demo_cmd  # noqa: E402
 app.command("demo-web")(demo_cmd.demo_web_command)
-from api.commands import posts as posts_cmd  # noqa: E402
+app.add_typer(db_cmd.db_app, name="db")
+app.add_typer(token_cmd.token_app, name="token")
+app.add_typer(user_cmd.user_app, name="user")
 app.add_typer(posts_cmd.posts_app, name="posts")
 # --- end REGISTER --------------------------------------------------------------------------------
 

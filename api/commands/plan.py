@@ -37,6 +37,8 @@ def plan_command(
     redraw: bool = typer.Option(False, "--redraw", help="Redraw grids to the size standard before the other steps."),
     maps: bool = typer.Option(True, "--maps/--no-maps", help="Write HTML maps into OUTDIR/maps/."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the engines that use one."),
+    cluster: str = typer.Option(None, "--cluster", help="Run one task per street on Dask: local:N (N worker "
+                                "processes here) or tcp://HOST:8786 (a running `dask scheduler`)."),
 ):
     """Run the whole plan on a scenario: grid census, and every engine step; writes OUTDIR/plan.gpkg + summary.json."""
     from api.settings import get_settings
@@ -44,6 +46,8 @@ def plan_command(
 
     options = PlanOptions(scenario=scenario, outdir=out, coords=coords, redraw=redraw, maps=maps, seed=seed,
                           extra={"tianditu_key": get_settings().tianditu_key})
+    if cluster:
+        return _plan_on_cluster(options, cluster)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("planning", total=len(PLAN_STEPS) + 1)
@@ -61,3 +65,29 @@ def plan_command(
         console.print(f"[yellow]note[/] {n}", markup=True)
     console.print(summary_table(result.summary))
     console.print(f"wrote [bold]{result.gpkg}[/] and [bold]{result.summary_path}[/]", markup=True)
+
+
+def _plan_on_cluster(options, cluster: str) -> None:
+    """``--cluster``: streets as Dask tasks, progress as streets done / total, failed streets named."""
+    from api.usecases.scale import run_plan_cluster
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} streets"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("streets", total=None)
+
+        def on_progress(done: int, total: int, street: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"[bold]street {street}[/]")
+
+        try:
+            result = run_plan_cluster(options, cluster, on_progress=on_progress)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--cluster") from exc
+    for n in result.notes:
+        console.print(f"[yellow]note[/] {n}", markup=True)
+    console.print(summary_table(result.summary))
+    for street, error in result.failed.items():
+        console.print(f"[red]street {street} failed twice[/]: {error}", markup=True)
+    console.print(f"wrote [bold]{result.layers_dir}[/] and [bold]{result.summary_path}[/]", markup=True)
+    if result.failed:
+        raise typer.Exit(1)
