@@ -305,6 +305,18 @@ def _refusal(inc: dict, action: str, error: Exception) -> str:
     return f"当前状态不能执行此操作（{error}）"
 
 
+def is_on_duty(engine, principal) -> bool | None:
+    """在岗 (True) or 离岗 (False) of the caller's member; None for an account without a member."""
+    from geodata.store import incidents
+
+    if principal.member_id is None:
+        return None
+    try:
+        return incidents.member_available(engine, principal.member_id)
+    except incidents.NotFound:
+        return None
+
+
 def set_on_duty(engine, principal, on_duty: bool) -> bool:
     """在岗/离岗 of the caller's member (audited as a write); returns the new availability."""
     from geodata.store import incidents

@@ -341,6 +341,15 @@ def nearby_open_incidents(engine: Engine, member_id: str, lon: float | None = No
         return [with_light(dict(r._mapping), at) for r in rows]
 
 
+def member_available(engine: Engine, member_id: str) -> bool:
+    """Whether a member is on duty (在岗) for nearest-responder search; NotFound for an unknown member."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT available FROM members WHERE member_id = :m"), {"m": member_id}).first()
+    if row is None:
+        raise NotFound(f"no member {member_id}")
+    return bool(row[0]) if row[0] is not None else True
+
+
 def set_available(engine: Engine, member_id: str, available: bool) -> bool:
     """在岗/离岗: set a member's availability for nearest-responder search; returns the new value."""
     with engine.begin() as conn:
