@@ -46,6 +46,8 @@ from api.commands import worker as worker_cmd  # noqa: E402
 app.command("worker")(worker_cmd.worker_command)
 from api.commands import demo as demo_cmd  # noqa: E402
 app.command("demo-web")(demo_cmd.demo_web_command)
+from api.commands import calendar as calendar_cmd  # noqa: E402
+app.add_typer(calendar_cmd.calendar_app, name="calendar")
 # --- end REGISTER --------------------------------------------------------------------------------
 
 

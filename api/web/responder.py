@@ -27,6 +27,7 @@ from api.web.pages import (
 from api.web.render import render
 from geodata.store import incidents
 from geodata.store.visits import FAR_M, VISIT_KINDS, NotLinked
+from gridmap.deadlines import CLOCK_LABELS
 
 router = APIRouter(include_in_schema=False)
 
@@ -132,8 +133,13 @@ def distance_text(metres) -> str:
 
 
 def incident_view(row: dict) -> dict:
-    """An incident row with the Chinese texts the page shows beside its codes."""
-    return {**row, "light_label": LIGHT_LABELS.get(row.get("light") or "", "无时限"),
+    """An incident row with the Chinese texts the page shows beside its codes: both clocks' lights
+    (接单, 办结) and the time left on the clock running now."""
+    running = row.get("clock")
+    return {**row, "respond_label": LIGHT_LABELS.get(row.get("respond_light") or "", "无时限"),
+            "complete_label": LIGHT_LABELS.get(row.get("complete_light") or "", "无时限"),
+            "running_light": row.get(f"{running}_light") if running else None,
+            "clock_label": CLOCK_LABELS.get(running or "", ""),
             "status_label": STATUS_LABELS.get(row["status"], row["status"]),
             "left_text": time_left_text(row.get("left")), "distance_text": distance_text(row.get("distance_m"))}
 

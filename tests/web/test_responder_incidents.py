@@ -204,3 +204,22 @@ def test_page_accept_note_close_with_photo_and_duty_toggle(apps, web_db):
     assert "当前状态：<strong>离岗</strong>" in one.get("/responder").text
     with web_db.connect() as c:
         assert c.execute(sa.text("SELECT available FROM members WHERE member_id = 'M1'")).scalar_one() is False
+
+
+def test_page_and_json_show_both_clocks_response_on_time_completion_late(apps, web_db):
+    from datetime import UTC, datetime, timedelta
+
+    from geodata.store import incidents
+
+    one, _ = apps
+    _page_session(one, "resp1")
+    reported = datetime.now(UTC) - timedelta(hours=30)
+    incidents.create_incident(web_db, lon=121.4815, lat=31.2055, category="民政", incident_id="OLD", reported_at=reported)
+    incidents.transition(web_db, "OLD", "claim", acting_member="M1", at=reported + timedelta(hours=1))
+    page = one.get("/responder").text
+    card = page[page.index('data-incident="OLD"'):]
+    card = card[:card.index("</li>")]
+    assert "接单 绿灯 · 正常" in card and "办结 红灯 · 超时" in card and "办结已超时 6 小时" in card
+    shown = one.get("/incidents/OLD").json()
+    assert (shown["respond_light"], shown["complete_light"], shown["light"]) == ("green", "red", "red")
+    assert shown["respond_due_at"] is not None
