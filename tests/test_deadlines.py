@@ -155,7 +155,8 @@ def test_calendar_import_command_loads_the_holidays_all_or_nothing(engine, db_ur
     result = runner.invoke(app, ["calendar", "import", str(bad)])
     assert result.exit_code == 2 and "bad.csv line 2" in result.output
     assert _holidays(engine) == before  # 10-03 of line 1 was not written either
-    # the stored calendar moves a complex deadline: reported Mon 09-30 15:00, 10-01/02 off → 10-03, 10-04, 10-07: due Mon 10-07 15:00
+    # the stored calendar moves a complex deadline: reported Mon 09-30 15:00, 10-01/02 off
+    # → working days 10-03, 10-04, 10-07: due Mon 10-07 15:00
     from geodata.store import incidents
 
     inc = incidents.create_incident(engine, lon=121.48, lat=31.2, category="矛盾纠纷", reported_at=cst(2024, 9, 30, 15))

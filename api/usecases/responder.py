@@ -315,6 +315,13 @@ def _refusal(inc: dict, action: str, error: Exception) -> str:
     return f"当前状态不能执行此操作（{error}）"
 
 
+def my_notices(engine, principal, limit: int = 10) -> list[dict]:
+    """The caller's latest deadline reminders (站内提醒), newest first; ids and category only, no personal data."""
+    from geodata.store import notices
+
+    return notices.member_notices(engine, principal.member_id, limit) if principal.member_id else []
+
+
 def is_on_duty(engine, principal) -> bool | None:
     """在岗 (True) or 离岗 (False) of the caller's member; None for an account without a member."""
     from geodata.store import incidents

@@ -56,6 +56,7 @@ def responder_home(request: Request, principal: PagePrincipal, checked: str | No
                   households=households, buildings=buildings, region_names=request.state.region_names,
                   visit_kinds=VISIT_KINDS, checked=visited, far=bool(far), far_m=int(FAR_M),
                   mine=mine, nearby=nearby, on_duty=usecase.is_on_duty(principal.engine, principal),
+                  notices=usecase.my_notices(principal.engine, principal),
                   action_notice=ACTION_NOTICES.get(done or "", "").format(incident=incident or ""))
 
 

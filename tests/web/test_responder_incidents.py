@@ -223,3 +223,20 @@ def test_page_and_json_show_both_clocks_response_on_time_completion_late(apps, w
     shown = one.get("/incidents/OLD").json()
     assert (shown["respond_light"], shown["complete_light"], shown["light"]) == ("green", "red", "red")
     assert shown["respond_due_at"] is not None
+
+
+def test_reminders_appear_in_the_notice_list_of_the_holder_only(apps, web_db):
+    from datetime import UTC, datetime, timedelta
+
+    from api.jobs.reminders import run_reminders
+    from geodata.store import incidents
+
+    one, two = apps
+    _page_session(one, "resp1")
+    _page_session(two, "resp2")
+    reported = datetime.now(UTC) - timedelta(hours=20)
+    incidents.create_incident(web_db, lon=121.4815, lat=31.2055, category="民政", incident_id="LATE", reported_at=reported)
+    incidents.transition(web_db, "LATE", "claim", acting_member="M1", at=reported + timedelta(hours=1))
+    assert run_reminders(web_db)["notices"] == 2
+    assert "提醒（1）" in one.get("/responder").text and "事件 LATE（民政）办结即将超时（黄灯）" in one.get("/responder").text
+    assert "事件 LATE" not in two.get("/responder").text
