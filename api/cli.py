@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from api.commands import calendar as calendar_cmd
 from api.commands import data as data_cmd
 from api.commands import db as db_cmd
 from api.commands import demo as demo_cmd
@@ -50,6 +51,7 @@ app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(token_cmd.token_app, name="token")
 app.add_typer(user_cmd.user_app, name="user")
 app.add_typer(posts_cmd.posts_app, name="posts")
+app.add_typer(calendar_cmd.calendar_app, name="calendar")
 # --- end REGISTER --------------------------------------------------------------------------------
 
 

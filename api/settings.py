@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     visit_every_days: dict[str, int] = Field({"独居老人": 7}, description=(
         "走访频次: days between visits per household tag (JSON, e.g. {\"独居老人\": 7, \"残疾人\": 14})."))
     visit_default_days: int = Field(30, gt=0, description="Days between visits of households without those tags.")
+    deadlines_file: Path | None = Field(None, description=(
+        "Incident deadline windows per response kind and category (TOML, or JSON if it ends in .json): "
+        "接单 respond and 办结 complete clocks, e.g. [categories.\"安全生产\"] respond = {hours = 2}."))
+    notify_webhook_url: str | None = Field(None, description=(
+        "URL the reminder job POSTs each notice to as JSON (an SMS/WeCom gateway); none: in-app notices only."))
 
 
 ENV_FILE_VARIABLE = "GRIDMAP_ENV_FILE"

@@ -106,6 +106,8 @@ def worker_app(url: str) -> procrastinate.App:
     """A procrastinate app with gridmap's tasks, for a worker on the database at ``url``."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
     app.task(name=RECOMPUTE_TASK, queue=QUEUE, pass_context=True)(recompute_links_job)
+    from api.jobs import reminders  # deadline reminders every five minutes (issue 15)
+    reminders.register(app)
     return app
 
 

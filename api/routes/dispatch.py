@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, field_validator
 
 from api.auth import Principal, current_principal, not_found, present_pii, require_roles
+from api.usecases.deadlines import deadline_rules
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
@@ -104,6 +105,9 @@ class Incident(BaseModel):
     reported_at: datetime
     deadline_at: datetime | None
     light: str | None
+    respond_due_at: datetime | None = None  # 接单 deadline; deadline_at is the 办结 (completion) deadline
+    respond_light: str | None = None
+    complete_light: str | None = None
     grid_code: str | None
     community_code: str | None
     street_code: str | None
@@ -285,7 +289,8 @@ def report_incident(request: Request, body: IncidentIn,
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
     inc = incidents.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m)
+                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m,
+                                deadline_rules=deadline_rules(request.app.state.settings.deadlines_file))
     return _out(inc)
 
 

@@ -239,7 +239,7 @@ def nearby_incidents(engine, principal, lon=None, lat=None, coords: str = "wgs84
         lon, lat = _position(lon, lat, coords, None)
     now = now or datetime.now(UTC)
     rows = incidents.nearby_open_incidents(engine, principal.member_id, lon, lat, radius_m=radius_m, at=now)
-    return [{**r, "left": (r["deadline_at"] - now) if r["deadline_at"] else None} for r in rows]
+    return [with_time_left(r, now) for r in rows]
 
 
 def my_open_incidents(engine, principal, now: datetime | None = None) -> list[dict]:
@@ -250,7 +250,17 @@ def my_open_incidents(engine, principal, now: datetime | None = None) -> list[di
         return []
     now = now or datetime.now(UTC)
     rows = incidents.member_incidents(engine, principal.member_id, at=now)
-    return [{**r, "left": (r["deadline_at"] - now) if r["deadline_at"] else None} for r in rows]
+    return [with_time_left(r, now) for r in rows]
+
+
+def with_time_left(row: dict, now: datetime) -> dict:
+    """``row`` with ``clock`` (the one running: 接单 ``respond`` until taken, then 办结 ``complete``),
+    ``left`` (time to that clock's deadline; negative when overdue) and ``due`` (that deadline)."""
+    from gridmap.deadlines import RESPOND, running_clock
+
+    clock = running_clock(row)
+    due = row.get("respond_due_at") if clock == RESPOND else row.get("deadline_at")
+    return {**row, "clock": clock, "due": due, "left": (due - now) if due else None}
 
 
 def act_on_incident(engine, principal, incident_id: str, action: str, note: str | None = None,
@@ -303,6 +313,25 @@ def _refusal(inc: dict, action: str, error: Exception) -> str:
     if action == "claim":
         return "该事件已被其他人接单或已派单，请刷新后选择其他事件。"
     return f"当前状态不能执行此操作（{error}）"
+
+
+def my_notices(engine, principal, limit: int = 10) -> list[dict]:
+    """The caller's latest deadline reminders (站内提醒), newest first; ids and category only, no personal data."""
+    from geodata.store import notices
+
+    return notices.member_notices(engine, principal.member_id, limit) if principal.member_id else []
+
+
+def is_on_duty(engine, principal) -> bool | None:
+    """在岗 (True) or 离岗 (False) of the caller's member; None for an account without a member."""
+    from geodata.store import incidents
+
+    if principal.member_id is None:
+        return None
+    try:
+        return incidents.member_available(engine, principal.member_id)
+    except incidents.NotFound:
+        return None
 
 
 def set_on_duty(engine, principal, on_duty: bool) -> bool:

@@ -22,6 +22,7 @@ from geodata.store.routing import PROPOSE_K, propose, route_point
 from gridmap import dispatch as rules
 from gridmap.cells import points_to_cells, to_signed
 from gridmap.contract import H3_POINT_RES, SERVICE_RADIUS_M
+from gridmap.deadlines import COMPLETE, RESPOND, DeadlineRules, incident_lights
 
 
 class NotFound(LookupError):
@@ -45,7 +46,8 @@ class OutsideRegions(PermissionError):
 HIDDEN_MEMBER = "member {} is not a suitable responder within reach of this token"
 
 
-_INCIDENT_COLS = ("incident_id, category, level, status, required_skill, reported_at, deadline_at, grid_code, "
+_INCIDENT_COLS = ("incident_id, category, level, status, required_skill, reported_at, deadline_at, respond_due_at, "
+                  "grid_code, "
                   "community_code, street_code, assigned_member_id, escalation_level, escalated, rating, source, "
                   "response_kind, assigned_at, accepted_at, closed_at, proposed, ST_X(geom) AS lon, ST_Y(geom) AS lat")
 
@@ -68,14 +70,16 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
                     level: int | None = None, required_skill: str | None = None, kind: str | None = None,
                     incident_id: str | None = None, source: str | None = None,
                     calendar: rules.WorkCalendar | None = None, k: int = PROPOSE_K,
-                    radius_m: float = SERVICE_RADIUS_M) -> dict:
+                    radius_m: float = SERVICE_RADIUS_M, deadline_rules: DeadlineRules | None = None) -> dict:
     """Record a reported incident (一键上报) at a WGS84 point and propose responders (智能分派).
 
-    The incident is routed to its grid/community/street, gets its response kind and deadline
-    (ordinary 24 h; complex 3 working days by ``calendar`` merged with the ``holidays`` table), and
+    The incident is routed to its grid/community/street, gets its response kind and two deadlines
+    by ``deadline_rules`` (default the policy: 接单 ``respond_due_at`` 24 h; 办结 ``deadline_at``
+    ordinary 24 h, complex 3 working days by ``calendar`` merged with the ``holidays`` table), and
     the nearest suitable responders, escalating when the grid has none within ``radius_m`` metres.
     Returns the stored incident (see :func:`get_incident`) with ``proposed`` filled.
     """
+    windows = deadline_rules or DeadlineRules()
     reported_at = rules.to_local(reported_at or datetime.now(UTC))
     rkind = rules.response_kind(category, level, kind)
     incident_id = incident_id or f"INC-{reported_at:%Y%m%d}-{uuid.uuid4().hex[:10]}"
@@ -84,17 +88,18 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
         cal = load_calendar(conn)
         if calendar is not None:
             cal = cal.merged(calendar)
-        due = rules.deadline(reported_at, rkind, cal)
+        due = windows.due(COMPLETE, reported_at, category, rkind, cal)
+        respond_due = windows.due(RESPOND, reported_at, category, rkind, cal)
         route = route_point(conn, lon, lat)
         level_reached, cands = propose(conn, lon, lat, route, skill=required_skill, k=k, radius_m=radius_m)
         proposed = proposal_json(cands)
         conn.execute(text(
             "INSERT INTO incidents (incident_id, category, level, status, required_skill, reported_at, deadline_at, "
-            "grid_code, community_code, street_code, escalation_level, escalated, source, response_kind, proposed, h3, geom) "
-            "VALUES (:id, :cat, :lvl, 'reported', :skill, :rep, :due, :g, :c, :s, :esc, :escd, :src, :rk, "
+            "respond_due_at, grid_code, community_code, street_code, escalation_level, escalated, source, response_kind, "
+            "proposed, h3, geom) VALUES (:id, :cat, :lvl, 'reported', :skill, :rep, :due, :rdue, :g, :c, :s, :esc, :escd, :src, :rk, "
             "CAST(:prop AS jsonb), :h3, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
             {"id": incident_id, "cat": category, "lvl": level, "skill": required_skill, "rep": reported_at,
-             "due": due, "g": route["grid_code"], "c": route["community_code"], "s": route["street_code"],
+             "due": due, "rdue": respond_due, "g": route["grid_code"], "c": route["community_code"], "s": route["street_code"],
              "esc": level_reached, "escd": level_reached not in (None, "grid"), "src": source, "rk": rkind,
              "prop": dumps(proposed), "h3": h3, "lon": float(lon), "lat": float(lat)})
         _event(conn, incident_id, "report", None, rules.REPORTED,
@@ -233,14 +238,11 @@ def _choose_member(conn: Connection, inc: dict, member_id: str | None, radius_m:
 
 
 def with_light(inc: dict, at: datetime) -> dict:
-    """The incident with its 红黄绿灯 ``light`` at ``at`` (None without a deadline, or closed at an
-    unknown time)."""
-    out = dict(inc)
-    closed = inc.get("status") in (rules.CLOSED, rules.RATED)
-    if inc.get("deadline_at") is None or (closed and inc.get("closed_at") is None):
-        out["light"] = None
-    else:
-        out["light"] = rules.light(inc["reported_at"], inc["deadline_at"], at, inc.get("closed_at"))
+    """The incident with the 红黄绿灯 lights of its two clocks at ``at``: ``respond_light`` (接单, stops
+    at ``accepted_at``) and ``complete_light`` (办结, stops at ``closed_at``); ``light`` is the completion
+    light as before. None without a deadline, or when a clock stopped at an unknown time."""
+    out = {**inc, **incident_lights(inc, at)}
+    out["light"] = out["complete_light"]
     return out
 
 
@@ -342,6 +344,15 @@ def nearby_open_incidents(engine: Engine, member_id: str, lon: float | None = No
              "limit": int(limit)})
         at = at or datetime.now(UTC)
         return [with_light(dict(r._mapping), at) for r in rows]
+
+
+def member_available(engine: Engine, member_id: str) -> bool:
+    """Whether a member is on duty (在岗) for nearest-responder search; NotFound for an unknown member."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT available FROM members WHERE member_id = :m"), {"m": member_id}).first()
+    if row is None:
+        raise NotFound(f"no member {member_id}")
+    return bool(row[0]) if row[0] is not None else True
 
 
 def set_available(engine: Engine, member_id: str, available: bool) -> bool:

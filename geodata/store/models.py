@@ -158,7 +158,8 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(Text, server_default="reported")
     required_skill: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # completion (办结) deadline
+    respond_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # 接单 deadline (0012)
     grid_code: Mapped[str | None] = _grid_ref()
     community_code: Mapped[str | None] = mapped_column(Text)
     street_code: Mapped[str | None] = mapped_column(Text)
