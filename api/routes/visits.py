@@ -104,9 +104,11 @@ def claim(incident_id: str, principal: Principal = Depends(current_principal)):
     gets 200, the other 409 saying it is taken."""
     if principal.member_id is None:
         try:
-            inc = usecase._visible_incident(principal.engine, principal, incident_id)
+            inc = incidents.get_incident(principal.engine, incident_id)
         except incidents.NotFound:
             raise not_found() from None
+        if not principal.covers(inc["grid_code"], inc["community_code"], inc["street_code"]):
+            raise not_found()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"cannot claim an incident that is {inc['status']} "
                                                              "without a member (无党员编号)")
     return _act(principal, incident_id, "claim")
