@@ -305,7 +305,8 @@ def _check_cells(df: pd.DataFrame, mapping: dict[str, str], rows: np.ndarray) ->
 
 def _check_ids(df: pd.DataFrame, header: str, rows: np.ndarray, label: str) -> list[Issue]:
     """Blank ids, and each repeat of an id (naming the row that has it first)."""
-    issues, first_seen = [], {}
+    issues: list[Issue] = []
+    first_seen: dict[str, int] = {}
     for row, v in zip(rows.tolist(), df[header].tolist()):
         if _is_blank(v):
             issues.append(Issue(row, header, "", f"{label}为空"))
@@ -419,7 +420,7 @@ def guess_coords(x: np.ndarray, y: np.ndarray, coords: str, grids: gpd.GeoDataFr
         wx, wy = crsmod.to_wgs84(x, y, system)
         shares[system] = share_inside(np.asarray(wx), np.asarray(wy), grids, codes)
     chosen = shares["wgs84" if coords == "cgcs2000" else coords]
-    best = max(shares, key=shares.get)
+    best = max(shares, key=lambda system: shares[system])
     if len(x) and chosen < SUSPECT_INSIDE and shares[best] >= SHIFTED_INSIDE and best != coords:
         return best, shares
     return None, shares
@@ -437,7 +438,7 @@ class Region:
 
     def allows(self, layer: str, record: dict) -> bool:
         """Whether a row of ``layer`` (contract names; points carry their located ``grid_code``) lies inside."""
-        if self.grids is None:
+        if self.grids is None or self.communities is None or self.streets is None:
             return True
         if layer == "streets":
             return record.get("code") in self.streets
@@ -556,17 +557,19 @@ def _geometry(df, geom_col, lon_h, lat_h, rows, layer: str, result: CheckResult)
     issues = _check_geometries(gdf, want, rows)
     result.issues += issues
     bad = {i.row for i in issues}
-    geoms = np.asarray(gdf.geometry.values, dtype=object)
-    x = y = None
+    shapes = np.asarray(gdf.geometry.values, dtype=object)
+    px: np.ndarray | None = None
+    py: np.ndarray | None = None
     if want == "point":
-        probe = shapely.centroid(np.where([int(r) in bad for r in rows], None, geoms))
-        x, y = shapely.get_x(probe), shapely.get_y(probe)
+        unusable = np.array([int(r) in bad for r in rows], dtype=bool)
+        probe = shapely.centroid(np.where(unusable, np.array(None, dtype=object), shapes))  # type: ignore[call-overload]  # numpy stubs lack object arrays
+        px, py = np.asarray(shapely.get_x(probe)), np.asarray(shapely.get_y(probe))
     if result.coords in ("gcj02", "bd09"):
-        shifted = crsmod.geodataframe_to_wgs84(gpd.GeoDataFrame(geometry=list(geoms), crs="EPSG:4326")
+        shifted = crsmod.geodataframe_to_wgs84(gpd.GeoDataFrame(geometry=list(shapes), crs="EPSG:4326")
                                                .loc[[int(r) not in bad for r in rows]], result.coords)
-        geoms = geoms.copy()
-        geoms[np.flatnonzero([int(r) not in bad for r in rows])] = shifted.geometry.values
-    return x, y, [None if int(r) in bad else g for r, g in zip(rows, geoms)]
+        shapes = shapes.copy()
+        shapes[np.flatnonzero([int(r) not in bad for r in rows])] = shifted.geometry.values
+    return px, py, [None if int(r) in bad else g for r, g in zip(rows, shapes)]
 
 
 def _contract_frame(df: pd.DataFrame, mapping: dict[str, str], geoms) -> gpd.GeoDataFrame:

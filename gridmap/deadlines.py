@@ -44,6 +44,7 @@ class Window:
         """The deadline of a clock started at ``start`` (CST, timezone-aware)."""
         if self.hours is not None:
             return rules.to_local(start) + timedelta(hours=self.hours)
+        assert self.working_days is not None  # __post_init__: exactly one of hours / working_days
         return rules.add_working_days(start, int(self.working_days), calendar)
 
 

@@ -119,7 +119,8 @@ def test_lights_green_yellow_red_boundaries():
 
 # -- life cycle ------------------------------------------------------------------------------------
 
-LEGAL = {("reported", "assign"): "assigned", ("reported", "claim"): "accepted", ("assigned", "assign"): "assigned", ("assigned", "accept"): "accepted",
+LEGAL = {("reported", "assign"): "assigned", ("reported", "claim"): "accepted", ("assigned", "assign"): "assigned",
+         ("assigned", "accept"): "accepted",
          ("accepted", "close"): "closed", ("closed", "rate"): "rated"}
 
 

@@ -139,7 +139,7 @@ class VisitRefused(ValueError):
     """A check-in refused for bad input (kind, note, photo, position); the text is Chinese, naming the field."""
 
 
-def check_in(engine, principal, *, household_id: str, kind: str, note: str | None = None,
+def check_in(engine, principal, *, household_id: str, kind: str, note: str | None = None,  # noqa: PLR0913 — keyword-only fields of one check-in, as the form sends them
              lon: float | None = None, lat: float | None = None, coords: str = "wgs84",
              accuracy_m: float | None = None, photo: bytes | None = None, upload_dir=None,
              photo_max_bytes: int | None = None, now: datetime | None = None) -> dict:

@@ -96,7 +96,8 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
         conn.execute(text(
             "INSERT INTO incidents (incident_id, category, level, status, required_skill, reported_at, deadline_at, "
             "respond_due_at, grid_code, community_code, street_code, escalation_level, escalated, source, response_kind, "
-            "proposed, h3, geom) VALUES (:id, :cat, :lvl, 'reported', :skill, :rep, :due, :rdue, :g, :c, :s, :esc, :escd, :src, :rk, "
+            "proposed, h3, geom) VALUES (:id, :cat, :lvl, 'reported', :skill, :rep, :due, :rdue, :g, :c, :s, :esc, :escd, "
+            ":src, :rk, "
             "CAST(:prop AS jsonb), :h3, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
             {"id": incident_id, "cat": category, "lvl": level, "skill": required_skill, "rep": reported_at,
              "due": due, "rdue": respond_due, "g": route["grid_code"], "c": route["community_code"], "s": route["street_code"],
@@ -130,7 +131,7 @@ def incident_events(engine: Engine, incident_id: str) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def transition(engine: Engine, incident_id: str, action: str, *, member_id: str | None = None,
+def transition(engine: Engine, incident_id: str, action: str, *, member_id: str | None = None,  # noqa: PLR0913 — keyword-only, one per action
                rating: int | None = None, acting_member: str | None = None, at: datetime | None = None,
                radius_m: float = SERVICE_RADIUS_M, within: Collection[str] | None = None,
                escalation: dict | None = None, note: str | None = None, photos: list[dict] | None = None) -> dict:

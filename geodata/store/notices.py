@@ -30,7 +30,7 @@ def entering(inc: dict, at: datetime) -> list[tuple[str, str]]:
     lights = dl.incident_lights(inc, at)
     clocks = [dl.RESPOND] if inc["status"] in (rules.REPORTED, rules.ASSIGNED) else []
     clocks.append(dl.COMPLETE)
-    return [(c, lights[f"{c}_light"]) for c in clocks if lights[f"{c}_light"] in (rules.YELLOW, rules.RED)]
+    return [(c, str(lights[f"{c}_light"])) for c in clocks if lights[f"{c}_light"] in (rules.YELLOW, rules.RED)]
 
 
 def next_level(inc: dict) -> str | None:

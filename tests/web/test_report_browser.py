@@ -107,7 +107,7 @@ def test_resident_reports_follows_and_rates(server, chromium, web_db):
     src = page.get_attribute(".photos img", "src")
     assert gps_of(base64.b64decode(src.split(",", 1)[1])) == {}  # the photo served back has no GPS
     seen = []
-    for action in _staff(server, web_db, ticket):
+    for _action in _staff(server, web_db, ticket):
         page.reload()
         seen.append(page.inner_text("#status"))
     assert seen == ["当前状态：已派单", "当前状态：处理中", "当前状态：已办结，待评价"]

@@ -23,8 +23,8 @@ def test_phone_lists_my_households_and_checks_in_with_the_phone_position(server,
                                       permissions=["geolocation"])
         page = context.new_page()
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
         _login(page, server, "resp1")
         listed = page.eval_on_selector_all("ol.households > li", "els => els.map(e => e.dataset.household)")
         api = page.request.get(server + "/me/households").json()
