@@ -106,6 +106,7 @@ def worker_app(url: str) -> procrastinate.App:
     """A procrastinate app with gridmap's tasks, for a worker on the database at ``url``."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
     app.task(name=RECOMPUTE_TASK, queue=QUEUE, pass_context=True)(recompute_links_job)
+    from api.jobs import redraw; redraw.register(app)  # noqa: E702  (issue 16: redraw drafts)
     return app
 
 

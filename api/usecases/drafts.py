@@ -270,17 +270,26 @@ def _edited_rows(grids: gpd.GeoDataFrame, preview) -> gpd.GeoDataFrame:
     return rows.set_geometry(list(rows["grid_code"].map(touched.geometry))).set_crs("EPSG:4326", allow_override=True)
 
 
-def _save(engine: Engine, draft: dict, grids, assignment: dict, edits: list, edit_pos: int, today: dict) -> dict:
+def _save(engine: Engine, draft: dict, grids, assignment: dict, edits: list, edit_pos: int, today: dict,
+          actor: Actor | None = None, action: str = "draft_edit") -> dict:
+    from geodata.store.auth import record_audit
+
     grids = grids.copy()
     grids["moved"] = _moved_per_grid(grids, assignment, today)
     summary = draft_figures(grids, assignment, today)
     store.save_state(engine, draft["draft_id"], grids=grids, assignment=assignment, summary=summary, edits=edits,
                      edit_pos=edit_pos)
+    if actor is not None:
+        record = edits[edit_pos - 1] if action != "draft_undo" else edits[edit_pos]
+        record_audit(engine, token_id=actor.token_id, role=actor.role, member_id=actor.member_id, action=action,
+                     what="redraw_drafts", ids=[str(draft["draft_id"])],
+                     detail={"by": actor.by, "to_grid": record["to_grid"], "cells": record["cells"],
+                             "households_moved": len(record["moved"])})
     return {**draft, "grids": grids, "assignment": assignment, "summary": summary, "edits": edits,
             "edit_pos": edit_pos}
 
 
-def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str]) -> dict:
+def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str], actor: Actor | None = None) -> dict:
     """Move ``cells`` into ``to_grid`` on the draft and push the edit on its stack (the redo tail is
     dropped, as in every editor). Returns the draft as saved."""
     preview = preview_draft_edit(engine, draft, to_grid, cells)
@@ -296,10 +305,11 @@ def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str]
     assignment = {**draft["assignment"], **{h: t for h, _, t in moved}}
     edits = list(draft.get("edits") or [])[: draft.get("edit_pos", 0)] + [record]
     today = todays_assignment(engine, draft["community_code"])
-    return _save(engine, draft, _replace_rows(grids, codes, record["after"]), assignment, edits, len(edits), today)
+    return _save(engine, draft, _replace_rows(grids, codes, record["after"]), assignment, edits, len(edits), today,
+                 actor, "draft_edit")
 
 
-def undo_draft_edit(engine: Engine, draft: dict) -> dict:
+def undo_draft_edit(engine: Engine, draft: dict, actor: Actor | None = None) -> dict:
     """Take back the last applied edit (the stored state before it comes back exactly)."""
     pos = int(draft.get("edit_pos", 0))
     if pos == 0:
@@ -308,10 +318,10 @@ def undo_draft_edit(engine: Engine, draft: dict) -> dict:
     assignment = {**draft["assignment"], **{h: f for h, f, _ in record["moved"]}}
     grids = _replace_rows(draft["grids"], set(record["codes"]), record["before"])
     today = todays_assignment(engine, draft["community_code"])
-    return _save(engine, draft, grids, assignment, draft["edits"], pos - 1, today)
+    return _save(engine, draft, grids, assignment, draft["edits"], pos - 1, today, actor, "draft_undo")
 
 
-def redo_draft_edit(engine: Engine, draft: dict) -> dict:
+def redo_draft_edit(engine: Engine, draft: dict, actor: Actor | None = None) -> dict:
     """Apply again the next undone edit."""
     pos, edits = int(draft.get("edit_pos", 0)), list(draft.get("edits") or [])
     if pos >= len(edits):
@@ -320,4 +330,25 @@ def redo_draft_edit(engine: Engine, draft: dict) -> dict:
     assignment = {**draft["assignment"], **{h: t for h, _, t in record["moved"]}}
     grids = _replace_rows(draft["grids"], set(record["codes"]), record["after"])
     today = todays_assignment(engine, draft["community_code"])
-    return _save(engine, draft, grids, assignment, edits, pos + 1, today)
+    return _save(engine, draft, grids, assignment, edits, pos + 1, today, actor, "draft_redo")
+
+
+def before_grids(engine: Engine, community_code: str) -> gpd.GeoDataFrame:
+    """Today's grids of the community (WGS84) with ``name``, ``households`` today, band and ``in_band``."""
+    inputs = store.community_inputs(engine, community_code)
+    grids = inputs["grids"].rename_geometry("geometry")
+    counts = inputs["households"]["grid_code"].value_counts()
+    grids["households"] = grids["grid_code"].map(counts).fillna(0).astype(int)
+    bands = [grid_band(k) for k in grids["kind"]]
+    grids["band_min"], grids["band_max"] = [b[0] for b in bands], [b[1] for b in bands]
+    grids["in_band"] = (grids["households"] >= grids["band_min"]) & (grids["households"] <= grids["band_max"])
+    return grids[["grid_code", "name", "kind", "households", "band_min", "band_max", "in_band", "geometry"]]
+
+
+def after_grids(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
+    """The draft's grids (WGS84) with the stored Chinese ``name`` of kept codes and ``contiguous`` (one piece)."""
+    names = dict(before_grids(engine, draft["community_code"])[["grid_code", "name"]].itertuples(index=False))
+    grids = draft["grids"].copy()
+    grids["name"] = grids["grid_code"].map(names)
+    grids["contiguous"] = [g is not None and g.geom_type == "Polygon" for g in grids.geometry]
+    return grids.sort_values("grid_code").reset_index(drop=True)

@@ -20,7 +20,7 @@ from api.web.render import STATIC_DIR, render
 
 def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     """Add the pages, static files, CSRF middleware and page error handlers to ``app``."""
-    from api.web import job_pages, pages, planner, report, responder
+    from api.web import job_pages, pages, planner, planner_redraw, report, responder
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
@@ -29,6 +29,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(report.router)  # residents: /report (no login)
     app.include_router(responder.router)  # /responder (issue 15)
     app.include_router(planner.router)  # /planner (issue 16)
+    app.include_router(planner_redraw.router)  # /planner/redraw, /planner/drafts (issue 16)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

@@ -103,3 +103,12 @@ def household_points(engine: Engine, household_ids: list[str]) -> gpd.GeoDataFra
         return gpd.read_postgis(text("SELECT household_id, geom FROM households WHERE household_id = ANY(:ids) "
                                      "ORDER BY household_id"), conn, geom_col="geom",
                                 params={"ids": list(household_ids)})
+
+
+def community_names(engine: Engine, codes: frozenset[str] | None) -> list[tuple[str, str]]:
+    """``(code, name)`` of the communities in ``codes`` (None: all), by code."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, coalesce(name, code) FROM communities WHERE CAST(:all AS boolean) "
+                                 "OR code = ANY(:codes) ORDER BY code"),
+                            {"all": codes is None, "codes": sorted(codes or ())}).all()
+    return [(r[0], r[1]) for r in rows]
