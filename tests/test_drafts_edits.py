@@ -81,3 +81,11 @@ def test_commit_audits_before_after_and_changes(community, draft):  # noqa: F811
     with pytest.raises(ValueError):  # a committed draft is not edited any more
         uc.apply_draft_edit(community, open_draft(community, draft["draft_id"], None), "B",
                             [_boundary_cell(community, draft, "B")])
+
+
+def test_after_grids_one_piece_multipolygons_are_contiguous_and_new_grids_unnamed(community, draft):  # noqa: F811
+    after = uc.after_grids(community, draft).set_index("grid_code")
+    assert after.geometry["B"].geom_type == "MultiPolygon" and bool(after.loc["B", "contiguous"])  # stored as one part
+    assert after.loc["B", "name"] == "乙网格"
+    new = [c for c in after.index if c not in ("A", "B")]
+    assert new and all(after.loc[c, "name"] is None for c in new)  # not NaN: pages show 新网格

@@ -349,6 +349,7 @@ def after_grids(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
     """The draft's grids (WGS84) with the stored Chinese ``name`` of kept codes and ``contiguous`` (one piece)."""
     names = dict(before_grids(engine, draft["community_code"])[["grid_code", "name"]].itertuples(index=False))
     grids = draft["grids"].copy()
-    grids["name"] = grids["grid_code"].map(names)
-    grids["contiguous"] = [g is not None and g.geom_type == "Polygon" for g in grids.geometry]
+    grids["name"] = grids["grid_code"].map(names).astype(object)
+    grids["name"] = grids["name"].where(grids["name"].notna(), None)  # new grids have no name yet
+    grids["contiguous"] = [g is not None and not g.is_empty and len(shapely.get_parts(g)) == 1 for g in grids.geometry]
     return grids.sort_values("grid_code").reset_index(drop=True)

@@ -127,6 +127,7 @@
 
   Editor.prototype.drawCells = function (fc) {
     var map = this.after, self = this;
+    this.root.dataset.cells = String(fc.features.length);
     if (map.getSource("cells")) {
       map.getSource("cells").setData(fc);
       return;
@@ -256,6 +257,7 @@
     var root = document.getElementById("redraw");
     if (!root || !window.maplibregl) return;
     var editor = new Editor(root);
+    window.gridmapRedraw = editor;  // for the browser tests (as window.gridmap on the map client's page)
     editor.mountMaps();
     editor.wire();
   });
