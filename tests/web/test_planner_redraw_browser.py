@@ -101,6 +101,10 @@ def test_lock_redraw_move_undo_redo_commit(server, browser, web_db, worker):
     assert page.inner_text("#edit-count") == "1" and page.is_enabled("#redo")
     page.click("#redo")
     _wait_edit_pos(page, 1)
+    edited = uc.open_draft(web_db, draft_id, None)["grids"].set_index("grid_code")
+    row = page.locator(f"table.draft-grids tr[data-grid='{into}']")  # the table follows the edit
+    assert row.locator("td").nth(1).inner_text() == str(edited.loc[into, "households"])
+    assert "手工调整" in row.inner_text()
     page.wait_for_timeout(500)
     _shoot(page, "draft-edited-desk")
 

@@ -63,6 +63,30 @@
     });
   }
 
+  var STATUS_WORDS = {locked: "锁定", edited: "手工调整", kept: "保留", "new": "新划", redrawn: "重划"};
+
+  /** The 草案网格 table from the draft's grids, so it follows every edit, undo and redo. */
+  function fillGridTable(fc) {
+    var body = document.querySelector("table.draft-grids tbody");
+    if (!body) return;
+    var rows = fc.features.slice().sort(function (a, b) { return a.properties.grid_code < b.properties.grid_code ? -1 : 1; });
+    body.replaceChildren();
+    rows.forEach(function (f) {
+      var p = f.properties, word = bandWord(p);
+      var row = el("tr", word === "达标" ? "band-in" : (word === "偏少" ? "band-below" : "band-above"));
+      row.dataset.grid = p.grid_code;
+      row.appendChild(el("td", "", (p.name || "新网格") + "（" + p.grid_code + "）"));
+      row.appendChild(el("td", "num", String(p.households)));
+      var band = row.appendChild(el("td"));
+      band.appendChild(el("span", "band", word));
+      band.appendChild(el("span", "small", " " + p.band_min + "–" + p.band_max));
+      row.appendChild(el("td", "num", String(p.moved)));
+      var state = row.appendChild(el("td", "", STATUS_WORDS[p.status] || p.status));
+      if (p.contiguous === false) state.appendChild(el("strong", "warn", " 不连片"));
+      body.appendChild(row);
+    });
+  }
+
   function getJSON(url) {
     return fetch(url, {credentials: "same-origin"}).then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
   }
@@ -119,6 +143,7 @@
     var self = this;
     getJSON("/drafts/" + this.id + "/grids.geojson").then(function (fc) {
       drawGrids(self.after, fc, self.markers.after);
+      fillGridTable(fc);
       self.root.dataset.ready = "yes";
     });
     if (!this.editable) return;
