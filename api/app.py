@@ -149,6 +149,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(tiles_routes.router)
     from api.routes import open311 as open311_routes
     app.include_router(open311_routes.router)
+    from api.routes import planner as planner_routes; app.include_router(planner_routes.router)  # noqa: E702 — issue 16
     from api import web  # pages, login sessions, CSRF, /static (api/web)
     web.install(app)
     # --- end REGISTER ----------------------------------------------------------------------------

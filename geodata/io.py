@@ -45,7 +45,8 @@ _LIST_SPLIT = re.compile(r"[,，;；、|/]")
 
 
 def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs84", encoding: str | None = None,
-               fix: bool = False, make_ids: bool = False, report: list | None = None) -> gpd.GeoDataFrame:
+               fix: bool = False, make_ids: bool = False, report: list | None = None,
+               sheet: str | None = None) -> gpd.GeoDataFrame:
     """Read one layer of the data contract from a file.
 
     Parameters
@@ -59,6 +60,8 @@ def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs8
     fix : repair invalid polygons with ``make_valid`` (what changed is appended to ``report``).
     make_ids : when the id column is missing, number the rows ``<file stem>-<row>`` instead of refusing.
     report : a list that receives human-readable notes (repairs, encodings guessed).
+    sheet : Excel sheet to read; default: the first sheet with a header for ``kind`` (a 说明 sheet first
+        is normal), else the first sheet.
 
     Returns
     -------
@@ -79,7 +82,7 @@ def read_layer(path, kind: str, *, layer: str | None = None, coords: str = "wgs8
     rows_above = None  # rows before the first data row, for tables (header + title rows)
     try:
         if ext in TABLE_EXT:
-            df, rows_above = _read_table(path, encoding, notes, kind)
+            df, rows_above = _read_table(path, encoding, notes, kind, sheet)
             gdf = _table_to_points(df, kind, source, coords)
         elif ext in VECTOR_EXT:
             gdf = _read_vector(path, kind, layer, encoding, notes)
@@ -222,15 +225,39 @@ def _guess_dbf_encoding(dbf: Path) -> str:
         return "gbk"
 
 
-def _read_table(path: Path, encoding: str | None, notes: list, kind: str) -> tuple[pd.DataFrame, int]:
+def _excel_sheet(path: Path, kind: str, sheet: str | None, notes: list) -> pd.DataFrame:
+    """The chosen sheet as object cells: ``sheet`` if named, else the first with a header for ``kind``."""
+    source = path.name
+    try:
+        # dtype=object keeps what the cell holds: text stays text (ID numbers, phones with leading zeros).
+        book = pd.read_excel(path, dtype=object, engine="openpyxl", header=None, sheet_name=None)
+    except Exception as e:
+        raise InputError(f"cannot read Excel file: {e}", source=source) from None
+    if sheet is not None:
+        if sheet not in book:
+            raise InputError(f"no sheet named {sheet!r} (sheets: {', '.join(book)})", source=source)
+        return book[sheet]
+    for name, raw in book.items():
+        if len(raw) and _has_header(raw, kind):
+            if name != next(iter(book)):
+                notes.append(f"{source}: read sheet {name!r} (the first with a {kind} header; use --sheet to choose)")
+            return raw
+    return next(iter(book.values()))
+
+
+def _has_header(raw: pd.DataFrame, kind: str) -> bool:
+    at = _header_row(raw, kind)
+    cells = [str(c) for c in raw.iloc[at].tolist() if not _is_blank(c)]
+    lon, lat = find_lonlat(cells)
+    return bool(lon and lat) or ID_COLUMN[kind] in header_map(cells, kind).values()
+
+
+def _read_table(path: Path, encoding: str | None, notes: list, kind: str,
+                sheet: str | None = None) -> tuple[pd.DataFrame, int]:
     """A CSV or Excel sheet as text cells, and the number of rows above its first data row."""
     source = path.name
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        try:
-            # dtype=object keeps what the cell holds: text stays text (ID numbers, phones with leading zeros).
-            raw = pd.read_excel(path, dtype=object, engine="openpyxl", header=None)
-        except Exception as e:
-            raise InputError(f"cannot read Excel file: {e}", source=source) from None
+        raw = _excel_sheet(path, kind, sheet, notes)
         at = _header_row(raw, kind)
         if at:
             notes.append(f"{source}: {at} row(s) above the header skipped (the header is Excel row {at + 1})")

@@ -21,12 +21,13 @@ CoordsOption = typer.Option("wgs84", "--coords", help=COORDS_HELP)
 
 
 def read(path: Path, kind: str, coords: str = "wgs84", encoding: str | None = None, fix: bool = False,
-         layer: str | None = None, make_ids: bool = False):
+         layer: str | None = None, make_ids: bool = False, sheet: str | None = None):
     """Read a contract layer, printing repair/encoding notes; InputError propagates to ``main``."""
     from geodata.io import read_layer
 
     notes: list[str] = []
-    gdf = read_layer(path, kind, coords=coords, encoding=encoding, fix=fix, layer=layer, make_ids=make_ids, report=notes)
+    gdf = read_layer(path, kind, coords=coords, encoding=encoding, fix=fix, layer=layer, make_ids=make_ids, report=notes,
+                     sheet=sheet)
     for n in notes:
         console.print(f"[yellow]note[/] {n}", markup=True)
     return gdf

@@ -43,6 +43,8 @@ def import_command(
     fix: bool = typer.Option(False, "--fix", help="Repair invalid polygons with make_valid, re-derive grid codes that do "
                                                   "not hold their point from the stored grids; say what changed."),
     gpkg_layer: str = typer.Option(None, "--layer", help="Layer name inside a GeoPackage."),
+    sheet: str = typer.Option(None, "--sheet", help="Excel sheet to read (default: the first with a header, "
+                                                     "so a 说明 sheet first is skipped)."),
     replace: bool = typer.Option(False, "--replace", help="Also delete stored rows whose id is not in the file "
                                                           "(refused for grids households or members still point at)."),
 ):
@@ -56,7 +58,8 @@ def import_command(
     from api.commands.common import db_engine
     from geodata.store.importer import Actor, import_layer
 
-    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents")
+    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents",
+               sheet=sheet)
     if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
         from geodata.store.dispatch import import_incidents
 
@@ -90,12 +93,13 @@ def validate_command(
     grids: Path = typer.Option(None, "--grids", help="Grid polygons: each household/member's grid_code must name the grid "
                                                     "holding it (within 50 m); blank ones are derived."),
     out: Path = typer.Option(None, "--out", help="With --fix: write the repaired layer here."),
+    sheet: str = typer.Option(None, "--sheet", help="Excel sheet to read (default: the first with a header)."),
 ):
     """Check a file against the data contract; exit 2 with every problem (file, row, column) if it fails."""
     from geodata.errors import InputError
     from geodata.validate import check_grid_overlaps
 
-    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix)
+    gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, sheet=sheet)
     problems = []
     if layer == "grids":
         p, warnings = check_grid_overlaps(gdf, file.name)

@@ -108,6 +108,8 @@ def worker_app(url: str) -> procrastinate.App:
     app.task(name=RECOMPUTE_TASK, queue=QUEUE, pass_context=True)(recompute_links_job)
     from api.jobs import reminders  # deadline reminders every five minutes (issue 15)
     reminders.register(app)
+    from api.jobs import redraw  # redraw drafts (issue 16)
+    redraw.register(app)
     return app
 
 

@@ -102,13 +102,21 @@ def draft_figures(grids: gpd.GeoDataFrame, assignment: dict, before: dict) -> di
             "households": len(assignment)}
 
 
-def create_draft(engine: Engine, community_code: str, controls: DraftControls, *, name: str, created_by: str) -> int:
-    """Compute and save a draft of ``community_code``; returns its id."""
+def create_draft(engine: Engine, community_code: str, controls: DraftControls, *, name: str, created_by: str,
+                 on_step=None) -> int:
+    """Compute and save a draft of ``community_code``; returns its id.
+
+    ``on_step(step, message)`` (optional) is told when each of the three steps starts (for job progress).
+    """
+    step = on_step or (lambda n, message: None)
+    step(1, "正在读取社区、网格和住户")
     inputs = store.community_inputs(engine, community_code)
     if len(inputs["communities"]) == 0:
         raise DraftMissing(community_code)
     versions = scope_versions(engine, [community_code])
+    step(2, "正在重新划分网格")
     grids, assignment = compute_draft(inputs, controls)
+    step(3, "正在保存草案")
     today = dict(zip(inputs["households"]["household_id"], inputs["households"]["grid_code"]))
     summary = draft_figures(grids, assignment, today)
     params = {"locked": sorted(controls.locked), "band": list(controls.band) if controls.band else None,
@@ -131,15 +139,217 @@ def compare_drafts(a: dict, b: dict) -> dict:
             "moved_between": draft_figures(b["grids"], b["assignment"], a["assignment"])["moved"]}
 
 
+def household_changes(draft: dict, today: dict) -> list[tuple[str, str | None, str]]:
+    """``(household_id, grid today, grid in the draft)`` of every household the draft moves, by id."""
+    return sorted((h, today.get(h), code) for h, code in draft["assignment"].items() if today.get(h) != code)
+
+
 def commit_draft(engine: Engine, draft: dict, actor: Actor, authorise=None, *, allow_out_of_band: bool = False):
     """Apply a draft through ``commit_redraw`` (version checks, band and contiguity rules, audit).
 
-    Raises ``geodata.store.grids.EditRefused`` (reason ``stale``, ``out_of_band``, ``non_contiguous``);
+    The grids before and after (GeoJSON, WGS84) and the change list (household ids with their old and
+    new grid) go to the audit log as one ``commit_draft`` entry. Raises
+    ``geodata.store.grids.EditRefused`` (reason ``stale``, ``out_of_band``, ``non_contiguous``);
     nothing is written then.
     """
+    from geodata.store.auth import record_audit
+
+    if draft.get("committed_at") is not None:
+        raise DraftMissing(draft["draft_id"])  # a committed draft is a record, not a plan to apply twice
+    inputs = store.community_inputs(engine, draft["community_code"])
+    today = dict(zip(inputs["households"]["household_id"], inputs["households"]["grid_code"]))
     grids = draft["grids"][["grid_code", "community_code", "kind", "geometry"]].copy()
     grids["grid_code"] = grids["grid_code"].where(grids["grid_code"].notna(), None)
     done = commit_redraw(engine, grids, versions=draft["versions"], authorise=authorise, actor=actor,
                          allow_out_of_band=allow_out_of_band)
     store.mark_committed(engine, draft["draft_id"])
+    changes = household_changes(draft, today)
+    record_audit(engine, token_id=actor.token_id, role=actor.role, member_id=actor.member_id, action="commit_draft",
+                 what="grids", ids=[c[0] for c in changes],
+                 detail={"by": actor.by, "draft_id": draft["draft_id"], "community": draft["community_code"],
+                         "before": _features(inputs["grids"][["grid_code", "name", "kind", "geom"]]
+                                             .rename_geometry("geometry")),
+                         "after": _features(draft["grids"][["grid_code", "households", "geometry"]]),
+                         "changes": [list(c) for c in changes]})
     return done
+
+
+# -- manual edits (like DistrictBuilder / Districtr): move H3 cells, undo, redo ---------------------------
+
+#: H3 resolution of the cells a planner clicks or lassoes (res 10: about 15,000 m² each).
+EDIT_RES = 10
+STATUS_EDITED = "edited"
+
+
+class EditNotPossible(ValueError):
+    """An edit, undo or redo that cannot be made (nothing selected, unknown grid, nothing to undo …)."""
+
+
+def draft_band(draft: dict) -> tuple[int, int] | None:
+    """The band the draft was computed with (None: by each grid's kind)."""
+    band = (draft.get("params") or {}).get("band")
+    return (int(band[0]), int(band[1])) if band else None
+
+
+def draft_households(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
+    """The draft's households (WGS84 points) with ``grid_code`` = the grid the draft puts them in."""
+    points = store.household_points(engine, list(draft["assignment"]))
+    points["grid_code"] = points["household_id"].map(draft["assignment"])
+    return points
+
+
+def todays_assignment(engine: Engine, community_code: str) -> dict:
+    """``{household_id: grid_code}`` as stored today (what "moved" counts against)."""
+    households = store.community_inputs(engine, community_code)["households"]
+    return dict(zip(households["household_id"], households["grid_code"]))
+
+
+def draft_cells(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
+    """The H3 cells (res :data:`EDIT_RES`) overlapping the draft's grids, to click or lasso.
+
+    Columns ``cell`` (H3 index as text), ``grid_code`` (the draft grid holding the cell's centre, else
+    the one overlapping it most), ``households`` (draft households in the cell); WGS84 polygons.
+    """
+    import h3
+
+    from gridmap.cells import cell_polygon
+
+    grids = draft["grids"]
+    outline = shapely.union_all(grids.geometry.values)
+    cells = sorted(h3.h3shape_to_cells_experimental(h3.geo_to_h3shape(outline), EDIT_RES, contain="overlap"))
+    shapes = gpd.GeoDataFrame({"cell": cells}, geometry=[cell_polygon(c) for c in cells], crs="EPSG:4326")
+    centres = gpd.GeoDataFrame(geometry=shapes.geometry.representative_point(), crs="EPSG:4326")
+    where = gpd.sjoin_nearest(centres.to_crs(metric_crs(grids)), grids[["grid_code", "geometry"]]
+                              .to_crs(metric_crs(grids)), how="left")
+    shapes["grid_code"] = where.groupby(level=0)["grid_code"].first().reindex(shapes.index).to_numpy()
+    homes = draft_households(engine, draft)
+    per_cell = pd.Series([h3.latlng_to_cell(p.y, p.x, EDIT_RES) for p in homes.geometry], dtype=object).value_counts()
+    shapes["households"] = shapes["cell"].map(per_cell).fillna(0).astype(int)
+    return shapes
+
+
+def preview_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str]):
+    """What moving ``cells`` into ``to_grid`` would do to the draft (nothing saved): counts, band,
+    contiguity and Polsby-Popper of every grid touched (``gridmap.districting.preview_edit``)."""
+    from gridmap.districting import preview_edit
+
+    if not cells:
+        raise EditNotPossible("请先在地图上点选或圈选要移动的网格单元。")
+    if to_grid not in set(draft["grids"]["grid_code"]):
+        raise EditNotPossible(f"草案里没有网格 {to_grid}。")
+    return preview_edit(draft["grids"], draft_households(engine, draft), to_grid, cells=cells, band=draft_band(draft))
+
+
+def _moved_per_grid(grids: gpd.GeoDataFrame, assignment: dict, today: dict) -> list[int]:
+    moved = pd.Series([code for h, code in assignment.items() if today.get(h) != code], dtype=object).value_counts()
+    return [int(moved.get(code, 0)) for code in grids["grid_code"]]
+
+
+def _features(rows: gpd.GeoDataFrame) -> list:
+    import json
+
+    return json.loads(rows.to_json(drop_id=True))["features"]
+
+
+def _replace_rows(grids: gpd.GeoDataFrame, codes: set, features: list) -> gpd.GeoDataFrame:
+    kept = grids[~grids["grid_code"].isin(codes)]
+    if not features:
+        return kept.reset_index(drop=True)
+    back = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
+    return gpd.GeoDataFrame(pd.concat([kept, back[kept.columns]], ignore_index=True), geometry="geometry",
+                            crs="EPSG:4326")
+
+
+def _edited_rows(grids: gpd.GeoDataFrame, preview) -> gpd.GeoDataFrame:
+    """The touched grids after the edit, in the draft's columns (grids left with no ground dropped)."""
+    touched = preview.grids[~preview.grids["removed"]].set_index("grid_code")
+    rows = grids[grids["grid_code"].isin(touched.index)].copy()
+    for column in ("households", "band_min", "band_max", "in_band", "polsby_popper"):
+        rows[column] = rows["grid_code"].map(touched[column]).to_numpy()
+    rows["status"] = STATUS_EDITED
+    return rows.set_geometry(list(rows["grid_code"].map(touched.geometry))).set_crs("EPSG:4326", allow_override=True)
+
+
+def _save(engine: Engine, draft: dict, grids, assignment: dict, edits: list, edit_pos: int, today: dict,
+          actor: Actor | None = None, action: str = "draft_edit") -> dict:
+    from geodata.store.auth import record_audit
+
+    grids = grids.copy()
+    grids["moved"] = _moved_per_grid(grids, assignment, today)
+    summary = draft_figures(grids, assignment, today)
+    store.save_state(engine, draft["draft_id"], grids=grids, assignment=assignment, summary=summary, edits=edits,
+                     edit_pos=edit_pos)
+    if actor is not None:
+        record = edits[edit_pos - 1] if action != "draft_undo" else edits[edit_pos]
+        record_audit(engine, token_id=actor.token_id, role=actor.role, member_id=actor.member_id, action=action,
+                     what="redraw_drafts", ids=[str(draft["draft_id"])],
+                     detail={"by": actor.by, "to_grid": record["to_grid"], "cells": record["cells"],
+                             "households_moved": len(record["moved"])})
+    return {**draft, "grids": grids, "assignment": assignment, "summary": summary, "edits": edits,
+            "edit_pos": edit_pos}
+
+
+def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str], actor: Actor | None = None) -> dict:
+    """Move ``cells`` into ``to_grid`` on the draft and push the edit on its stack (the redo tail is
+    dropped, as in every editor). Returns the draft as saved."""
+    preview = preview_draft_edit(engine, draft, to_grid, cells)
+    codes = set(preview.grids["grid_code"])
+    if preview.moved.empty and len(codes) == 1:
+        raise EditNotPossible("所选单元已在该网格内，没有可移动的范围。")
+    grids = draft["grids"]
+    before = _features(grids[grids["grid_code"].isin(codes)])
+    after_rows = _edited_rows(grids, preview)
+    moved = [[h, f, t] for h, f, t in preview.moved[["household_id", "from_grid", "to_grid"]].itertuples(index=False)]
+    record = {"to_grid": to_grid, "cells": [str(c) for c in cells], "codes": sorted(codes), "before": before,
+              "after": _features(after_rows), "moved": moved}
+    assignment = {**draft["assignment"], **{h: t for h, _, t in moved}}
+    edits = list(draft.get("edits") or [])[: draft.get("edit_pos", 0)] + [record]
+    today = todays_assignment(engine, draft["community_code"])
+    return _save(engine, draft, _replace_rows(grids, codes, record["after"]), assignment, edits, len(edits), today,
+                 actor, "draft_edit")
+
+
+def undo_draft_edit(engine: Engine, draft: dict, actor: Actor | None = None) -> dict:
+    """Take back the last applied edit (the stored state before it comes back exactly)."""
+    pos = int(draft.get("edit_pos", 0))
+    if pos == 0:
+        raise EditNotPossible("没有可撤销的修改。")
+    record = draft["edits"][pos - 1]
+    assignment = {**draft["assignment"], **{h: f for h, f, _ in record["moved"]}}
+    grids = _replace_rows(draft["grids"], set(record["codes"]), record["before"])
+    today = todays_assignment(engine, draft["community_code"])
+    return _save(engine, draft, grids, assignment, draft["edits"], pos - 1, today, actor, "draft_undo")
+
+
+def redo_draft_edit(engine: Engine, draft: dict, actor: Actor | None = None) -> dict:
+    """Apply again the next undone edit."""
+    pos, edits = int(draft.get("edit_pos", 0)), list(draft.get("edits") or [])
+    if pos >= len(edits):
+        raise EditNotPossible("没有可恢复的修改。")
+    record = edits[pos]
+    assignment = {**draft["assignment"], **{h: t for h, _, t in record["moved"]}}
+    grids = _replace_rows(draft["grids"], set(record["codes"]), record["after"])
+    today = todays_assignment(engine, draft["community_code"])
+    return _save(engine, draft, grids, assignment, edits, pos + 1, today, actor, "draft_redo")
+
+
+def before_grids(engine: Engine, community_code: str) -> gpd.GeoDataFrame:
+    """Today's grids of the community (WGS84) with ``name``, ``households`` today, band and ``in_band``."""
+    inputs = store.community_inputs(engine, community_code)
+    grids = inputs["grids"].rename_geometry("geometry")
+    counts = inputs["households"]["grid_code"].value_counts()
+    grids["households"] = grids["grid_code"].map(counts).fillna(0).astype(int)
+    bands = [grid_band(k) for k in grids["kind"]]
+    grids["band_min"], grids["band_max"] = [b[0] for b in bands], [b[1] for b in bands]
+    grids["in_band"] = (grids["households"] >= grids["band_min"]) & (grids["households"] <= grids["band_max"])
+    return grids[["grid_code", "name", "kind", "households", "band_min", "band_max", "in_band", "geometry"]]
+
+
+def after_grids(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
+    """The draft's grids (WGS84) with the stored Chinese ``name`` of kept codes and ``contiguous`` (one piece)."""
+    names = dict(before_grids(engine, draft["community_code"])[["grid_code", "name"]].itertuples(index=False))
+    grids = draft["grids"].copy()
+    grids["name"] = grids["grid_code"].map(names).astype(object)
+    grids["name"] = grids["name"].where(grids["name"].notna(), None)  # new grids have no name yet
+    grids["contiguous"] = [g is not None and not g.is_empty and len(shapely.get_parts(g)) == 1 for g in grids.geometry]
+    return grids.sort_values("grid_code").reset_index(drop=True)

@@ -20,7 +20,7 @@ from api.web.render import STATIC_DIR, render
 
 def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     """Add the pages, static files, CSRF middleware and page error handlers to ``app``."""
-    from api.web import job_pages, needs, pages, pioneers, planner, report, responder
+    from api.web import job_pages, needs, pages, pioneers, planner, planner_redraw, report, responder
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
@@ -31,6 +31,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(planner.router)  # /planner (issue 16)
     app.include_router(needs.router)  # leaders: /needs
     app.include_router(pioneers.router)  # public: /pioneers (先锋地图)
+    app.include_router(planner_redraw.router)  # /planner/redraw, /planner/drafts (issue 16)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

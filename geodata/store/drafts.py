@@ -51,9 +51,11 @@ def save_draft(engine: Engine, *, community_code: str, name: str, created_by: st
 
 
 def get_draft(engine: Engine, draft_id: int) -> dict | None:
-    """A draft with ``grids`` as a GeoDataFrame (WGS84) and ``assignment``; None when there is none."""
+    """A draft with ``grids`` as a GeoDataFrame (WGS84), ``assignment``, its manual ``edits`` and
+    ``edit_pos`` (how many of them are applied); None when there is none."""
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {_COLUMNS}, grids, assignment FROM redraw_drafts WHERE draft_id = :d"),
+        row = conn.execute(text(f"SELECT {_COLUMNS}, grids, assignment, edits, edit_pos FROM redraw_drafts "
+                                "WHERE draft_id = :d"),
                            {"d": int(draft_id)}).mappings().first()
     if row is None:
         return None
@@ -76,3 +78,37 @@ def mark_committed(engine: Engine, draft_id: int) -> None:
     """Note that a draft was committed (it stays for the record)."""
     with engine.begin() as conn:
         conn.execute(text("UPDATE redraw_drafts SET committed_at = now() WHERE draft_id = :d"), {"d": int(draft_id)})
+
+
+def save_state(engine: Engine, draft_id: int, *, grids: gpd.GeoDataFrame, assignment: dict, summary: dict,
+               edits: list, edit_pos: int) -> None:
+    """Replace a draft's grids, assignment, figures and edit stack in one statement (an edit, undo or redo).
+
+    Refused (``ValueError``) once the draft is committed: a committed plan stays as it was applied.
+    """
+    with engine.begin() as conn:
+        done = conn.execute(text(
+            "UPDATE redraw_drafts SET grids = CAST(:g AS jsonb), assignment = CAST(:a AS jsonb), "
+            "summary = CAST(:s AS jsonb), edits = CAST(:e AS jsonb), edit_pos = :p "
+            "WHERE draft_id = :d AND committed_at IS NULL"),
+            {"d": int(draft_id), "g": grids.to_crs("EPSG:4326").to_json(drop_id=True), "a": dumps(assignment),
+             "s": dumps(summary), "e": dumps(edits), "p": int(edit_pos)}).rowcount
+    if done != 1:
+        raise ValueError(f"draft {draft_id} is committed or missing; it cannot be edited")
+
+
+def household_points(engine: Engine, household_ids: list[str]) -> gpd.GeoDataFrame:
+    """Points (WGS84) of the given households, ``household_id`` only (no personal data)."""
+    with engine.connect() as conn:
+        return gpd.read_postgis(text("SELECT household_id, geom FROM households WHERE household_id = ANY(:ids) "
+                                     "ORDER BY household_id"), conn, geom_col="geom",
+                                params={"ids": list(household_ids)})
+
+
+def community_names(engine: Engine, codes: frozenset[str] | None) -> list[tuple[str, str]]:
+    """``(code, name)`` of the communities in ``codes`` (None: all), by code."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, coalesce(name, code) FROM communities WHERE CAST(:all AS boolean) "
+                                 "OR code = ANY(:codes) ORDER BY code"),
+                            {"all": codes is None, "codes": sorted(codes or ())}).all()
+    return [(r[0], r[1]) for r in rows]
