@@ -134,6 +134,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(audit_routes.router)
     from api.routes import maps as maps_routes
     app.include_router(maps_routes.router)
+    from api.routes import stats as stats_routes  # before dispatch: /incidents/stats is not /incidents/{id}
+    app.include_router(stats_routes.router)
     from api.routes import dispatch as dispatch_routes
     app.include_router(dispatch_routes.router)
     from api.routes import links as links_routes
