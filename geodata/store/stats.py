@@ -35,7 +35,7 @@ LEVEL_COLUMNS = {"street": "street_code", "community": "community_code", "grid":
 _FLAGS = """
 WITH i AS (
   SELECT incident_id, category, status, street_code, community_code, grid_code, assigned_member_id,
-         reported_at, deadline_at, closed_at, rating,
+         reported_at, deadline_at, closed_at, assigned_at, rating,
          COALESCE(accepted_at, closed_at) AS accepted_time,
          {accept_due} AS accept_due,
          CASE WHEN closed_at IS NOT NULL THEN closed_at ELSE CAST(:at AS timestamptz) END AS light_time,
@@ -85,8 +85,8 @@ _OVERDUE = _FLAGS + """
 SELECT incident_id, category, status, street_code, community_code, grid_code, assigned_member_id,
        reported_at, deadline_at, accepted_time AS accepted_at,
        EXTRACT(EPOCH FROM (CAST(:at AS timestamptz) - deadline_at)) / 3600.0 AS overdue_hours,
-       EXTRACT(EPOCH FROM (CAST(:at AS timestamptz) - COALESCE(a.assigned_at, reported_at))) / 3600.0 AS held_hours
-FROM f JOIN incidents a USING (incident_id)
+       EXTRACT(EPOCH FROM (CAST(:at AS timestamptz) - COALESCE(assigned_at, reported_at))) / 3600.0 AS held_hours
+FROM f
 WHERE NOT is_closed AND light = 'red'
 ORDER BY deadline_at, incident_id
 LIMIT :limit
