@@ -230,3 +230,88 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
     return to_plain({"region": region, "from": start, "to": end, "category": category, "at": at,
                      "total": kpis(counts["total"][0]), **{f"by_{k}": v for k, v in levels.items()},
                      "overdue": overdue}, ndigits=2)
+
+
+# -- members (亮晒比拼) ------------------------------------------------------------------------------
+
+def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict]) -> list[dict]:
+    """Per member of the grids: households linked (current 包片联户 run), incidents handled (closed),
+    incidents held, average rating, and a rank (亮晒比拼) by incidents handled, then average rating,
+    then households linked. Names masked unless the caller's role and region allow (audited).
+    """
+    from geodata.store import stats
+
+    rows = stats.member_links(engine, grid_codes)
+    names = member_names(engine, principal, [r["member_id"] for r in rows])
+    incidents = {r["code"]: r for r in by_member if r["code"]}
+    out = []
+    for r in rows:
+        inc = incidents.get(r["member_id"], {})
+        out.append({"member_id": r["member_id"], "name": names.get(r["member_id"]), "grid_code": r["grid_code"],
+                    "linked_households": int(r["linked_households"]), "incidents": int(inc.get("incidents", 0)),
+                    "handled": int(inc.get("closed", 0)), "avg_rating": inc.get("avg_rating"),
+                    "satisfaction_pct": inc.get("satisfaction_pct")})
+    ordered = sorted(out, key=lambda m: (-m["handled"], -(m["avg_rating"] or 0), -m["linked_households"],
+                                         m["member_id"]))
+    for rank, m in enumerate(ordered, start=1):
+        m["rank"] = rank
+    return ordered
+
+
+# -- the whole page ---------------------------------------------------------------------------------
+
+LEVEL_NAMES = {"street": "街道", "community": "社区", "grid": "网格"}
+
+
+def leader_view(engine, principal, region: str, *, at: datetime, start: date | None = None,
+                end: date | None = None, category: str | None = None) -> dict:
+    """Everything the ``/leader`` page (and its reports) show for ``region``: the breadcrumb, the
+    headline figures against the targets, the blank grids, the next level down with the same
+    figures, the incident figures of the window and the members.
+
+    The caller has checked role and region. Raises :class:`RegionNotFound` for a region without grids.
+    """
+    from geodata.store import stats
+
+    report = coverage_report(engine, region)
+    path = stats.region_path(engine, region)
+    level = path[-1]["level"] if path else "street"
+    children = _children(engine, region, level, report)
+    incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category)
+    grid_codes = [g["grid_code"] for g in report["grids"]]
+    members = member_figures(engine, principal, grid_codes, incidents["by_member"])
+    grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
+    return {"region": region, "path": path, "level": level, "coverage": report,
+            "headline": headline_figures(report["summary"]), "blank_grids": blank_grids(report),
+            "children": children, "incidents": incidents, "members": members, "grid_names": grid_names,
+            "names": _names(engine, path, children, incidents)}
+
+
+def _children(engine, region: str, level: str, report: dict) -> list[dict]:
+    """The level below ``region`` with its coverage figures: communities of a street, grids of a community."""
+    from geodata.store import stats
+
+    named = {c["code"]: c["name"] for c in stats.region_children(engine, region)}
+    if level == "street":
+        rows = [{**r, "code": r["community_code"]} for r in report["communities"]]
+    elif level == "community":
+        rows = [{**r, "code": r["grid_code"], "grids": 1, "blank_grids": int(bool(r.get("blank")))}
+                for r in report["grids"]]
+    else:
+        return []
+    for r in rows:
+        r["name"] = named.get(r["code"]) or r.get("name")
+        hh = r.get("households") or 0
+        r["within_pct"] = round(100.0 * r["covered_straight"] / hh, 2) if hh and "covered_straight" in r else None
+    return rows
+
+
+def _names(engine, path: list[dict], children: list[dict], incidents: dict) -> dict[str, str]:
+    """Names of every street, community and grid code the page shows (the code where none is stored)."""
+    from geodata.store.users import region_names
+
+    codes = {p["code"] for p in path} | {c["code"] for c in children}
+    for key in ("by_street", "by_community", "by_grid"):
+        codes |= {r["code"] for r in incidents[key] if r["code"]}
+    codes |= {o[k] for o in incidents["overdue"] for k in ("grid_code", "community_code") if o.get(k)}
+    return region_names(engine, sorted(codes))

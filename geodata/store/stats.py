@@ -203,3 +203,23 @@ def grid_worker_count(engine: Engine, grid_codes: list[str], kinds: tuple[str, .
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM members WHERE grid_code = ANY(:g) AND kind = ANY(:k)"),
                                 {"g": list(grid_codes), "k": list(kinds)}).scalar())
+
+
+def member_links(engine: Engine, grid_codes: list[str]) -> list[dict]:
+    """Members of the grids ``grid_codes`` with the number of households linked to each in the current
+    包片联户 run (``linked_households``); ``name`` is personal data (mask before showing)."""
+    sql = text("""
+        SELECT m.member_id, m.name, m.grid_code, m.kind, COALESCE(l.n, 0) AS linked_households
+        FROM members m
+        LEFT JOIN (SELECT l.member_id, count(*) AS n FROM links l
+                   JOIN link_runs r ON r.run_id = l.run_id AND r.is_current GROUP BY l.member_id) l USING (member_id)
+        WHERE m.grid_code = ANY(:g)
+        ORDER BY m.member_id""")
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sql, {"g": list(grid_codes)})]
+
+
+def first_street(engine: Engine) -> str | None:
+    """The first street code (for a user whose regions are everywhere and who named none)."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT code FROM streets ORDER BY code LIMIT 1")).scalar()
