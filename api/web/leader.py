@@ -81,7 +81,15 @@ def leader_home(request: Request, principal: PagePrincipal,
     return render(request, "leader/page.html", page="leader", title="领导驾驶舱", view=view,
                   region_names=request.state.region_names, light_names=LIGHT_NAMES, status_names=STATUS_NAMES,
                   window={"from": start or "", "to": end or "", "category": category or ""},
-                  ranking=(ranking != "off"), map_layers="grids,gaps,centres,incidents", bounds=bounds)
+                  ranking=(ranking != "off"), query=_export_query(view["region"], start, end, category), map_layers="grids,gaps,centres,incidents", bounds=bounds)
+
+
+def _export_query(region: str, start: str | None, end: str | None, category: str | None) -> str:
+    """The query string naming the page's region and window, for the export links."""
+    from urllib.parse import urlencode
+
+    pairs = {"region": region, "from": start, "to": end, "category": category}
+    return urlencode({k: v for k, v in pairs.items() if v})
 
 
 def _bounds(principal: Principal, view: dict) -> list[float]:
@@ -90,3 +98,33 @@ def _bounds(principal: Principal, view: dict) -> list[float]:
 
     codes = frozenset(g["grid_code"] for g in view["coverage"]["grids"])
     return region_figures(principal.engine, codes)["bounds"] or []
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/leader/report.xlsx")
+@public
+def leader_excel(request: Request, principal: PagePrincipal,
+                 region: Annotated[str | None, Query(max_length=64)] = None,
+                 start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+                 end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+                 category: Annotated[str | None, Query(max_length=64)] = None):
+    """导出Excel: the page's figures as one workbook (a sheet per level); the export is audited."""
+    from urllib.parse import quote
+
+    from fastapi.responses import Response
+
+    from api.usecases.reports import leader_workbook
+    from api.web.render import china_now, secure
+    from geodata.store.auth import record_audit
+
+    t0, t1 = page_window(start, end)
+    view = checked_view(principal, region, t0, t1, category)
+    body = leader_workbook(view, start=t0, end=t1, category=category, generated_at=china_now())
+    record_audit(principal.engine, token_id=None, role=principal.role, member_id=principal.member_id,
+                 action="export", what="leader_report", ids=[view["region"]], detail={"format": "xlsx"})
+    filename = f"网格党建报表-{view['region']}-{china_now():%Y%m%d}.xlsx"
+    response = Response(body, media_type=XLSX_TYPE,
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
+    return secure(response)

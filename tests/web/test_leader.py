@@ -128,3 +128,40 @@ def test_ranking_can_be_switched_off(client, incidents):
 def test_responder_cannot_open_the_leader_page(client, incidents):
     login(client, "resp1")
     assert client.get("/leader", params={"region": "C1"}).status_code == 403
+
+
+def test_excel_has_a_sheet_per_level_with_header_names_and_numbers(client, incidents):
+    import io
+
+    from openpyxl import load_workbook
+
+    login(client, "leader1")
+    page = client.get("/leader", params={"region": "S1", "category": "环境卫生"}).text
+    assert 'href="/leader/report.xlsx?region=S1&amp;category=' in page
+    r = client.get("/leader/report.xlsx", params={"region": "S1", "from": "2020-01-01"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    wb = load_workbook(io.BytesIO(r.content))
+    assert wb.sheetnames == ["街道", "社区", "网格", "党员", "超时事件"]
+    street = wb["街道"]
+    assert "外滩街道" in street["A1"].value and "2020-01-01" in street["A2"].value
+    assert street["A3"].value.startswith("数据日期") and street["A4"].value.startswith("数据来源")
+    headers = [c.value for c in street[6]]
+    assert headers[:2] == ["街道编码", "街道名称"]
+    row = {h: c.value for h, c in zip(headers, street[7])}
+    assert row["街道编码"] == "S1" and row["街道名称"] == "外滩街道"
+    assert row["住户"] == 3 and isinstance(row["住户"], int)
+    assert abs(row["联户率"] - 2 / 3) < 1e-3 and street.cell(7, headers.index("联户率") + 1).number_format == "0.0%"
+    assert row["事件数"] == 3 and row["红灯"] == 1
+    grids = wb["网格"]
+    names = {grids.cell(r, 1).value: grids.cell(r, 2).value for r in range(7, grids.max_row + 1)}
+    assert names == {"G1": "第一网格", "G2": "第二网格"}
+    overdue = wb["超时事件"]
+    assert overdue.cell(7, 1).value == "I-late" and overdue.cell(7, 6).value == "王五"
+    with incidents.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM audit_log WHERE action = 'export'")).scalar() == 1
+
+
+def test_excel_of_another_region_is_the_same_404(client, incidents):
+    login(client, "leader1")
+    assert client.get("/leader/report.xlsx", params={"region": "S2"}).status_code == 404
+    assert client.get("/leader/report.xlsx", params={"region": "NOPE"}).status_code == 404
