@@ -123,3 +123,39 @@ def _cell_value(value, kind: str):
     if kind == "num":
         return float(value)
     return str(value)
+
+
+#: Debian's Chromium (Playwright drives it; no downloaded browser).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader")
+
+
+def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 20_000, chromium: str = CHROMIUM) -> bytes:
+    """An A4 landscape PDF of the print view at ``url`` (Chromium print to PDF), visited with ``cookies``.
+
+    Waits until the page marks ``body[data-map-ready]`` (map drawn and copied for print) or
+    ``map_wait_ms`` has passed — the tables print either way.
+    """
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    parts = urlsplit(url)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=list(CHROMIUM_ARGS))
+        try:
+            context = browser.new_context(locale="zh-CN", viewport={"width": 1123, "height": 794})
+            context.add_cookies([{"name": k, "value": v, "domain": parts.hostname, "path": "/"}
+                                 for k, v in cookies.items()])
+            page = context.new_page()
+            page.goto(url, wait_until="networkidle")
+            try:
+                page.wait_for_selector("body[data-map-ready]", timeout=map_wait_ms)
+            except PlaywrightTimeout:
+                pass
+            return page.pdf(format="A4", landscape=True, print_background=True,
+                            margin={"top": "10mm", "bottom": "10mm", "left": "10mm", "right": "10mm"})
+        finally:
+            browser.close()

@@ -128,3 +128,54 @@ def leader_excel(request: Request, principal: PagePrincipal,
     response = Response(body, media_type=XLSX_TYPE,
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
     return secure(response)
+
+
+def _print_context(request: Request, principal: Principal, region, start, end, category) -> dict:
+    from api.usecases.reports import SOURCE_NOTE, window_text
+
+    t0, t1 = page_window(start, end)
+    view = checked_view(principal, region, t0, t1, category)
+    return {"view": view, "bounds": _bounds(principal, view), "source_note": SOURCE_NOTE,
+            "window_text": window_text(t0, t1, category), "title": "网格党建报表"}
+
+
+@router.get("/leader/print")
+@public
+def leader_print(request: Request, principal: PagePrincipal,
+                 region: Annotated[str | None, Query(max_length=64)] = None,
+                 start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+                 end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+                 category: Annotated[str | None, Query(max_length=64)] = None):
+    """The print view (A4 landscape): a map page with street name, date, legend, scale, north arrow,
+    grid names and the data source, then the tables. Browsers print it; the PDF export renders it."""
+    return render(request, "leader/print.html",
+                  **_print_context(request, principal, region, start, end, category))
+
+
+@router.get("/leader/report.pdf")
+@public
+def leader_pdf(request: Request, principal: PagePrincipal,
+               region: Annotated[str | None, Query(max_length=64)] = None,
+               start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+               end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+               category: Annotated[str | None, Query(max_length=64)] = None):
+    """打印/导出PDF: the print view rendered by Chromium (Playwright print to PDF) with the caller's own
+    session, so the PDF shows exactly what the user may see; the export is audited."""
+    from urllib.parse import quote
+
+    from fastapi.responses import Response
+
+    from api.auth import SESSION_COOKIE
+    from api.usecases.reports import print_pdf
+    from api.web.render import china_now, secure
+    from geodata.store.auth import record_audit
+
+    t0, t1 = page_window(start, end)
+    view = checked_view(principal, region, t0, t1, category)  # refuse before starting a browser
+    url = str(request.url_for("leader_print")) + "?" + _export_query(view["region"], start, end, category)
+    body = print_pdf(url, {SESSION_COOKIE: request.cookies[SESSION_COOKIE]})
+    record_audit(principal.engine, token_id=None, role=principal.role, member_id=principal.member_id,
+                 action="export", what="leader_report", ids=[view["region"]], detail={"format": "pdf"})
+    filename = f"网格党建报表-{view['region']}-{china_now():%Y%m%d}.pdf"
+    return secure(Response(body, media_type="application/pdf",
+                           headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}))

@@ -5,7 +5,7 @@ masking and audit of member names, the ranking switch, and nothing written by a 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ def incidents(web_db):
     """Three incidents in G1: one closed on time and rated 5, one open and overdue held by M1, one fresh."""
     from geodata.store.incidents import create_incident, transition
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     create_incident(web_db, lon=121.485, lat=31.205, category="环境卫生", reported_at=now - timedelta(hours=30),
                     incident_id="I-ok")
     transition(web_db, "I-ok", "assign", member_id="M1", at=now - timedelta(hours=29))

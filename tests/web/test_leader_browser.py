@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import pytest
 
 from tests.web.test_browser import SHOTS, SIZES, _login, server  # noqa: F401 (fixture)
@@ -61,3 +63,25 @@ def test_leader_page_map_switches_and_drill_down(server, browser, incidents):  #
         page.screenshot(path=str(SHOTS / f"leader-community-{size}.png"), full_page=True)
         assert errors == [], errors
         context.close()
+
+
+def test_pdf_report_has_map_page_and_tables(server, browser, incidents):  # noqa: F811
+    import subprocess
+
+    context, page, errors, _ = _open(browser, server, "desk")
+    with page.expect_download(timeout=60_000) as download:
+        page.evaluate("window.location.href = '/leader/report.pdf?region=S1'")
+    path = SHOTS / "leader-report.pdf"
+    download.value.save_as(str(path))
+    pdf = path.read_bytes()
+    assert pdf.startswith(b"%PDF")
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True).stdout
+    width, height = map(float, re.search(r"Page size: +([\d.]+) x ([\d.]+)", info).groups())
+    assert "(A4)" in info and width > height, info  # A4 landscape
+    pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+    assert pages >= 2
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(SHOTS / "leader-report")], check=True)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True).stdout
+    for words in ("外滩街道", "指", "北", "第一网格", "数据来源", "受理率", "空白网格"):
+        assert words in text, words
+    context.close()
