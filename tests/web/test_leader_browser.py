@@ -4,9 +4,8 @@ draws grid tiles, the layer switches hide layers, drill-down works, no console e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 
@@ -75,13 +74,14 @@ def test_pdf_report_has_map_page_and_tables(server, browser, incidents):  # noqa
     download.value.save_as(str(path))
     pdf = path.read_bytes()
     assert pdf.startswith(b"%PDF")
-    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True).stdout
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
     width, height = map(float, re.search(r"Page size: +([\d.]+) x ([\d.]+)", info).groups())
     assert "(A4)" in info and width > height, info  # A4 landscape
     pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
     assert pages >= 2
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(SHOTS / "leader-report")], check=True)
-    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True).stdout
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
     for words in ("外滩街道", "指", "北", "第一网格", "数据来源", "受理率", "空白网格"):
         assert words in text, words
+    assert errors == [], errors
     context.close()
