@@ -206,4 +206,11 @@ def test_route_refuses_other_regions_wrong_roles_and_bad_windows_writing_nothing
     assert bad.status_code == 422 and "to" in bad.text
     assert client.get("/incidents/stats", params={"region": "S1", "from": "yesterday"},
                       headers=_h(histories, "leader", ["S1"])).status_code == 422
+    assert client.get("/incidents/stats", params={"region": "*"},
+                      headers=_h(histories, "leader", ["S1"])).status_code == 404  # the city is not theirs
     assert _counts(histories) == before
+
+
+def test_whole_city_for_callers_everywhere(client, histories):
+    r = client.get("/incidents/stats", params={"region": "*"}, headers=_h(histories, "admin", ["*"]))
+    assert r.status_code == 200 and r.json()["total"]["incidents"] == 6 and r.json()["region"] is None

@@ -4,7 +4,8 @@ Counts by 红黄绿灯 light, category and grid; the KPIs 受理率, 按时办�
 满意率 per street, community, grid and member; and the overdue (red) list with who holds each and for
 how long — computed by :func:`api.usecases.leader.incident_stats` (the ``/leader`` page shows the
 same). ``from``/``to`` are report dates in China time, both inclusive. The region must lie inside the
-caller's regions (the same 404 as an unknown one).
+caller's regions (the same 404 as an unknown one); ``*`` asks for
+the whole city and is open only to callers whose regions are everywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ STATS_ROLES = ("leader", "dispatcher", "viewer")
 @router.get("/incidents/stats", responses={403: {"description": "role may not read incident figures"},
                                            404: {"description": "region missing or outside your regions"}})
 def get_incident_stats(request: Request,
-                       region: str = Query(..., min_length=1, max_length=64, description="Street, community or grid code."),
+                       region: str = Query(..., min_length=1, max_length=64,
+                                           description="Street, community or grid code; * = every region "
+                                                       "(only for a caller whose regions are everywhere)."),
                        start: date | None = Query(None, alias="from", description="First report date (China time)."),
                        end: date | None = Query(None, alias="to", description="Last report date (China time), inclusive."),
                        category: str | None = Query(None, max_length=64, description="Only this category."),
@@ -36,5 +39,6 @@ def get_incident_stats(request: Request,
     principal.require_code(region)
     if start and end and end < start:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="to: must not be before from")
-    return incident_stats(request.app.state.engine, principal, region, at=datetime.now(UTC),
+    return incident_stats(request.app.state.engine, principal, None if region == "*" else region,
+                          at=datetime.now(UTC),
                           start=start, end=end, category=category or None)
