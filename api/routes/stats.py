@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from api.auth import Principal, current_principal
 
@@ -38,7 +38,7 @@ def get_incident_stats(request: Request,
     principal.require_role(*STATS_ROLES)
     principal.require_code(region)
     if start and end and end < start:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="to: must not be before from")
+        raise HTTPException(422, detail="to: must not be before from")
     return incident_stats(request.app.state.engine, principal, None if region == "*" else region,
                           at=datetime.now(UTC),
                           start=start, end=end, category=category or None)

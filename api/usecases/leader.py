@@ -94,13 +94,8 @@ def _level(status: pd.DataFrame, by: str) -> list[dict]:
     return _records(r, (by,) + ROLLUP_COLUMNS + ("within_straight_pct",))
 
 
-def coverage_report(engine, region: str, radius_m: float = SERVICE_RADIUS_M) -> dict:
-    """The body of ``GET /coverage``: ``summary`` and one row per grid, community and street of ``region``.
-
-    Per row: households, members, linked households and link coverage (%), members needed, blank
-    grids (空白网格) and households inside the straight-line service circle (``radius_m`` metres).
-    """
-    out, summary = coverage_layers(engine, region, radius_m)
+def coverage_tables(out: dict, summary: dict, region: str, radius_m: float) -> dict:
+    """The ``GET /coverage`` body from :func:`coverage_layers`' result (see :func:`coverage_report`)."""
     status = out["grid_status"]
     return {
         "region": region,
@@ -110,6 +105,26 @@ def coverage_report(engine, region: str, radius_m: float = SERVICE_RADIUS_M) -> 
         "communities": _level(status, "community_code"),
         "streets": _level(status, "street_code"),
     }
+
+
+def coverage_report(engine, region: str, radius_m: float = SERVICE_RADIUS_M) -> dict:
+    """The body of ``GET /coverage``: ``summary`` and one row per grid, community and street of ``region``.
+
+    Per row: households, members, linked households and link coverage (%), members needed, blank
+    grids (空白网格) and households inside the straight-line service circle (``radius_m`` metres).
+    """
+    out, summary = coverage_layers(engine, region, radius_m)
+    return coverage_tables(out, summary, region, radius_m)
+
+
+def label_points(status, by: str) -> list[dict]:
+    """One label point per ``by`` value (e.g. ``community_code``): a point inside the union of its
+    grids (WGS84 degrees), so a map or printout can name communities at any zoom."""
+    if by not in status.columns or status[by].isna().all():
+        return []
+    areas = status[[by, status.geometry.name]].dissolve(by=by)
+    points = areas.geometry.representative_point()
+    return [{"code": str(code), "lon": round(p.x, 6), "lat": round(p.y, 6)} for code, p in points.items()]
 
 
 def headline_figures(summary: dict) -> list[dict]:
@@ -273,7 +288,8 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     """
     from geodata.store import stats
 
-    report = coverage_report(engine, region)
+    out, summary = coverage_layers(engine, region)
+    report = coverage_tables(out, summary, region, SERVICE_RADIUS_M)
     path = stats.region_path(engine, region)
     level = path[-1]["level"] if path else "street"
     children = _children(engine, region, level, report)
@@ -281,10 +297,14 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     grid_codes = [g["grid_code"] for g in report["grids"]]
     members = member_figures(engine, principal, grid_codes, incidents["by_member"])
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
+    labels = label_points(out["grid_status"], "community_code") if level == "street" else []
+    names = _names(engine, path, children, incidents)
+    for point in labels:
+        point["name"] = names.get(point["code"], point["code"])
     return {"region": region, "path": path, "level": level, "coverage": report,
             "headline": headline_figures(report["summary"]), "blank_grids": blank_grids(report),
             "children": children, "incidents": incidents, "members": members, "grid_names": grid_names,
-            "names": _names(engine, path, children, incidents)}
+            "names": names, "labels": labels}
 
 
 def _children(engine, region: str, level: str, report: dict) -> list[dict]:

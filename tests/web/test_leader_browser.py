@@ -53,6 +53,7 @@ def test_leader_page_map_switches_and_drill_down(server, browser, incidents):  #
         page.wait_for_timeout(1500)
         assert tiles, "no grid tile was drawn"
         assert "外滩街道" in page.inner_text("h1")
+        assert "中山社区" in page.inner_text("#leader-map .community-label")  # named on the map, not only on hover
         page.screenshot(path=str(SHOTS / f"leader-street-{size}.png"), full_page=True)
         page.uncheck("#map-layers input[value=incidents]")
         page.select_option("#grid-colour", "coverage")
@@ -81,7 +82,7 @@ def test_pdf_report_has_map_page_and_tables(server, browser, incidents):  # noqa
     assert pages >= 2
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(SHOTS / "leader-report")], check=True)
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    for words in ("外滩街道", "指", "北", "第一网格", "数据来源", "受理率", "空白网格"):
+    for words in ("外滩街道", "中山社区", "北", "第一网格", "数据来源", "受理率", "空白网格"):
         assert words in text, words
     assert errors == [], errors
     context.close()

@@ -30,6 +30,19 @@
     canvas.style.visibility = "hidden";
   }
 
+  // Community names at their label points (server-computed, WGS84), drawn at every zoom.
+  function labelCommunities(map, el) {
+    var points = [];
+    try { points = JSON.parse(el.dataset.labels || "[]"); } catch (e) { points = []; }
+    points.forEach(function (p) {
+      var label = document.createElement("div");
+      label.className = "community-label";
+      label.textContent = p.name;
+      var at = el.dataset.basemap === "amap" ? window.GridmapMap.wgs84ToGcj02(p.lon, p.lat) : [p.lon, p.lat];
+      new window.maplibregl.Marker({element: label}).setLngLat(at).addTo(map);
+    });
+  }
+
   function mountPrintMap() {
     var el = document.getElementById("print-map");
     if (!el || !window.GridmapMap) { document.body.dataset.mapReady = "none"; return; }
@@ -41,6 +54,7 @@
     var map = handle.map;
     map.addControl(new window.maplibregl.ScaleControl({unit: "metric", maxWidth: 160}), "bottom-right");
     var markers = [];
+    labelCommunities(handle.map, el);
     map.once("idle", function () {
       labelAll(map, markers);
       // A WebGL canvas keeps no picture for printing: copy it to an <img> while a frame is still drawn.

@@ -12,6 +12,19 @@
   };
   var STYLE_LAYERS = {grids: ['grids-0', 'grids-1'], gaps: ['gaps-0'], centres: ['centres-0'], incidents: ['incidents-0']};
 
+  // Community names at their label points (server-computed, WGS84), drawn at every zoom.
+  function labelCommunities(map, el) {
+    var points = [];
+    try { points = JSON.parse(el.dataset.labels || "[]"); } catch (e) { points = []; }
+    points.forEach(function (p) {
+      var label = document.createElement("div");
+      label.className = "community-label";
+      label.textContent = p.name;
+      var at = el.dataset.basemap === "amap" ? window.GridmapMap.wgs84ToGcj02(p.lon, p.lat) : [p.lon, p.lat];
+      new window.maplibregl.Marker({element: label}).setLngLat(at).addTo(map);
+    });
+  }
+
   function mountLeaderMap() {
     var el = document.getElementById("leader-map");
     if (!el || !window.GridmapMap || typeof window.GridmapMap.mount !== "function") return;
@@ -24,6 +37,7 @@
     });
     el.classList.add("mounted");
     wireSwitches(handle.map);
+    labelCommunities(handle.map, el);
   }
 
   function wireSwitches(map) {
