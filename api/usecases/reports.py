@@ -9,6 +9,7 @@ Built with openpyxl; no FastAPI here.
 from __future__ import annotations
 
 import io
+import threading
 from datetime import datetime
 
 from openpyxl import Workbook
@@ -131,6 +132,10 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader")
 
 
+#: One Chromium at a time: a PDF costs a browser's memory and a core for seconds; more requests wait.
+_PDF_SLOTS = threading.BoundedSemaphore(1)
+
+
 def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 20_000, chromium: str = CHROMIUM) -> bytes:
     """An A4 landscape PDF of the print view at ``url`` (Chromium print to PDF), visited with ``cookies``.
 
@@ -143,7 +148,7 @@ def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 20_000, c
     from playwright.sync_api import sync_playwright
 
     parts = urlsplit(url)
-    with sync_playwright() as p:
+    with _PDF_SLOTS, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=list(CHROMIUM_ARGS))
         try:
             context = browser.new_context(locale="zh-CN", viewport={"width": 1123, "height": 794})
