@@ -78,7 +78,10 @@ def leader_workbook(view: dict, *, start=None, end=None, category=None, generate
 def _blank_reason(row: dict) -> str:
     from api.usecases.leader import BLANK_LABELS
 
-    return BLANK_LABELS.get(row.get("blank_reason"), row.get("blank_reason") or "") if row.get("blank") else ""
+    if not row.get("blank"):
+        return ""
+    reason = str(row.get("blank_reason") or "")
+    return BLANK_LABELS.get(reason, reason)
 
 
 def _local(iso: str | None) -> str:

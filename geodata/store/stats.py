@@ -202,7 +202,7 @@ def grid_worker_count(engine: Engine, grid_codes: list[str], kinds: tuple[str, .
     """Members of the given ``kinds`` (e.g. full-time grid workers, 专职网格员) in the grids ``grid_codes``."""
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM members WHERE grid_code = ANY(:g) AND kind = ANY(:k)"),
-                                {"g": list(grid_codes), "k": list(kinds)}).scalar())
+                                {"g": list(grid_codes), "k": list(kinds)}).scalar() or 0)
 
 
 def member_links(engine: Engine, grid_codes: list[str]) -> list[dict]:

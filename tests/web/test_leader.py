@@ -67,7 +67,7 @@ def test_every_figure_on_the_page_equals_the_json(client, incidents, region):
     coverage = client.get("/coverage", params={"region": region}, headers=headers).json()
     level = {"S1": ("communities", "community_code"), "C1": ("grids", "grid_code")}.get(region)
     if level:  # the drill-down table: the next level's figures, row by row
-        rows = re.findall(r'<tr data-code="([^"]+)">.*?data-value="([^"]*)"', page.text, re.S)
+        rows = re.findall(r'<tr data-code="([^"]+)">.*?data-value="([^"]*)"', page.text, re.DOTALL)
         expected = {r[level[1]]: r["link_coverage_pct"] for r in coverage[level[0]]}
         assert rows and {code: _num(v) for code, v in rows} == expected
 
