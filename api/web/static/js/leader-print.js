@@ -3,6 +3,14 @@
 (function () {
   "use strict";
 
+  // Grid names as printed: the part after the community's name ("…社区第四网格" → "第四网格"), and only
+  // where the grid is wide enough on paper to hold it — full names at street scale overprint each other.
+  function shortName(name) {
+    var cut = name.lastIndexOf("社区");
+    var rest = cut >= 0 ? name.slice(cut + 2) : name;
+    return rest.length ? rest : name;
+  }
+
   function labelAll(map, markers) {
     markers.splice(0).forEach(function (m) { m.remove(); });
     var seen = {};
@@ -10,12 +18,18 @@
       var code = f.properties.code;
       if (seen[code] || !f.properties.name) return;
       var ring = f.geometry.type === "Polygon" ? f.geometry.coordinates[0] : f.geometry.coordinates[0][0];
-      var sx = 0, sy = 0;
-      ring.forEach(function (p) { sx += p[0]; sy += p[1]; });
+      var sx = 0, sy = 0, minX = Infinity, maxX = -Infinity;
+      ring.forEach(function (p) {
+        sx += p[0]; sy += p[1];
+        var px = map.project(p).x;
+        minX = Math.min(minX, px); maxX = Math.max(maxX, px);
+      });
       seen[code] = true;
+      var text = shortName(f.properties.name);
+      if (maxX - minX < text.length * 10) return;  // ~10 px per character at the print label size
       var label = document.createElement("div");
       label.className = "print-label";
-      label.textContent = f.properties.name;
+      label.textContent = text;
       markers.push(new window.maplibregl.Marker({element: label}).setLngLat([sx / ring.length, sy / ring.length]).addTo(map));
     });
   }
