@@ -136,6 +136,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(maps_routes.router)
     from api.routes import needs as needs_routes  # before dispatch: /incidents/flagged ahead of /incidents/{id}
     app.include_router(needs_routes.router)
+    from api.routes import stats as stats_routes  # before dispatch: /incidents/stats is not /incidents/{id}
+    app.include_router(stats_routes.router)
     from api.routes import dispatch as dispatch_routes
     app.include_router(dispatch_routes.router)
     from api.routes import visits as visits_routes; app.include_router(visits_routes.router)  # noqa: E702 — issue 15

@@ -14,7 +14,6 @@ inside the token's regions (403 otherwise).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
@@ -38,34 +37,20 @@ COARSEST_RES = 7
 
 
 def _compute(request: Request, region: str, principal: Principal, radius_m: float, gap_res: int):
-    from geodata.store.coverage import load_coverage_inputs
-    from gridmap.coverage import coverage_gaps
+    from api.usecases.leader import RegionNotFound, coverage_layers
 
     principal.require_code(region)
     principal.require_role(*COVERAGE_ROLES)
-    layers = load_coverage_inputs(request.app.state.engine, region)
-    grids = layers["grids"]
-    if len(grids) == 0:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no grids in region {region}")
-    links = layers.get("links")
-    links = links if links is not None and len(links) else None
-    out, summary = coverage_gaps(grids, layers["households"], layers["members"], links,
-                                 layers["service_centres"], radius_m=radius_m, gap_res=gap_res)
-    summary["links_source"] = "current run" if links is not None else "estimated"
-    return out, summary
+    try:
+        return coverage_layers(request.app.state.engine, region, radius_m, gap_res)
+    except RegionNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no grids in region {region}") from None
 
 
 def _records(df: pd.DataFrame, cols) -> list[dict]:
     """Rows as JSON-safe dicts (NaN → None, numpy → Python, floats to 2 decimals)."""
     cols = [c for c in cols if c in df.columns]
     return to_plain(pd.DataFrame(df[cols]).to_dict("records"), ndigits=2)
-
-
-GRID_COLUMNS = ("grid_code", "name", "community_code", "street_code", "kind", "has_branch", "households", "members",
-                "linked_households", "unlinked_households", "link_coverage_pct", "members_needed", "size_status",
-                "band_min", "band_max", "blank", "blank_reason", "covered_straight")
-ROLLUP_COLUMNS = ("grids", "blank_grids", "households", "members", "linked_households", "link_coverage_pct",
-                  "members_needed", "covered_straight")
 
 
 @router.get("/coverage", responses={403: {"description": "region outside the token's regions"},
@@ -76,30 +61,17 @@ def get_coverage(request: Request, region: str = Region, radius_m: float = Radiu
 
     Per row: households, members, linked households and link coverage (%), members needed, blank
     grids (空白网格) and households inside the straight-line service circle (``covered_straight``).
+    The summary adds the policy figures the leaders' page shows (grids with a branch, grids in
+    band, grid workers against 1 per 300 households): :func:`api.usecases.leader.coverage_report`.
     """
-    from gridmap.coverage import rollup
+    from api.usecases.leader import RegionNotFound, coverage_report
 
-    out, summary = _compute(request, region, principal, radius_m, 9)
-    st = out["grid_status"]
-
-    def level(by: str, key: str) -> list[dict]:
-        if by not in st.columns or st[by].isna().all():
-            return []
-        r = rollup(st, by).rename(columns={by: key})
-        if "covered_straight" in r.columns:
-            hh = r["households"].to_numpy(dtype=float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r["within_straight_pct"] = np.where(hh > 0, 100.0 * r["covered_straight"] / hh, np.nan)
-        return _records(r, (key,) + ROLLUP_COLUMNS + ("within_straight_pct",))
-
-    return {
-        "region": region,
-        "radius_m": radius_m,
-        "summary": to_plain(summary, ndigits=2),
-        "grids": _records(st, GRID_COLUMNS),
-        "communities": level("community_code", "community_code"),
-        "streets": level("street_code", "street_code"),
-    }
+    principal.require_code(region)
+    principal.require_role(*COVERAGE_ROLES)
+    try:
+        return coverage_report(request.app.state.engine, region, radius_m)
+    except RegionNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no grids in region {region}") from None
 
 
 @router.get("/gaps", responses={403: {"description": "region outside the token's regions"},

@@ -20,10 +20,11 @@ from api.web.render import STATIC_DIR, render
 
 def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     """Add the pages, static files, CSRF middleware and page error handlers to ``app``."""
-    from api.web import job_pages, needs, pages, pioneers, planner, planner_redraw, report, responder
+    from api.web import job_pages, leader, needs, pages, pioneers, planner, planner_redraw, report, responder
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
+    app.include_router(leader.router)  # before pages: /leader lives in api/web/leader.py
     app.include_router(pages.router)
     app.include_router(job_pages.router)
     app.include_router(report.router)  # residents: /report (no login)

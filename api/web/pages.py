@@ -160,13 +160,6 @@ def _region_page(request: Request, principal: Principal, page: str, template: st
                   region_names=request.state.region_names, **extra)
 
 
-@router.get("/leader")
-@public
-def leader_home(request: Request, principal: PagePrincipal):
-    """Leaders' home: the region's figures against the policy targets and the live map."""
-    return _region_page(request, principal, "leader", "leader.html", map_layers="grids,centres,gaps")
-
-
 @router.get("/planner")
 @public
 def planner_home(request: Request, principal: PagePrincipal):

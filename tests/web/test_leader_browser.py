@@ -1,0 +1,88 @@
+"""The leaders' page in Chromium (Playwright, Debian's Chromium, SwiftShader WebGL): the map mounts and
+draws grid tiles, the layer switches hide layers, drill-down works, no console errors. Screenshots at
+390×844 and 1920×1080 go to /tmp/shots/leader-*.png."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.web.test_browser import SHOTS, SIZES, _login, server  # noqa: F401 (fixture)
+from tests.web.test_leader import incidents  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader"]
+
+
+@pytest.fixture()
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, base, size):
+    w, h = SIZES[size]
+    context = browser.new_context(viewport={"width": w, "height": h}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    tiles: list[str] = []
+    page.on("response", lambda r: tiles.append(r.url) if "/tiles/grids/" in r.url and r.ok else None)
+    _login(page, base, "leader1")
+    return context, page, errors, tiles
+
+
+def test_leader_page_map_switches_and_drill_down(server, browser, incidents):  # noqa: F811
+    SHOTS.mkdir(exist_ok=True)
+    for size in SIZES:
+        context, page, errors, tiles = _open(browser, server, size)
+        assert page.url == server + "/leader"
+        page.wait_for_selector("#leader-map.mounted canvas")
+        page.wait_for_function("document.querySelector('#leader-map canvas').width > 0")
+        page.wait_for_timeout(1500)
+        assert tiles, "no grid tile was drawn"
+        assert "外滩街道" in page.inner_text("h1")
+        assert "中山社区" in page.inner_text("#leader-map .community-label")  # named on the map, not only on hover
+        page.screenshot(path=str(SHOTS / f"leader-street-{size}.png"), full_page=True)
+        page.uncheck("#map-layers input[value=incidents]")
+        page.select_option("#grid-colour", "coverage")
+        page.click("#children a")  # drill down to the community
+        page.wait_for_load_state("networkidle")
+        assert "region=C1" in page.url and "中山社区" in page.inner_text("h1")
+        page.screenshot(path=str(SHOTS / f"leader-community-{size}.png"), full_page=True)
+        assert errors == [], errors
+        context.close()
+
+
+def test_pdf_report_has_map_page_and_tables(server, browser, incidents):  # noqa: F811
+    import subprocess
+
+    context, page, errors, _ = _open(browser, server, "desk")
+    with page.expect_download(timeout=60_000) as download:
+        page.evaluate("window.location.href = '/leader/report.pdf?region=S1'")
+    path = SHOTS / "leader-report.pdf"
+    download.value.save_as(str(path))
+    pdf = path.read_bytes()
+    assert pdf.startswith(b"%PDF")
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    width, height = map(float, re.search(r"Page size: +([\d.]+) x ([\d.]+)", info).groups())
+    assert "(A4)" in info and width > height, info  # A4 landscape
+    pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+    assert pages >= 2
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(SHOTS / "leader-report")], check=True)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    for words in ("外滩街道", "中山社区", "北", "第一网格", "数据来源", "受理率", "空白网格"):
+        assert words in text, words
+    assert errors == [], errors
+    context.close()
