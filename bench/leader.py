@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import create_database, drop_database
+from conftest import create_database, drop_database  # noqa: E402  (tests/ joins the path above)
 
-from geodata.store import migrate
-from geodata.store.session import make_engine
+from geodata.store import migrate  # noqa: E402
+from geodata.store.session import make_engine  # noqa: E402
 
 PASSWORD = "bench-password-9"
 CATEGORIES = ["环境卫生", "矛盾纠纷", "物业管理", "治安隐患", "便民服务"]

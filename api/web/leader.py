@@ -81,7 +81,8 @@ def leader_home(request: Request, principal: PagePrincipal,
     return render(request, "leader/page.html", page="leader", title="领导驾驶舱", view=view,
                   region_names=request.state.region_names, light_names=LIGHT_NAMES, status_names=STATUS_NAMES,
                   window={"from": start or "", "to": end or "", "category": category or ""},
-                  ranking=(ranking != "off"), query=_export_query(view["region"], start, end, category), map_layers="grids,gaps,centres,incidents", bounds=bounds)
+                  ranking=(ranking != "off"), query=_export_query(view["region"], start, end, category),
+                  map_layers="grids,gaps,centres,incidents", bounds=bounds)
 
 
 def _export_query(region: str, start: str | None, end: str | None, category: str | None) -> str:
