@@ -9,7 +9,6 @@ from datetime import datetime
 
 import geopandas as gpd
 import numpy as np
-import sqlalchemy as sa
 from shapely.geometry import MultiPolygon, box
 
 from gridmap.dispatch import LOCAL_TZ
@@ -70,6 +69,8 @@ def query_cases(seed, n_queries=40):
 # -- PostGIS ---------------------------------------------------------------------------------------
 
 def insert_members(engine, ids, lon, lat, skills, avail, grid_codes=None, kind="member"):
+    import sqlalchemy as sa  # here, not at the top: the domain tier imports this module without a database
+
     grid_codes = grid_codes if grid_codes is not None else [None] * len(ids)
     rows = [{"id": i, "g": g, "s": list(s), "a": bool(a), "lon": float(x), "lat": float(y), "k": kind}
             for i, g, s, a, x, y in zip(ids, grid_codes, skills, avail, lon, lat)]

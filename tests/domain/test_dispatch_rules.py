@@ -7,7 +7,7 @@ Domain tier: built data only (no database, no browser, no ../shared).
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from gridmap import dispatch as rules
 from reference import brute_force_nearest
 
-from dispatch_cases import NATIONAL_DAY_2018, cst, query_cases, random_members
+from dispatch_cases import cst, query_cases, random_members
 
 LON0, LAT0 = 120.17, 30.28  # Hangzhou
 
@@ -45,26 +45,6 @@ def test_complex_deadline_skips_weekends(reported, due):
     start = reported.date() if reported.weekday() < 5 else reported.date() + timedelta(days=7 - reported.weekday())
     days = [start + timedelta(days=i) for i in range(1, (got.date() - start).days + 1)]
     assert sum(d.weekday() < 5 for d in days) == 3
-
-
-def test_complex_deadline_honours_a_holiday_file(tmp_path):
-    from geodata.calendar import read_calendar_file
-
-    f = tmp_path / "holidays.csv"
-    f.write_text(NATIONAL_DAY_2018, encoding="utf-8")
-    cal = read_calendar_file(f)
-    assert date(2018, 10, 4) in cal.holidays and date(2018, 9, 30) in cal.workdays
-    assert not cal.is_working_day(date(2018, 10, 1)) and cal.is_working_day(date(2018, 9, 30))
-    # Sunday 30 Sep 2018 was a make-up working day: the clock runs from the report, then 1–7 Oct are off.
-    assert rules.deadline(cst(2018, 9, 30, 11, 9), rules.COMPLEX, cal) == cst(2018, 10, 10, 11, 9)
-    # Friday 28 Sep: Sat 29 (worked), Sun 30 (worked), Mon 8 Oct.
-    assert rules.deadline(cst(2018, 9, 28, 9, 0), rules.COMPLEX, cal) == cst(2018, 10, 8, 9, 0)
-    # Without the calendar the same report would be due on 3 Oct (a holiday).
-    assert rules.deadline(cst(2018, 9, 28, 9, 0), rules.COMPLEX) == cst(2018, 10, 3, 9, 0)
-    # Reported on a holiday: clock starts at the next working day (Mon 8 Oct 00:00) → Thu 11 Oct 00:00.
-    assert rules.deadline(cst(2018, 10, 2, 12, 0), rules.COMPLEX, cal) == cst(2018, 10, 11, 0, 0)
-    # the ordinary 24 h does not care about holidays
-    assert rules.deadline(cst(2018, 10, 2, 12, 0), rules.ORDINARY, cal) == cst(2018, 10, 3, 12, 0)
 
 
 @pytest.mark.parametrize("text, msg", [("2018-13-01", "line 1"), ("x\n", "line 1"),
