@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# Cases shared between tiers live in tests/*_cases.py; their helpers assert, so rewrite them too.
+pytest.register_assert_rewrite("linkage_cases", "coverage_cases", "dispatch_cases", "districting_cases", "maps_cases",
+                               "redraw_cases", "ticket_cases", "validation_cases")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GRIDMAP_SHARED", ROOT.parent / "shared"))
 HANGZHOU = SHARED / "geodata" / "hangzhou-xiacheng"
@@ -115,3 +119,9 @@ def hangzhou_scenario(hangzhou_grids):
     from geodata.synth import synth_in_grids
 
     return synth_in_grids(hangzhou_grids, seed=1)
+
+
+# Fixtures shared by more than one tier (defined beside their cases, registered here for every tier).
+from coverage_cases import scenario  # noqa: E402,F401
+from districting_cases import square  # noqa: E402,F401
+from maps_cases import hz, small  # noqa: E402,F401

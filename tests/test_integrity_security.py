@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from test_dispatch import _pt, insert_members, load_areas
+from dispatch_cases import _pt, insert_members, load_areas
 from test_route_security import _h, town  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.db

@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.test_tickets import counts, gps_of, jpeg_with_gps
+from ticket_cases import counts, gps_of, jpeg_with_gps
 
 pytestmark = pytest.mark.db
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.test_tickets import gps_of, jpeg_with_gps
+from ticket_cases import gps_of, jpeg_with_gps
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, SIZES
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]

@@ -26,7 +26,7 @@ from throwaway_pg import ThrowawayPostgres, free_port
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LON, LAT = 120.17, 30.28
 
 

@@ -1,4 +1,6 @@
-"""Walking network on the Shanghai Bund OSM roads, and on small hand-made networks with known answers."""
+"""Walking network on the Shanghai Bund OSM roads (../shared): walkable kinds, connectivity, distances
+against networkx and the straight line, walking areas and coverage.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +9,10 @@ import networkx as nx
 import numpy as np
 import pytest
 import shapely
-from shapely.geometry import LineString
 
 from gridmap.coverage import walking_areas, walking_coverage
 from gridmap.metric import haversine_m
 from gridmap.walknet import build_walk_network, walkable_mask
-
-UTM = "EPSG:32651"
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +29,6 @@ def net(roads):
 def centres(shanghai, net):
     pois = gpd.read_file(shanghai / "pois.geojson")
     return pois.iloc[::25].reset_index(drop=True).assign(centre_id=lambda d: [f"C{i}" for i in range(len(d))])
-
-
-def _lines(coords_list, crs=UTM, **cols):
-    g = gpd.GeoDataFrame(cols, geometry=[LineString(c) for c in coords_list], crs=crs)
-    return g.to_crs(4326)
 
 
 def test_walkable_mask_on_osm_kinds(roads):
@@ -61,29 +55,6 @@ def test_network_connects_tile_splits_and_keeps_footways(roads, net):
     foot = walk[walk["kind_detail"] == "footway"].geometry.union_all()
     on = shapely.intersection(shapely.union_all(net.edge_geom).buffer(0.5), foot).length
     assert on / foot.length > 0.9
-
-
-def test_crossing_lines_are_noded_and_motorway_ignored():
-    # a plus sign of two 200 m footways plus a motorway shortcut between two arm ends
-    roads = _lines([[(0, 100), (200, 100)], [(100, 0), (100, 200)], [(0, 100), (100, 0)], [(200, 100), (200.03, 300)]],
-                   kind=["path", "path", "major_road", "path"], kind_detail=["footway", "footway", "motorway", "footway"])
-    roads = roads.to_crs(4326)
-    net = build_walk_network(roads, crs=UTM, min_component_m=0)
-    assert net.n_nodes == 6  # 4 arm ends + crossing + far end (the 3 cm tile gap is joined)
-    # from the west arm end to the south arm end: 100 + 100 through the crossing, not the motorway
-    d = net.point_distances(np.array([[0.0, 100.0]]), np.array([[100.0, 0.0]]), limit=1000)
-    assert d[0, 0] == pytest.approx(200.0, abs=1e-6)
-    # a point off the road walks straight to it: 10 m access + 50 m along + 0
-    d = net.point_distances(np.array([[50.0, 110.0]]), np.array([[100.0, 100.0]]), limit=1000)
-    assert d[0, 0] == pytest.approx(60.0, abs=1e-6)
-    # two points on the same edge walk directly along it
-    d = net.point_distances(np.array([[20.0, 100.0]]), np.array([[40.0, 103.0]]), limit=1000)
-    assert d[0, 0] == pytest.approx(23.0, abs=1e-6)
-    # across the joined tile gap
-    d = net.point_distances(np.array([[150.0, 100.0]]), np.array([[200.0, 250.0]]), limit=1000)
-    assert d[0, 0] == pytest.approx(200.0, abs=0.05)
-    # beyond the limit: inf
-    assert np.isinf(net.point_distances(np.array([[0.0, 100.0]]), np.array([[200.0, 290.0]]), limit=300))[0, 0]
 
 
 def test_node_distances_match_networkx(net):

@@ -1,4 +1,7 @@
-"""包片联户 linkage engine: exactness against an independent MILP, reports, stability, visiting order."""
+"""包片联户 linkage engine: exactness against an independent MILP, reports, stability, visiting order.
+
+Domain tier: built data only (no database, no browser, no ../shared).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,10 @@ import math
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
-from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry import box
 
 from gridmap.contract import (
     UNLINKED_FULL,
@@ -36,6 +38,9 @@ from gridmap.linkage import (
 from gridmap.linkage import flow as flow_solver
 from gridmap.metric import point_xy
 from gridmap.visit_order import order_visits, route_length
+
+from linkage_cases import _city, _gdf
+
 
 # ------------------------------------------------------------------------------------------------
 # An independent exact reference: lexicographic MILP with SciPy/HiGHS on the same semantics
@@ -244,37 +249,6 @@ def test_grid_without_members_and_household_without_grid():
     assert sol.has_member.tolist() == [True, True, False, False]
 
 
-# ------------------------------------------------------------------------------------------------
-# The GeoDataFrame interface: reasons, shortages, overrides, stability
-
-
-def _gdf(ids, xy, id_col, **cols):
-    """Points given in metres around Hangzhou turned into WGS84 (EPSG:4326)."""
-    g = gpd.GeoDataFrame({id_col: ids, **cols}, geometry=[Point(x, y) for x, y in xy], crs="EPSG:32651")
-    g = g.to_crs("EPSG:4326")
-    return g
-
-
-def _city(seed=0, grids=4, hh_per=40, members_per=(3, 6)):
-    rng = np.random.default_rng(seed)
-    x0, y0 = 230_000.0, 3_350_000.0  # UTM 51N, Hangzhou
-    hh, mm = [], []
-    for g in range(grids):
-        ox = x0 + (g % 2) * 600
-        oy = y0 + (g // 2) * 600
-        for i in range(hh_per):
-            hh.append((f"H{g}-{i}", ox + rng.uniform(0, 600), oy + rng.uniform(0, 600), f"G{g}"))
-        for i in range(int(rng.integers(*members_per))):
-            mm.append((f"M{g}-{i}", ox + rng.uniform(0, 600), oy + rng.uniform(0, 600), f"G{g}"))
-    households = _gdf([h[0] for h in hh], [(h[1], h[2]) for h in hh], "household_id", grid_code=[h[3] for h in hh])
-    members = _gdf([m[0] for m in mm], [(m[1], m[2]) for m in mm], "member_id", grid_code=[m[3] for m in mm])
-    polys = [box(x0 + (g % 2) * 600, y0 + (g // 2) * 600, x0 + (g % 2) * 600 + 600, y0 + (g // 2) * 600 + 600)
-             for g in range(grids)]
-    grid_gdf = gpd.GeoDataFrame({"grid_code": [f"G{g}" for g in range(grids)]}, geometry=polys,
-                                crs="EPSG:32651").to_crs("EPSG:4326")
-    return households, members, grid_gdf
-
-
 def test_link_households_report_and_invariants():
     households, members, grids = _city(seed=3)
     res = link_households(households, members)
@@ -350,7 +324,6 @@ def test_per_member_overrides_and_availability():
     res = link_households(households, members)
     load = res.members.set_index("member_id")["load"]
     assert load["near"] == 3 and load["far"] == 9 and load["off"] == 0
-
 
 
 def test_availability_reads_the_contract_words():
@@ -485,207 +458,6 @@ def test_visit_order_single_and_two_stops():
     household_xy = np.array([[50.0, 0.0], [10.0, 0.0], [300.0, 0.0]])
     order = order_visits(np.array([0, 0, 1]), household_xy, member_xy)
     assert order.tolist() == [2, 1, 1]
-
-
-# ------------------------------------------------------------------------------------------------
-# CLI and plan step
-
-
-def test_cli_link_writes_csv_and_is_stable(tmp_path):
-    from typer.testing import CliRunner
-
-    from api.cli import app
-
-    households, members, grids = _city(seed=4, grids=4, hh_per=30, members_per=(2, 4))
-    for name, gdf in (("households", households), ("members", members), ("grids", grids)):
-        gdf.to_file(tmp_path / f"{name}.geojson", driver="GeoJSON")
-    out = tmp_path / "links.csv"
-    args = ["link", "--households", str(tmp_path / "households.geojson"), "--members", str(tmp_path / "members.geojson"),
-            "--grids", str(tmp_path / "grids.geojson"), "--out", str(out), "--report", str(tmp_path / "r.json")]
-    r = CliRunner().invoke(app, args)
-    assert r.exit_code == 0, r.output
-    assert "households linked" in r.output and "shortage per grid" in r.output
-    df = pd.read_csv(out, dtype={"household_id": str, "member_id": str})
-    assert list(df.columns) == ["household_id", "member_id", "distance_m", "visit_order"]
-    assert df["household_id"].is_unique and df.groupby("member_id").size().max() <= 10
-    direct = link_households(households, members, grids=grids)
-    assert len(df) == direct.summary["linked"]
-    assert abs(df["distance_m"].sum() - direct.summary["total_distance_m"]) < 0.1 * len(df)
-    # Re-run with the CSV as previous links: nothing changes.
-    r2 = CliRunner().invoke(app, args[:-2] + ["--previous", str(out), "--allow-cross-grid"])
-    assert r2.exit_code == 0, r2.output
-    assert "links changed vs previous" in r2.output
-    report = __import__("json").loads((tmp_path / "r.json").read_text(encoding="utf-8"))
-    assert report["summary"]["linked"] == direct.summary["linked"]
-
-
-def test_plan_step_adds_links_layer(tmp_path):
-    from types import SimpleNamespace
-
-    from api.usecases.links import step_links
-
-    households, members, grids = _city(seed=6, grids=2, hh_per=25, members_per=(2, 3))
-    ctx = SimpleNamespace(layers={"households": households, "members": members, "grids": grids}, layers_out={},
-                          summary={}, notes=[], options=SimpleNamespace(extra={}))
-    step_links(ctx)
-    links = ctx.layers_out["links"]
-    assert links.crs.to_epsg() == 4326 and links.geom_type.eq("LineString").all()
-    assert ctx.summary["links"]["linked"] == len(links)
-    assert sum(v["unlinked"] for v in ctx.summary["links"]["shortage_by_grid"].values()) == ctx.summary["links"]["unlinked"]
-
-
-# ------------------------------------------------------------------------------------------------
-# PostGIS store and HTTP API
-
-
-def _store_region(engine, seed=8):
-    """Street S1 ⊃ community C1 ⊃ grids G0..G3 with households (with made-up names) and members."""
-    from shapely.ops import unary_union
-
-    from geodata.store.importer import import_layer
-
-    households, members, grids = _city(seed=seed, grids=4, hh_per=30, members_per=(2, 4))
-    households["name"] = [f"住户{i}" for i in range(len(households))]
-    households["phone"] = [f"1380000{i:04d}" for i in range(len(households))]
-    grids["community_code"] = "C1"
-    outline = unary_union(list(grids.geometry))
-    street = gpd.GeoDataFrame({"code": ["S1"], "name": ["街道"]}, geometry=[outline], crs="EPSG:4326")
-    comm = gpd.GeoDataFrame({"code": ["C1"], "name": ["社区"], "street_code": ["S1"]}, geometry=[outline], crs="EPSG:4326")
-    for layer, gdf in (("streets", street), ("communities", comm), ("grids", grids), ("households", households),
-                       ("members", members)):
-        if layer in ("streets", "communities", "grids"):  # the store holds MultiPolygons
-            gdf = gdf.set_geometry([MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in gdf.geometry],
-                                   crs="EPSG:4326")
-        import_layer(engine, layer, gdf)
-    return households, members, grids
-
-
-def _current_runs(engine):
-    import sqlalchemy as sa
-
-    with engine.connect() as c:
-        return c.execute(sa.text("SELECT run_id, region FROM link_runs WHERE is_current ORDER BY run_id")).all()
-
-
-@pytest.mark.db
-def test_store_recompute_swaps_runs_and_is_stable(engine):
-    import sqlalchemy as sa
-
-    from geodata.store import links as store
-
-    households, members, grids = _store_region(engine)
-    saved, result = store.recompute(engine, "C1")
-    assert saved.links == result.summary["linked"] > 0
-    assert _current_runs(engine) == [(saved.run_id, "C1")]
-    again, result2 = store.recompute(engine, "C1")
-    assert again.run_id != saved.run_id
-    assert result2.summary["links_changed"] == 0  # unchanged data → no reshuffle
-    assert _current_runs(engine) == [(again.run_id, "C1")]
-    with engine.connect() as c:
-        old = c.execute(sa.text("SELECT household_id, member_id FROM links WHERE run_id = :r ORDER BY 1"),
-                        {"r": saved.run_id}).all()
-        new = c.execute(sa.text("SELECT household_id, member_id FROM links WHERE run_id = :r ORDER BY 1"),
-                        {"r": again.run_id}).all()
-    assert old == new
-    # A grid-level run supersedes the community run for that grid's households only.
-    g0, _ = store.recompute(engine, "G0")
-    with engine.connect() as c:
-        dup = c.execute(sa.text("SELECT household_id FROM links l JOIN link_runs r ON r.run_id = l.run_id "
-                                "WHERE r.is_current GROUP BY household_id HAVING count(*) > 1")).all()
-        total = c.execute(sa.text("SELECT count(*) FROM links l JOIN link_runs r ON r.run_id = l.run_id "
-                                  "WHERE r.is_current")).scalar()
-    assert dup == [] and g0.superseded_links > 0
-    assert total == result2.summary["linked"]  # G0 re-linked the same way (stability)
-
-
-@pytest.mark.db
-def test_store_save_is_all_or_nothing(engine):
-    from geodata.store import links as store
-
-    _store_region(engine)
-    saved, result = store.recompute(engine, "C1")
-    bad = pd.concat([result.links, result.links.iloc[:1]], ignore_index=True)  # duplicate household → PK error
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        store.save_run(engine, "C1", bad, {}, {})
-    assert _current_runs(engine) == [(saved.run_id, "C1")]
-    assert len(store.member_households(engine, result.links["member_id"].iloc[0])) > 0
-
-
-@pytest.mark.db
-def test_api_recompute_and_member_households(db_url, engine):
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from geodata.store import auth
-
-    households, members, grids = _store_region(engine, seed=9)
-    client = TestClient(create_app(db_url))
-
-    def hdr(role, regions, member=None):
-        return {"Authorization": f"Bearer {auth.create_token(engine, role, list(regions), member_id=member)[1]}"}
-
-    leader = hdr("leader", ["S1"])
-    assert client.post("/links/recompute", json={"region": "C1"}, headers=hdr("viewer", ["S1"])).status_code == 403
-    # outside the token: the same 404 as a missing region
-    assert client.post("/links/recompute", json={"region": "C1"}, headers=hdr("leader", ["G0"])).status_code == 404
-    r = client.post("/links/recompute", json={"region": "C1"}, headers=leader)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["summary"]["linked"] + body["summary"]["unlinked"] == len(households)
-    assert sum(s["unlinked"] for s in body["shortages"]) == body["summary"]["unlinked"]
-    assert "住户" not in r.text  # no personal data in the run summary
-    assert client.post("/links/recompute", json={"region": "NOPE"}, headers=hdr("admin", ["*"])).status_code == 404
-
-    member = members["member_id"].iloc[0]
-    grid = members["grid_code"].iloc[0]
-    other = members[members["grid_code"] != grid]["member_id"].iloc[0]
-    me = hdr("responder", [grid], member=member)
-    own = client.get(f"/members/{member}/households", headers=me)
-    assert own.status_code == 200, own.text
-    rows = own.json()
-    assert [x["visit_order"] for x in rows] == list(range(1, len(rows) + 1))
-    assert rows and all(x["name"].startswith("住户") and "*" not in x["name"] for x in rows)  # own: unmasked
-    assert client.get(f"/members/{other}/households", headers=me).status_code == 404
-    planner = client.get(f"/members/{member}/households", headers=hdr("planner", ["S1"])).json()
-    assert [x["household_id"] for x in planner] == [x["household_id"] for x in rows]
-    assert all("*" in x["name"] for x in planner)  # planners never see personal data
-    assert client.get(f"/members/{member}/households", headers=hdr("leader", ["G9"])).status_code == 404
-    assert client.get("/members/nobody/households", headers=leader).status_code == 404
-
-
-# ------------------------------------------------------------------------------------------------
-# Real Hangzhou grids with synthesised households
-
-
-def test_hangzhou_real_grids_report_shortages(hangzhou_scenario):
-    grids = hangzhou_scenario["grids"]
-    street = grids["grid_code"].str.split("-").str[0]
-    keep = street == street.value_counts().index[0]  # the street with the most grids
-    codes = set(grids.loc[keep, "grid_code"])
-    g = grids[keep]
-    hh = hangzhou_scenario["households"]
-    mm = hangzhou_scenario["members"]
-    hh = hh[hh["grid_code"].isin(codes)]
-    mm = mm[mm["grid_code"].isin(codes)]
-    base = link_households(hh, mm, grids=g)
-    res = link_households(hh, mm, grids=g, allow_cross_grid=True)
-    for r in (base, res):
-        assert r.links["household_id"].is_unique
-        assert r.links.groupby("member_id").size().max() <= 10
-        gr = r.grids.set_index("grid_code")
-        assert (gr["members_needed"] == -(-gr["unlinked"] // 10)).all()
-        assert r.summary["linked"] + r.summary["unlinked"] == len(hh)
-    # Members are ~7 % of households with 10 places each: real shortages, reported per grid.
-    assert res.summary["grids_short"] > 0 and res.summary["members_needed"] > 0
-    no_member = set(g["grid_code"]) - set(mm.loc[mm["available"].astype(bool), "grid_code"])
-    un = res.unlinked.set_index("household_id")
-    if no_member:
-        assert set(un.loc[un["grid_code"].isin(no_member), "reason"]) <= {REASON_NO_MEMBER, REASON_ALL_FULL}
-    # Borrowing never lowers the number linked, and only crosses to neighbouring grids.
-    assert res.summary["linked"] >= base.summary["linked"]
-    adj = grid_adjacency(g)
-    cross = res.links[res.links["cross_grid"]]
-    assert all(m in adj[h] for h, m in zip(cross["grid_code"], cross["member_grid_code"]))
 
 
 def test_parallel_blocks_give_the_same_answer():

@@ -1,9 +1,9 @@
 """Refusals with file/row/column: swapped lon/lat, outside China, NaN/inf, empty geometries, missing
-columns, duplicate ids, invalid polygons (and --fix), overlapping grids, households in no grid."""
+columns, duplicate ids, invalid polygons (and --fix), overlapping grids, households in no grid.
+"""
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pytest
 from shapely.geometry import Point, Polygon, box
 
@@ -11,11 +11,7 @@ from geodata.errors import InputError
 from geodata.io import normalise, read_layer, write_layer
 from geodata.validate import check_grid_overlaps, households_outside_grids
 
-
-def _csv(tmp_path, rows, name="households.csv"):
-    p = tmp_path / name
-    pd.DataFrame(rows).to_csv(p, index=False)
-    return p
+from validation_cases import _csv
 
 
 def test_swapped_lat_lon_named(tmp_path):
@@ -115,14 +111,3 @@ def test_households_outside_grids_named():
     hh = gpd.GeoDataFrame({"household_id": ["in", "out"]}, geometry=[Point(120.005, 30.005), Point(120.5, 30.5)], crs="EPSG:4326")
     problems = households_outside_grids(hh, grids, "households.csv")
     assert [str(p) for p in problems] == ["households.csv, row 2, column geometry: household out lies in no grid"]
-
-
-def test_cli_reports_problems_with_exit_code_2(tmp_path):
-    import subprocess
-    import sys
-
-    p = _csv(tmp_path, {"household_id": ["a"], "lon": [30.2], "lat": [120.1]})
-    r = subprocess.run([sys.executable, "-m", "api.cli", "validate", "households", str(p)], capture_output=True, text=True)
-    assert r.returncode == 2
-    assert "row 1, column lon" in r.stdout and "swapped" in r.stdout
-    assert "Traceback" not in r.stdout + r.stderr

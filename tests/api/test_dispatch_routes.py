@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from gridmap import dispatch as rules
 from reference import brute_force_nearest
-from test_dispatch import (LAT0, LON0, _pt, insert_members, load_areas, query_cases, random_members)
+from dispatch_cases import LAT0, LON0, _pt, insert_members, load_areas, query_cases, random_members
 
 pytestmark = pytest.mark.db
 

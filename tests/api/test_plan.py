@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from conftest import SAMPLE
-from geodata.synth import synth_city, synth_in_grids
 
 
 def test_plan_on_bundled_sample_without_database(tmp_path, monkeypatch):
@@ -42,24 +41,6 @@ def test_synth_then_plan_on_real_hangzhou_grids(tmp_path, hangzhou):
     assert by.get("no branch", 0) > 0 and by.get("no members", 0) > 0
     assert by.get("over-size", 0) > 0 and by.get("under-size", 0) > 0 and by.get("ok", 0) > 100
     assert s["grids"]["households_outside_grids"] == 0
-
-
-def test_synth_is_deterministic(hangzhou_grids):
-    a = synth_in_grids(hangzhou_grids.iloc[:20], seed=5)
-    b = synth_in_grids(hangzhou_grids.iloc[:20], seed=5)
-    c = synth_in_grids(hangzhou_grids.iloc[:20], seed=6)
-    assert a["households"].equals(b["households"]) and a["members"].equals(b["members"])
-    assert not a["households"].geometry.equals(c["households"].geometry)
-
-
-def test_synth_city_tiles_and_counts():
-    city = synth_city(20_000, seed=2)
-    grids = city["grids"].to_crs(32651)
-    comms = city["communities"].to_crs(32651)
-    assert len(city["households"]) == 20_000 == city["buildings"]["households"].sum()
-    assert abs(grids.area.sum() - comms.area.sum()) < 1.0  # grids tile their communities
-    assert all(g.startswith(c) for g, c in zip(grids["grid_code"], grids["community_code"]))
-    assert (city["households"].groupby("grid_code").size() > 0).all()
 
 
 def test_console_script_reports_bad_input_cleanly(tmp_path):

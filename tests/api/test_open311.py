@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from tests.test_tickets import counts
+from ticket_cases import counts
 from tests.web.conftest import seed_region
 
 pytestmark = pytest.mark.db

@@ -23,9 +23,9 @@ from geodata.store.importer import table_counts
 
 pytestmark = pytest.mark.db
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 FILES = CORPUS / "files"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def all_counts(engine) -> dict[str, int]:

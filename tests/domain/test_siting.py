@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from gridmap.metric import haversine_m
-from gridmap.siting import (METHOD_EXACT, METHOD_HEURISTIC, choose_sites, covered_weight, maximal_covering,
+from gridmap.siting import (METHOD_EXACT, METHOD_HEURISTIC, covered_weight, maximal_covering,
                             reduce_demand, straight_cover)
 
 
@@ -69,29 +69,6 @@ def test_size_limit_switches_to_labelled_heuristic():
     assert res.bound >= res.covered
 
 
-def test_choose_sites_on_hangzhou_matches_brute_force(hangzhou_scenario):
-    hh = hangzhou_scenario["households"]
-    centres = hangzhou_scenario["service_centres"]
-    from gridmap.coverage import straight_line_coverage
-    cov = straight_line_coverage(hh, centres.iloc[:5], 800.0)
-    cands = hh.iloc[::997][["household_id", "geometry"]].rename(columns={"household_id": "site_id"}).reset_index(drop=True)
-    cands = cands.iloc[:14]
-    sites, res = choose_sites(cands, hh, 3, covered=cov["covered"].to_numpy(), radius_m=800.0)
-    # brute force with haversine on every uncovered household
-    out = hh[~cov["covered"].to_numpy()]
-    d = haversine_m(out.geometry.x.to_numpy()[:, None], out.geometry.y.to_numpy()[:, None],
-                    cands.geometry.x.to_numpy()[None, :], cands.geometry.y.to_numpy()[None, :])
-    inside = d <= 800.0
-    best = max(inside[:, list(c)].any(axis=1).sum() for c in itertools.combinations(range(len(cands)), 3))
-    assert res.optimal and res.covered == best
-    assert sites["newly_covered"].sum() == best
-    assert list(sites["rank"]) == [1, 2, 3]
-    for row in sites.itertuples():
-        j = cands.index[cands["site_id"] == row.site_id][0]
-        assert row.reach == inside[:, j].sum()
-    assert sites["newly_covered"].is_monotonic_decreasing
-
-
 def test_straight_cover_exact():
     rng = np.random.default_rng(8)
     lon = 121.49 + rng.uniform(-0.02, 0.02, 400)
@@ -103,19 +80,3 @@ def test_straight_cover_exact():
     r = np.array([300.0, 700.0, 500.0])
     ref = haversine_m(lon[:, None], lat[:, None], cands.geometry.x.to_numpy()[None], cands.geometry.y.to_numpy()[None]) <= r
     assert (a == ref).all()
-
-
-def test_walking_sites_match_brute_force(shanghai):
-    from gridmap.walknet import build_walk_network
-    net = build_walk_network(gpd.read_file(shanghai / "roads.geojson"))
-    rng = np.random.default_rng(6)
-    lo, hi = net.node_xy.min(axis=0), net.node_xy.max(axis=0)
-    xy = rng.uniform(lo, hi, size=(1500, 2))
-    ll = net.xy_to_lonlat(xy)
-    hh = gpd.GeoDataFrame({"household_id": range(len(xy))}, geometry=gpd.points_from_xy(ll[:, 0], ll[:, 1]), crs=4326)
-    cands = hh.iloc[:10].rename(columns={"household_id": "site_id"}).reset_index(drop=True)
-    sites, res = choose_sites(cands, hh, 2, network=net, walk_limit_m=900.0)
-    d = net.point_distances(xy[:10], xy, limit=900.0)
-    inside = np.isfinite(d).T
-    best = max(inside[:, list(c)].any(axis=1).sum() for c in itertools.combinations(range(10), 2))
-    assert res.optimal and res.covered == best and best > 0
