@@ -53,6 +53,7 @@ class Problem:
     m_max: np.ndarray
     borrow: np.ndarray  # (G, G) bool: households of grid a may link to members of grid b (a != b)
     prev: np.ndarray  # (n,) previous member index or -1
+    special: np.ndarray  # (n,) bool: special-group household (contract.SPECIAL_TAGS), linked first
     max_distance_m: float | None
     keep_bonus_m: float
     distance_fn: DistanceFn | None
@@ -114,7 +115,7 @@ def _square_borrow(borrow, n_grids: int) -> np.ndarray:
 
 # More than ten arguments on purpose: the arguments of solve_arrays, checked in one place.
 def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,  # noqa: PLR0913
-                 max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12) -> Problem:
+                 special=None, max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12) -> Problem:
     """Checked, typed arrays of one problem (arguments as in :func:`gridmap.linkage.solve_arrays`).
 
     Raises
@@ -132,6 +133,7 @@ def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=
         m_min=np.asarray(m_min, dtype=np.int64), m_max=np.asarray(m_max, dtype=np.int64),
         borrow=_square_borrow(borrow, n_grids),
         prev=np.full(n, -1, dtype=np.int64) if prev is None else np.asarray(prev, dtype=np.int64),
+        special=np.zeros(n, dtype=bool) if special is None else np.asarray(special, dtype=bool).reshape(n),
         max_distance_m=max_distance_m, keep_bonus_m=float(keep_bonus_m), distance_fn=distance_fn,
         candidates=max(1, int(candidates)),
     )
@@ -179,14 +181,22 @@ def previous_local(prob: Problem, hs: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return np.where((prev >= 0) & (ms[pos] == prev), pos, -1).astype(np.int64)
 
 
-def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool) -> tuple[int, int]:
-    """Tier weights ``(P, W)`` of a block (module docstring): P above the distance tier's range, W above both.
+def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool, n_special: int = 0) -> tuple[int, int, int]:
+    """Tier weights ``(P, Q, W)`` of a block (package docstring), each above the whole range of the tiers below.
 
-    ``dmax`` and ``bonus`` are in centimetres. Raises ``RuntimeError`` when int64 could overflow.
+    ``P`` prices a cross-grid link above any difference in total distance (``n·(dmax + bonus)``);
+    ``Q`` credits a linked special-group household above any difference in cross-grid links and
+    distance together; ``W`` (unlinked household / unfilled minimum) above all of those, the
+    special tier spanning ``n_special·Q``. ``Q = 0`` when the block has no special household, or
+    only special ones (then the credit is the same for every household and the linked tier
+    already covers it). ``dmax`` and ``bonus`` are in centimetres. Raises ``RuntimeError`` when
+    int64 could overflow.
     """
     r_dist = n * (dmax + bonus) + 1
     P = r_dist if any_cross else 0
-    W = n * P + r_dist + 1
+    r_lower = n * P + r_dist
+    Q = r_lower if 0 < n_special < n else 0
+    W = n_special * Q + r_lower + 1
     if W * (n + m + 2) >= SAFE_COST_SUM:
         raise RuntimeError(f"cost range too large for exact int64 arithmetic (block of {n} households)")
-    return P, W
+    return P, Q, W
