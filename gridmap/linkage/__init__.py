@@ -38,10 +38,14 @@ distance) → sink by two parallel arcs, the *minimum part* (capacity ``min_link
 and the *extra part* (capacity ``max_links - min_links``, cost 0), plus a bypass source → sink
 (cost ``W`` per unlinked household). This is the standard lower-bound transformation with the
 lower bound priced instead of imposed, which keeps the problem feasible when a minimum cannot be
-met. A special household's arcs are credited ``-Q``. Costs are integers (centimetres); the tier
-weights are chosen larger than the whole range of every lower tier (``P > n·(Dmax + bonus)``,
-``Q > n·P + n·(Dmax + bonus)``, ``W > n_special·Q + n·P + n·(Dmax + bonus)``), so minimising the
-single cost minimises the priorities above lexicographically (``problem.tier_weights``). Network-flow LPs have integral
+met. A special household's arcs are credited ``-Q``. Costs are integers (centimetres); each tier
+weight is larger than what the lower tiers can change along one simple cycle of the residual
+network (at most ``L = 2·min(n, m + 2)`` household–member arcs flipped, at most one special
+household linked or unlinked): ``P > L·(Dmax + bonus)``, ``Q > L·(P + Dmax + bonus)``,
+``W > Q + L·(P + Dmax + bonus)``. The difference between any flow and an optimal one splits into
+such cycles, each feasible on its own, so a flow of least single cost is lexicographically optimal
+(``problem.tier_weights`` gives the argument; the weights grow with the members of a block, not
+with its households, which keeps large blocks inside exact int64 arithmetic). Network-flow LPs have integral
 optimal vertices and OR-Tools ``SimpleMinCostFlow`` solves them exactly.
 
 Decomposition. Households can only be linked inside their grid (or, with ``allow_cross_grid``,

@@ -183,21 +183,31 @@ def previous_local(prob: Problem, hs: np.ndarray, ms: np.ndarray) -> np.ndarray:
 
 
 def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool, n_special: int = 0) -> tuple[int, int, int]:
-    """Tier weights ``(P, Q, W)`` of a block (package docstring), each above the whole range of the tiers below.
+    """Tier weights ``(P, Q, W)`` of a block, each above the largest change of the tiers below that one
+    improving step can make (package docstring).
 
-    ``P`` prices a cross-grid link above any difference in total distance (``n·(dmax + bonus)``);
-    ``Q`` credits a linked special-group household above any difference in cross-grid links and
-    distance together; ``W`` (unlinked household / unfilled minimum) above all of those, the
-    special tier spanning ``n_special·Q``. ``Q = 0`` when the block has no special household, or
-    only special ones (then the credit is the same for every household and the linked tier
-    already covers it). ``dmax`` and ``bonus`` are in centimetres. Raises ``RuntimeError`` when
-    int64 could overflow.
+    Why per step and not over all households: the difference of two flows is a circulation in the
+    residual network of either, made of simple cycles each feasible on its own. A simple cycle
+    visits each household once at most, between two of the other nodes (members, source, sink),
+    so it flips at most ``L = 2·min(n, m + 2)`` household–member arcs, each worth at most
+    ``P + dmax + bonus`` below the special tier; it passes the source once at most, so it links
+    or unlinks at most one special household. If a flow were not lexicographically optimal, some
+    cycle of its difference to the optimum would improve a higher tier by one unit; with each
+    weight above what the lower tiers of that cycle can lose, the cycle also lowers the single
+    cost, so a flow of least single cost is lexicographically optimal.
+
+    ``P`` prices a cross-grid link (``> L·(dmax + bonus)``); ``Q`` credits a linked special-group
+    household (``> L·(P + dmax + bonus)``; 0 when the block has no special household or only
+    special ones, whose credit the linked tier already covers); ``W`` an unlinked household or
+    unfilled minimum place (``> Q + L·(P + dmax + bonus)``). ``dmax`` and ``bonus`` are in
+    centimetres. Raises ``RuntimeError`` when int64 could overflow.
     """
-    r_dist = n * (dmax + bonus) + 1
+    arcs = 2 * min(n, m + 2)
+    r_dist = arcs * (dmax + bonus) + 1
     P = r_dist if any_cross else 0
-    r_lower = n * P + r_dist
+    r_lower = arcs * (P + dmax + bonus) + 1
     Q = r_lower if 0 < n_special < n else 0
-    W = n_special * Q + r_lower + 1
+    W = Q + r_lower + 1
     if W * (n + m + 2) >= SAFE_COST_SUM:
         raise RuntimeError(f"cost range too large for exact int64 arithmetic (block of {n} households)")
     return P, Q, W
