@@ -126,6 +126,14 @@ def grid_band(kind: str | None) -> tuple[int, int]:
     return GRID_BANDS.get((kind or DEFAULT_GRID_KIND).strip().lower(), GRID_BANDS[DEFAULT_GRID_KIND])
 
 
+# Special groups (特殊人群) --------------------------------------------------------------------------
+
+#: Household tags of the special groups 包片联户 serves first: such a household is never left unlinked
+#: while an ordinary household is linked to a member who could serve it instead. Tags are compared
+#: exactly (stripped); both spellings of 低保 rosters use are listed.
+SPECIAL_TAGS = ("独居老人", "空巢老人", "留守儿童", "残疾人", "低保", "低保户", "特困", "重病")
+
+
 # One vocabulary for yes/no cells (Excel, CSV, forms) -------------------------------------------
 
 #: Words read as true / false in a yes-no column (compared lower-cased and stripped).

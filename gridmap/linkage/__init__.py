@@ -15,10 +15,19 @@ What "optimal" means here (the objective, in strict priority order)
    possible fall short, rather than leaving some members idle. Priorities 1 and 2 never conflict:
    an augmenting path of the flow network below never lowers any member's load, so a flow with
    the largest filled minimum can always be augmented to a maximum flow without losing any of it.
-3. **Fewest cross-grid links** (only when ``allow_cross_grid``): borrowing from a neighbouring grid
+3. **Most special-group households linked** (独居老人, 残疾人, 低保 … — ``gridmap.contract.SPECIAL_TAGS``):
+   a special household is never left unlinked while an ordinary one is linked to a member who
+   could serve it instead. Priorities 1–3 never conflict either, so this is the same optimum as
+   putting the special tier first: in the bipartite graph of households and member places (the
+   first ``min_links`` places of a member being its minimum part), take one matching ``M1`` with
+   the most special households and most households linked, and one ``M2`` filling the most
+   minimum places; by the Mendelsohn–Dulmage theorem some matching covers both the households of
+   ``M1`` and the places of ``M2``, so it is best on all three at once. (Tested against a MILP
+   that optimises the special tier first.)
+4. **Fewest cross-grid links** (only when ``allow_cross_grid``): borrowing from a neighbouring grid
    is used only when it links more households or fills more minimums, never merely because a
    member across the border is a few metres closer.
-4. **Smallest total walking distance** in metres (straight line in the local UTM projection of
+5. **Smallest total walking distance** in metres (straight line in the local UTM projection of
    ``gridmap.metric``, or the caller's ``distance_fn``), minus ``keep_bonus_m`` for every previous
    link that is kept (stability: a link changes only if that saves more than the bonus).
 
@@ -29,9 +38,14 @@ distance) → sink by two parallel arcs, the *minimum part* (capacity ``min_link
 and the *extra part* (capacity ``max_links - min_links``, cost 0), plus a bypass source → sink
 (cost ``W`` per unlinked household). This is the standard lower-bound transformation with the
 lower bound priced instead of imposed, which keeps the problem feasible when a minimum cannot be
-met. Costs are integers (centimetres); the tier weights are chosen larger than the whole range of
-every lower tier (``W > n·P + n·(Dmax + bonus)``, ``P > n·(Dmax + bonus)``), so minimising the
-single cost minimises the priorities above lexicographically. Network-flow LPs have integral
+met. A special household's arcs are credited ``-Q``. Costs are integers (centimetres); each tier
+weight is larger than what the lower tiers can change along one simple cycle of the residual
+network (at most ``L = 2·min(n, m + 2)`` household–member arcs flipped, at most one special
+household linked or unlinked): ``P > L·(Dmax + bonus)``, ``Q > L·(P + Dmax + bonus)``,
+``W > Q + L·(P + Dmax + bonus)``. The difference between any flow and an optimal one splits into
+such cycles, each feasible on its own, so a flow of least single cost is lexicographically optimal
+(``problem.tier_weights`` gives the argument; the weights grow with the members of a block, not
+with its households, which keeps large blocks inside exact int64 arithmetic). Network-flow LPs have integral
 optimal vertices and OR-Tools ``SimpleMinCostFlow`` solves them exactly.
 
 Decomposition. Households can only be linked inside their grid (or, with ``allow_cross_grid``,
@@ -40,7 +54,7 @@ independent blocks — one per grid, or a few grids joined by borrowing — and 
 optima is the optimum of the whole.
 
 Two stages per block. Stage A solves without the minimum tier (OR-Tools' maximum flow of least
-cost: no big weights, faster). If its certified optimum meets every member's minimum it is also
+cost, special credit included: no W, faster). If its certified optimum meets every member's minimum it is also
 optimal for the full objective (it has the largest possible filled minimum, and the least cost
 among all maximum flows); otherwise stage B solves the tiered network above.
 

@@ -35,7 +35,9 @@ class ChunkedBlock:
         self.cache: list | None = [] if len(hs) * len(ms) <= problem.CHUNK_PAIRS else None
         self.cost_cache: dict[int, np.ndarray] = {}
         self.bonus = round(prob.keep_bonus_m * COST_SCALE)
+        self.special = prob.special[hs]
         self.P = 0  # cross-grid tier weight, set once Dmax is known
+        self.Q = 0  # special-group credit, set with P
 
     def chunks(self):
         """Yield ``(rows, dist, allowed, within, cross)`` for row ranges of the block (metres)."""
@@ -61,7 +63,7 @@ class ChunkedBlock:
             yield item
 
     def cost(self, rows, dist, within, cross) -> np.ndarray:
-        """Integer arc costs (cm + cross tier − keep bonus) of ``rows`` × all members; ``NO_ARC`` if none."""
+        """Integer arc costs (cm + cross tier − special credit − keep bonus) of ``rows`` × all members; ``NO_ARC`` if none."""
         key = int(rows[0])
         if self.cache is not None and key in self.cost_cache:
             return self.cost_cache[key]
@@ -70,6 +72,8 @@ class ChunkedBlock:
             c += self.P * cross.astype(np.int64)
         has_prev = self.prev_local[rows] >= 0
         c[np.flatnonzero(has_prev), self.prev_local[rows][has_prev]] -= self.bonus
+        if self.Q:
+            c[self.special[rows]] -= self.Q
         c[~within] = problem.NO_ARC
         if self.cache is not None:
             self.cost_cache[key] = c
@@ -97,8 +101,9 @@ class _Scan:
 def _chunk_candidates(blk: ChunkedBlock, rows, dist, within, cross, k: int, r: int) -> np.ndarray:
     """Candidate arcs (``h * m + m_idx``) of one chunk: household side, member side, previous links."""
     m = len(blk.ms)
-    # Candidate ranking (heuristic only): own grid before borrowed, then distance − keep bonus.
-    key = np.where(within, dist + np.where(cross, 1e12, 0.0), np.inf)
+    # Candidate ranking (heuristic only): own grid before borrowed, special-group households first
+    # on the member side, then distance − keep bonus.
+    key = np.where(within, dist + np.where(cross, 1e12, 0.0) - np.where(blk.special[rows], 1e9, 0.0)[:, None], np.inf)
     prev_cols = blk.prev_local[rows]
     has_prev = prev_cols >= 0
     key[np.flatnonzero(has_prev), prev_cols[has_prev]] -= blk.prob.keep_bonus_m
@@ -156,7 +161,7 @@ def solve_chunked_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solu
     sol.stats["arcs_full"] += scan.n_full
     if scan.n_full == 0:
         return
-    blk.P, W = tier_weights(n, m, scan.dmax, blk.bonus, scan.any_cross)
+    blk.P, blk.Q, W = tier_weights(n, m, scan.dmax, blk.bonus, scan.any_cross, int(blk.special.sum()))
     hm = sorted_unique(np.concatenate(scan.arcs))
     pruned = len(hm) < scan.n_full
     if not pruned:

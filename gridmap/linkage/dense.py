@@ -64,17 +64,21 @@ def _pairs(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) -> _Den
     return _DensePairs(dist=dist, within=within, cross=cross, all_within=bool(within.all()))
 
 
-def _first_candidates(prob: Problem, pairs: _DensePairs, any_cross: bool, prev_cell, m_max) -> np.ndarray:
+def _first_candidates(prob: Problem, pairs: _DensePairs, any_cross: bool, prev_cell, m_max,
+                      special: np.ndarray) -> np.ndarray:
     """Arcs of the first pruned solve: each household's k cheapest, each member's r cheapest, previous links.
 
-    The ranking is a heuristic only (own grid before borrowed, then distance − keep bonus); ties
-    at a threshold all stay in. The certificate makes the result independent of it.
+    The ranking is a heuristic only (own grid before borrowed, then special-group households
+    before ordinary ones on the member side, then distance − keep bonus); ties at a threshold all
+    stay in. The certificate makes the result independent of it.
     """
     n, m = pairs.dist.shape
     key = pairs.dist.copy() if pairs.all_within else np.where(pairs.within, pairs.dist, np.inf)
     if any_cross and pairs.cross is not None:
         key += np.where(pairs.cross, 1e12, 0.0)
     key[prev_cell] -= prob.keep_bonus_m
+    if special.any():  # a constant per row: changes only the member side, where scarce members serve them first
+        key[special] -= 1e9
     k = min(prob.candidates, m)
     r = min(n, int(problem.MEMBER_SIDE * m_max.max()))
     if k < m:
@@ -91,13 +95,18 @@ def _first_candidates(prob: Problem, pairs: _DensePairs, any_cross: bool, prev_c
     return cand
 
 
-def _cost_matrix(pairs: _DensePairs, P: int, bonus: int, prev_cell) -> np.ndarray:
-    """Integer arc costs: centimetres + ``P`` per cross-grid pair − keep bonus; ``NO_ARC`` where not allowed."""
+def _cost_matrix(pairs: _DensePairs, P: int, Q: int, bonus: int, prev_cell, special: np.ndarray) -> np.ndarray:
+    """Integer arc costs: cm + ``P`` per cross-grid pair − ``Q`` per special household − keep bonus.
+
+    ``NO_ARC`` where a pair may not be linked.
+    """
     dist = pairs.dist if pairs.all_within else np.where(pairs.within, pairs.dist, 0.0)
     cost = np.rint(dist * COST_SCALE).astype(np.int64)
     if P and pairs.cross is not None:
         cost += P * pairs.cross.astype(np.int64)
     cost[prev_cell] -= bonus
+    if Q:
+        cost[special] -= Q
     if not pairs.all_within:
         cost[~pairs.within] = problem.NO_ARC
     return cost
@@ -124,10 +133,11 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
     any_cross = pairs.cross is not None and bool((pairs.cross & pairs.within).any())
     dmax_m = pairs.dist.max() if pairs.all_within else pairs.dist[pairs.within].max()
     bonus = round(prob.keep_bonus_m * COST_SCALE)
-    P, W = tier_weights(n, m, int(np.rint(dmax_m * COST_SCALE)), bonus, any_cross)
+    special = prob.special[hs]
+    P, Q, W = tier_weights(n, m, int(np.rint(dmax_m * COST_SCALE)), bonus, any_cross, int(special.sum()))
     with timed(sol, "candidates"):
-        cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max)
-        cost = _cost_matrix(pairs, P, bonus, prev_cell)
+        cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max, special)
+        cost = _cost_matrix(pairs, P, Q, bonus, prev_cell, special)
     pruned = int(cand.sum()) < n_full
     if not pruned:
         sol.stats["unpruned_blocks"] += 1

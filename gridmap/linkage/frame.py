@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from gridmap.contract import MAX_LINKS, MIN_LINKS, parse_bool
+from gridmap.contract import MAX_LINKS, MIN_LINKS, SPECIAL_TAGS, parse_bool
 from gridmap.linkage.adjacency import grid_adjacency
 from gridmap.linkage.problem import DistanceFn
 from gridmap.linkage.report import LinkInputs, LinkResult, build_report
@@ -52,6 +52,22 @@ def member_availability(members) -> np.ndarray:
         except ValueError as err:
             raise ValueError(f"members row {row + 1}, column available: {err}") from None
     return out
+
+
+def _tag_list(cell) -> list[str]:
+    """A ``tags`` cell as stripped strings: a list (the store, GeoParquet) or comma-joined text (files)."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return []
+    items = list(cell) if isinstance(cell, (list, tuple, set, np.ndarray)) else str(cell).replace("，", ",").split(",")
+    return [str(t).strip() for t in items if str(t).strip()]
+
+
+def special_households(households) -> np.ndarray:
+    """Whether each household carries a special-group tag (``gridmap.contract.SPECIAL_TAGS``); no column = none."""
+    if "tags" not in households.columns:
+        return np.zeros(len(households), dtype=bool)
+    special = frozenset(SPECIAL_TAGS)
+    return np.array([not special.isdisjoint(_tag_list(cell)) for cell in households["tags"].tolist()], dtype=bool)
 
 
 def _member_bands(members, min_links: int, max_links: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +137,10 @@ def link_households(households, members, *, min_links: int = MIN_LINKS, max_link
     Parameters
     ----------
     households : GeoDataFrame
-        ``household_id`` and points in WGS84 (EPSG:4326); ``grid_code`` optional.
+        ``household_id`` and points in WGS84 (EPSG:4326); ``grid_code`` optional; ``tags`` optional
+        (lists or comma-joined text): a household tagged with one of ``gridmap.contract.SPECIAL_TAGS``
+        (独居老人, 残疾人, 低保 …) is never left unlinked while an ordinary household is linked to a
+        member who could serve it instead.
     members : GeoDataFrame
         ``member_id`` and home/post points in WGS84; optional ``grid_code``, ``min_links``,
         ``max_links`` (per-member overrides of the defaults) and ``available`` (the contract's
@@ -186,13 +205,14 @@ def link_households(households, members, *, min_links: int = MIN_LINKS, max_link
             adjacency = grid_adjacency(grids)
         borrow = _borrow_matrix(all_codes, h_grid, m_grid, m_max, adjacency)
     prev = _previous_members(hh, mm, previous)
-    sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
+    special = special_households(hh)
+    sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev, special=special,
                        max_distance_m=max_distance_m, keep_bonus_m=keep_bonus_m,
                        distance_fn=distance_fn, candidates=candidates, n_jobs=n_jobs)
     inputs = LinkInputs(household_ids=hh["household_id"].to_numpy(), member_ids=mm["member_id"].to_numpy(),
                         h_code=h_code, m_code=m_code, h_grid=h_grid, m_grid=m_grid, h_xy=h_xy, m_xy=m_xy,
                         m_min=m_min, m_max=m_max, prev=prev, grid_codes=all_codes, default_max=max_links,
                         distance_fn=distance_fn, nearest_outside=nearest_outside,
-                        had_previous=previous is not None)
+                        had_previous=previous is not None, special=special)
     return build_report(inputs, sol)
 

@@ -37,7 +37,8 @@ STAT_KEYS = ("blocks", "arcs_full", "arcs_solved", "rounds", "unpruned_blocks", 
              "narrowed_rounds")
 
 
-#: Stages of the engine timed in ``Solution.seconds`` (wall seconds, summed over blocks and workers).
+#: Stages of the engine timed in ``Solution.seconds`` (CPU seconds of the process, summed over blocks
+#: and workers: CPU rather than wall because the machines it is measured on are shared).
 STAGES = ("blocks", "pairs", "candidates", "flow", "certificate")
 
 
@@ -53,6 +54,7 @@ class Problem:
     m_max: np.ndarray
     borrow: np.ndarray  # (G, G) bool: households of grid a may link to members of grid b (a != b)
     prev: np.ndarray  # (n,) previous member index or -1
+    special: np.ndarray  # (n,) bool: special-group household (contract.SPECIAL_TAGS), linked first
     max_distance_m: float | None
     keep_bonus_m: float
     distance_fn: DistanceFn | None
@@ -86,12 +88,12 @@ class Solution:
 
 @contextmanager
 def timed(sol: Solution, stage: str):
-    """Add the wall time of the ``with`` body to ``sol.seconds[stage]`` (for the benchmark's breakdown)."""
-    start = time.perf_counter()
+    """Add the CPU time of the ``with`` body to ``sol.seconds[stage]`` (for the benchmark's breakdown)."""
+    start = time.process_time()
     try:
         yield
     finally:
-        sol.seconds[stage] += time.perf_counter() - start
+        sol.seconds[stage] += time.process_time() - start
 
 
 def euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,7 +116,7 @@ def _square_borrow(borrow, n_grids: int) -> np.ndarray:
 
 # More than ten arguments on purpose: the arguments of solve_arrays, checked in one place.
 def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,  # noqa: PLR0913
-                 max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12) -> Problem:
+                 special=None, max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12) -> Problem:
     """Checked, typed arrays of one problem (arguments as in :func:`gridmap.linkage.solve_arrays`).
 
     Raises
@@ -132,6 +134,7 @@ def make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=
         m_min=np.asarray(m_min, dtype=np.int64), m_max=np.asarray(m_max, dtype=np.int64),
         borrow=_square_borrow(borrow, n_grids),
         prev=np.full(n, -1, dtype=np.int64) if prev is None else np.asarray(prev, dtype=np.int64),
+        special=np.zeros(n, dtype=bool) if special is None else np.asarray(special, dtype=bool).reshape(n),
         max_distance_m=max_distance_m, keep_bonus_m=float(keep_bonus_m), distance_fn=distance_fn,
         candidates=max(1, int(candidates)),
     )
@@ -179,14 +182,32 @@ def previous_local(prob: Problem, hs: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return np.where((prev >= 0) & (ms[pos] == prev), pos, -1).astype(np.int64)
 
 
-def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool) -> tuple[int, int]:
-    """Tier weights ``(P, W)`` of a block (module docstring): P above the distance tier's range, W above both.
+def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool, n_special: int = 0) -> tuple[int, int, int]:
+    """Tier weights ``(P, Q, W)`` of a block, each above the largest change of the tiers below that one
+    improving step can make (package docstring).
 
-    ``dmax`` and ``bonus`` are in centimetres. Raises ``RuntimeError`` when int64 could overflow.
+    Why per step and not over all households: the difference of two flows is a circulation in the
+    residual network of either, made of simple cycles each feasible on its own. A simple cycle
+    visits each household once at most, between two of the other nodes (members, source, sink),
+    so it flips at most ``L = 2·min(n, m + 2)`` household–member arcs, each worth at most
+    ``P + dmax + bonus`` below the special tier; it passes the source once at most, so it links
+    or unlinks at most one special household. If a flow were not lexicographically optimal, some
+    cycle of its difference to the optimum would improve a higher tier by one unit; with each
+    weight above what the lower tiers of that cycle can lose, the cycle also lowers the single
+    cost, so a flow of least single cost is lexicographically optimal.
+
+    ``P`` prices a cross-grid link (``> L·(dmax + bonus)``); ``Q`` credits a linked special-group
+    household (``> L·(P + dmax + bonus)``; 0 when the block has no special household or only
+    special ones, whose credit the linked tier already covers); ``W`` an unlinked household or
+    unfilled minimum place (``> Q + L·(P + dmax + bonus)``). ``dmax`` and ``bonus`` are in
+    centimetres. Raises ``RuntimeError`` when int64 could overflow.
     """
-    r_dist = n * (dmax + bonus) + 1
+    arcs = 2 * min(n, m + 2)
+    r_dist = arcs * (dmax + bonus) + 1
     P = r_dist if any_cross else 0
-    W = n * P + r_dist + 1
+    r_lower = arcs * (P + dmax + bonus) + 1
+    Q = r_lower if 0 < n_special < n else 0
+    W = Q + r_lower + 1
     if W * (n + m + 2) >= SAFE_COST_SUM:
         raise RuntimeError(f"cost range too large for exact int64 arithmetic (block of {n} households)")
-    return P, W
+    return P, Q, W

@@ -50,7 +50,8 @@ class LinkResult:
         ``visit_order`` (1 = first stop on the member's route), ``grid_code`` (household's),
         ``member_grid_code``, ``cross_grid`` and ``kept`` (the link existed in ``previous``).
     unlinked : DataFrame
-        ``household_id``, ``grid_code``, ``reason`` (one of the contract's ``UNLINKED_*`` codes).
+        ``household_id``, ``grid_code``, ``reason`` (one of the contract's ``UNLINKED_*`` codes),
+        ``special`` (a special-group household, ``gridmap.contract.SPECIAL_TAGS``).
     members : DataFrame
         ``member_id``, ``grid_code``, ``load``, ``min_links``, ``max_links``, ``reachable``
         (households within reach), ``status`` and ``shortfall_reason`` (for ``below minimum``).
@@ -90,6 +91,7 @@ class LinkInputs:
     distance_fn: DistanceFn | None = None
     nearest_outside: int = 5
     had_previous: bool = False
+    special: np.ndarray | None = None  # special-group households (bool), None for none
 
 
 def _link_distances(inp: LinkInputs, li: np.ndarray, mi: np.ndarray) -> np.ndarray:
@@ -181,12 +183,18 @@ def _changes(prev: np.ndarray, member_of: np.ndarray) -> dict:
             "added": int((~had & linked).sum())}
 
 
+def _special(inp: LinkInputs) -> np.ndarray:
+    """Special-group flag of every household (all false when none were given)."""
+    return np.zeros(len(inp.household_ids), dtype=bool) if inp.special is None else inp.special
+
+
 def summarise(inp: LinkInputs, sol: Solution, tables: LinkResult, reason: np.ndarray, dist: np.ndarray) -> dict:
     """Headline figures of a run (distances in metres)."""
     n_h, n_linked = len(inp.household_ids), len(tables.links)
     status = tables.members["status"].to_numpy()
     load = tables.members["load"].to_numpy()
     available = inp.m_max > 0
+    special = _special(inp)
     summary: dict[str, Any] = {
         "households": int(n_h), "linked": int(n_linked), "unlinked": int(n_h - n_linked),
         "linked_pct": round(100.0 * n_linked / n_h, 2) if n_h else 100.0,
@@ -200,6 +208,9 @@ def summarise(inp: LinkInputs, sol: Solution, tables: LinkResult, reason: np.nda
         "cross_grid_links": int(tables.links["cross_grid"].sum()),
         "grids_short": int((tables.grids["unlinked"] > 0).sum()),
         "members_needed": int(tables.grids["members_needed"].sum()),
+        "special_households": int(special.sum()),
+        "special_linked": int((special & (sol.member_of >= 0)).sum()),
+        "special_unlinked": int((special & (sol.member_of < 0)).sum()),
         "solver": dict(sol.stats),
     }
     if inp.had_previous:
@@ -219,7 +230,7 @@ def build_report(inp: LinkInputs, sol: Solution) -> LinkResult:
     result = LinkResult(
         links=links_table(inp, member_of, dist),
         unlinked=pd.DataFrame({"household_id": inp.household_ids[un], "grid_code": inp.h_code[un],
-                               "reason": reason}),
+                               "reason": reason, "special": _special(inp)[un]}),
         members=members_table(inp, sol, load),
         grids=grids_table(inp, linked, un, load),
     )

@@ -21,7 +21,7 @@ def solve_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) ->
 
 # More than ten arguments on purpose: the engine's arrays and the same options as link_households.
 def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,  # noqa: PLR0913
-                 max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12,
+                 special=None, max_distance_m=None, keep_bonus_m=200.0, distance_fn=None, candidates=12,
                  n_jobs: int = 1) -> Solution:
     """Exact linkage on arrays (the engine behind :func:`gridmap.linkage.link_households`).
 
@@ -38,6 +38,9 @@ def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=
         ``borrow[a, b]``: households of grid ``a`` may link to members of grid ``b`` (``a != b``).
     prev : (n,) int array, optional
         Previous member index of every household, ``-1`` for none.
+    special : (n,) bool array, optional
+        Special-group households (``gridmap.contract.SPECIAL_TAGS``): as many of them as possible
+        are linked, before any ordinary household that the same members could serve.
     max_distance_m : float, optional
         No link longer than this many metres.
     keep_bonus_m : float
@@ -56,7 +59,7 @@ def solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=
     Solution
         ``member_of`` (member index or -1 per household), reachability flags and solver stats.
     """
-    prob = make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
+    prob = make_problem(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev, special=special,
                         max_distance_m=max_distance_m, keep_bonus_m=keep_bonus_m,
                         distance_fn=distance_fn, candidates=candidates)
     sol = Solution.empty(len(prob.h_grid), len(prob.m_grid))
