@@ -17,18 +17,28 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, current_principal, not_found, present_pii, require_roles
+from api.auth import (
+    Principal,
+    current_principal,
+    current_principal_async,
+    hot_reader,
+    not_found,
+    present_pii_async,
+    require_roles,
+)
+from geodata.calendar import read_calendar_file
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
-from geodata.validate import check_lonlat
-from geodata.calendar import read_calendar_file
 from geodata.store import incidents
-from geodata.store.links import member_households
-from geodata.store.nearest import nearest_responders, reader_engine
+from geodata.store import pool as hot
+from geodata.store.nearest import reader_engine
 from geodata.store.routing import route_point
+from geodata.validate import check_lonlat
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
 
@@ -42,18 +52,6 @@ Lat = Query(..., ge=-90, le=90, description="Latitude, WGS84 degrees.")
 
 
 # -- schemas -----------------------------------------------------------------------------------------
-
-class Responder(BaseModel):
-    """An available responder (党员 / 网格员) and their great-circle distance in metres."""
-
-    member_id: str
-    kind: str
-    grid_code: str | None
-    skills: list[str] | None
-    lon: float
-    lat: float
-    distance_m: float
-
 
 class Proposal(BaseModel):
     member_id: str
@@ -147,6 +145,9 @@ class Household(BaseModel):
     lat: float
     distance_m: float | None
     visit_order: int | None
+
+
+HOUSEHOLD_FIELDS = tuple(Household.model_fields)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -250,20 +251,6 @@ def _me(principal: Principal, member_id: str | None) -> str:
 
 # -- routes ------------------------------------------------------------------------------------------
 
-@router.get("/responders/nearest", response_model=list[Responder])
-def nearest(request: Request, lon: float = Lon, lat: float = Lat,
-            k: int = Query(5, ge=1, le=100, description="How many responders at most."),
-            skill: str | None = Query(None, max_length=50, description="Only responders with this skill tag."),
-            radius_m: float | None = Query(None, gt=0, le=100_000, description="Only within this many metres."),
-            principal: Principal = Depends(require_roles(*NEAREST_ROLES))):
-    """Available responders (members and grid workers) nearest to a WGS84 point, in metres on the
-    sphere (PostGIS KNN on geography): the same ranking as brute-force haversine, ties by id."""
-    # A regional token sees responders of its own grids only (security review, api.auth).
-    pool = None if principal.everywhere else sorted(principal.grid_codes())
-    with _reader(request).connect() as conn:
-        return nearest_responders(conn, lon, lat, k=k, skill=skill, radius_m=radius_m, pool=pool)
-
-
 @router.post("/incidents", response_model=Incident, status_code=status.HTTP_201_CREATED)
 def report_incident(request: Request, body: IncidentIn,
                     principal: Principal = Depends(require_roles(*NEAREST_ROLES))):
@@ -351,15 +338,20 @@ def rate(request: Request, incident_id: str, body: RateIn,
 
 
 @router.get("/me/households", response_model=list[Household])
-def my_households(request: Request,
-                  member_id: str | None = Query(None, max_length=200,
-                                                description="Dispatchers/leaders: whose view (default: the token's member)."),
-                  principal: Principal = Depends(current_principal)):
+async def my_households(request: Request,
+                        member_id: str | None = Query(None, max_length=200,
+                                                      description="Dispatchers/leaders: whose view (default: the token's member)."),
+                        principal: Principal = Depends(current_principal_async)):
     """The caller's 包片联户 households in visiting order (personal data shown only as allowed, audited)."""
-    me = _me(principal, member_id)
-    rows = member_households(_engine(request), me)
+    # A hot read of the responder pages: in the event loop over geodata.store.pool (issue 19); naming
+    # another member keeps its synchronous checks.
+    own_view = member_id is None or member_id == principal.member_id
+    me = _me(principal, None) if own_view else await run_in_threadpool(_me, principal, member_id)
+    reader = hot_reader(request)
+    rows = await hot.member_households(reader, me)
     own = {r["household_id"] for r in rows} if me == principal.member_id else None
-    return present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
+    shown = await present_pii_async(reader, principal, "households", rows, "household_id", own_ids=own)
+    return Response(orjson.dumps([{f: r[f] for f in HOUSEHOLD_FIELDS} for r in shown]), media_type="application/json")
 
 
 @router.get("/me/incidents", response_model=list[Incident])
