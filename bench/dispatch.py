@@ -16,7 +16,8 @@ Measured, all at concurrency ``--concurrency`` (8) on loopback:
   (e.g. ``/work/main`` before this work) on the same database, for a before/after in one run.
 
 Prints req/s, p50/p99, errors, the ratios of issue 19 with PASS/FAIL, and ``uptime`` before and after
-(the machine is shared: figures move by ±20 % with its load).
+(the machine is shared: figures move by ±20 % with its load). Beside each HTTP row: the server's
+CPU milliseconds per request (all its processes), which the machine's load moves much less.
 
 Needs ``wrk``, the HTTP load generator (Debian/Ubuntu: ``apt-get install -y wrk``). Loopback only.
 
@@ -240,6 +241,21 @@ def run_wrk(url: str, conc: int, duration: float, script: str | None = None, hea
             "p99_ms": _ms(lat["99"]), "errors": non2xx + sock}
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group ``pgid`` (the
+    server and its workers): the server's own cost, which the machine's load moves far less than req/s."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def start_server(url: str, port: int, workers: int, code: Path = ROOT) -> subprocess.Popen:
     """``gridmap serve`` of the checkout ``code`` on loopback (its own process group)."""
     env = dict(os.environ, GRIDMAP_DATABASE_URL=url, PYTHONPATH=str(code))
@@ -292,8 +308,12 @@ def serve_and_load(url: str, ctx: dict, args, scripts: dict, code: Path, which: 
         for name in which:  # warm-up: imports, pools, plans
             path, script, hdr = plan[name]
             run_wrk(base + path, 2, 1, script, hdr)
-        return {name: run_wrk(base + plan[name][0], args.concurrency, args.duration, plan[name][1], plan[name][2])
-                for name in which}
+        out = {}
+        for name in which:
+            cpu = group_cpu_s(proc.pid)
+            out[name] = run_wrk(base + plan[name][0], args.concurrency, args.duration, plan[name][1], plan[name][2])
+            out[name]["cpu_ms"] = (group_cpu_s(proc.pid) - cpu) * 1e3 / max(1.0, out[name]["rps"] * args.duration)
+        return out
     finally:
         stop_server(proc)
 
@@ -305,12 +325,13 @@ def uptime() -> str:
 
 
 def row(label: str, r: dict) -> str:
-    return f"  {label:34s} {r['rps']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d}"
+    cpu = f"{r['cpu_ms']:9.2f}" if "cpu_ms" in r else f"{'':9s}"
+    return f"  {label:42s} {r['rps']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} {cpu}"
 
 
 def report(bare: dict, http: dict, base: dict | None, args) -> bool:
     print(f"\n== concurrency {args.concurrency}; gridmap serve --workers {args.workers}; wrk {args.duration:g} s per row")
-    print(f"  {'':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
+    print(f"  {'':42s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'CPU ms/req':>9s}")
     print(row("GET /health (the floor)", http["health"]))
     for name, label, bare_label in (("nearest", "GET /responders/nearest", "bare KNN query (psycopg)"),
                                     ("households", "GET /me/households", "bare households query (psycopg)"),
