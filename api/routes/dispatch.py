@@ -1,4 +1,5 @@
-"""Dispatch routes: nearest responder, incident reporting and its life cycle, a responder's own view.
+"""Dispatch routes: incident reporting and its life cycle, a responder's own view (the nearest-responder
+read, a hot path, lives in ``api/routes/nearest.py``).
 
 一键上报 → 智能分派 → 处置 → 反馈评价 with 红黄绿灯 deadlines (seeds 001, 002, 004). Coordinates
 WGS84 unless ``coords`` says otherwise; distances metres. Rules in ``gridmap.dispatch``, queries in
