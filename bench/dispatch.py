@@ -308,12 +308,18 @@ def serve_and_load(url: str, ctx: dict, args, scripts: dict, code: Path, which: 
         for name in which:  # warm-up: imports, pools, plans
             path, script, hdr = plan[name]
             run_wrk(base + path, 2, 1, script, hdr)
-        out = {}
-        for name in which:
-            cpu = group_cpu_s(proc.pid)
-            out[name] = run_wrk(base + plan[name][0], args.concurrency, args.duration, plan[name][1], plan[name][2])
-            out[name]["cpu_ms"] = (group_cpu_s(proc.pid) - cpu) * 1e3 / max(1.0, out[name]["rps"] * args.duration)
-        return out
+        # Rounds, each endpoint in turn: on a shared machine the load drifts, and interleaving puts the
+        # endpoints compared in a ratio under the same drift.
+        runs: dict[str, list[dict]] = {name: [] for name in which}
+        seconds = args.duration / args.rounds
+        for _ in range(args.rounds):
+            for name in which:
+                cpu = group_cpu_s(proc.pid)
+                r = run_wrk(base + plan[name][0], args.concurrency, seconds, plan[name][1], plan[name][2])
+                r["cpu_ms"] = (group_cpu_s(proc.pid) - cpu) * 1e3 / max(1.0, r["rps"] * seconds)
+                runs[name].append(r)
+        return {name: {k: (sum(r[k] for r in rs) if k == "errors" else float(np.median([r[k] for r in rs])))
+                       for k in rs[0]} for name, rs in runs.items()}
     finally:
         stop_server(proc)
 
@@ -325,12 +331,14 @@ def uptime() -> str:
 
 
 def row(label: str, r: dict) -> str:
+    r = {**r, "errors": int(r["errors"])}
     cpu = f"{r['cpu_ms']:9.2f}" if "cpu_ms" in r else f"{'':9s}"
     return f"  {label:42s} {r['rps']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} {cpu}"
 
 
 def report(bare: dict, http: dict, base: dict | None, args) -> bool:
-    print(f"\n== concurrency {args.concurrency}; gridmap serve --workers {args.workers}; wrk {args.duration:g} s per row")
+    print(f"\n== concurrency {args.concurrency}; gridmap serve --workers {args.workers}; wrk {args.rounds} × "
+          f"{args.duration / args.rounds:g} s per endpoint, in turn; medians over the rounds (errors: the sum)")
     print(f"  {'':42s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'CPU ms/req':>9s}")
     print(row("GET /health (the floor)", http["health"]))
     for name, label, bare_label in (("nearest", "GET /responders/nearest", "bare KNN query (psycopg)"),
@@ -362,7 +370,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2, one per core)")
-    ap.add_argument("--duration", type=float, default=10, help="seconds per wrk row")
+    ap.add_argument("--duration", type=float, default=12, help="seconds of load per endpoint (split over the rounds)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="the endpoints are loaded in turn this many times; each figure is the median over rounds")
     ap.add_argument("--households-per-grid", type=int, nargs=2, default=(300, 500),
                     help="synthetic households per grid, low high (default 300 500: ~120k households, ~8k members)")
     ap.add_argument("--bare-queries", type=int, default=20_000, help="bare KNN/households queries per anchor")
