@@ -12,10 +12,10 @@ Coordinates WGS84 degrees; distances metres on the sphere.
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from api.auth import Principal, hot_reader, require_roles, resolve_scope
+from api.auth import caller, hot_reader, resolve_scope
 from geodata.store import pool as hot
 
 router = APIRouter(tags=["dispatch"])
@@ -50,10 +50,13 @@ def json_rows(rows: list[dict], fields: tuple[str, ...]) -> Response:
 async def nearest(request: Request, lon: float = Lon, lat: float = Lat,
                   k: int = Query(5, ge=1, le=100, description="How many responders at most."),
                   skill: str | None = Query(None, max_length=50, description="Only responders with this skill tag."),
-                  radius_m: float | None = Query(None, gt=0, le=100_000, description="Only within this many metres."),
-                  principal: Principal = Depends(require_roles(*NEAREST_ROLES))):
+                  radius_m: float | None = Query(None, gt=0, le=100_000, description="Only within this many metres.")):
     """Available responders (members and grid workers) nearest to a WGS84 point, in metres on the
-    sphere (PostGIS KNN on geography): the same ranking as brute-force haversine, ties by id."""
+    sphere (PostGIS KNN on geography): the same ranking as brute-force haversine, ties by id.
+    Roles: dispatcher, leader, responder (and admin)."""
+    # The caller from the app-wide gate, not a dependency: each one FastAPI solves costs about as
+    # much as the KNN query's client side (issue 19).
+    principal = await caller(request, *NEAREST_ROLES)
     reader = hot_reader(request)
     # A regional token sees responders of its own grids only (security review, api.auth).
     await resolve_scope(principal, reader)
