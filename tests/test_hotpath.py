@@ -292,3 +292,23 @@ def test_serve_passes_loop_and_parser_to_uvicorn(monkeypatch, town):
                                  "--database-url", town["url"]])
     assert r.exit_code == 0 and seen == {"loop": "asyncio", "http": "h11"}
     assert CliRunner().invoke(cli, ["serve", "--loop", "tornado"]).exit_code == 2
+
+
+def test_hot_route_without_the_app_gate_still_checks_the_caller(town):
+    """``caller`` falls back to resolving the token itself: a router mounted without the app-wide gate
+    lets nobody through unchecked."""
+    from fastapi import FastAPI
+
+    from api.routes import nearest
+    from geodata.store import pool as hot
+    from geodata.store.session import make_engine
+
+    app = FastAPI()
+    app.state.engine = make_engine(town["url"])
+    app.state.hot_reader = hot.Reader(town["url"], str(app.state.engine.url))
+    app.include_router(nearest.router)
+    client = TestClient(app)
+    q = {"lon": LON0, "lat": LAT0}
+    assert client.get("/responders/nearest", params=q).status_code == 401
+    assert client.get("/responders/nearest", params=q, headers=town["hdr"]("planner")).status_code == 403
+    assert client.get("/responders/nearest", params=q, headers=town["hdr"]("leader")).status_code == 200
