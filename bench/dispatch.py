@@ -376,7 +376,8 @@ def main(argv=None) -> int:
     ap.add_argument("--households-per-grid", type=int, nargs=2, default=(300, 500),
                     help="synthetic households per grid, low high (default 300 500: ~120k households, ~8k members)")
     ap.add_argument("--bare-queries", type=int, default=20_000, help="bare KNN/households queries per anchor")
-    ap.add_argument("--baseline", type=Path, help="another checkout whose server is measured too (before/after)")
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout whose server is measured too (before/after); its schema must be this one's")
     ap.add_argument("--port", type=int, default=18766)
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -395,8 +396,12 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="gridmap-bench-") as folder:
             scripts = lua_scripts(ctx, Path(folder))
             http = serve_and_load(url, ctx, args, scripts, ROOT, ("health", "nearest", "households", "tiles"))
-            base = (serve_and_load(url, ctx, args, scripts, args.baseline.resolve(), ("health", "nearest"))
-                    if args.baseline else None)
+            base = None
+            if args.baseline:
+                try:
+                    base = serve_and_load(url, ctx, args, scripts, args.baseline.resolve(), ("health", "nearest"))
+                except RuntimeError as e:  # e.g. a checkout whose schema is newer than this database's
+                    print(f"baseline server from {args.baseline} not measured: {str(e)[:300]}")
         ok = report(bare, http, base, args)
         print(f"\nuptime after: {uptime()}")
         return 0 if ok else 1
