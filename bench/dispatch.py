@@ -23,8 +23,8 @@ Needs ``wrk``, the HTTP load generator (Debian/Ubuntu: ``apt-get install -y wrk`
 
 Usage::
 
-    PYTHONPATH=. .venv/bin/python bench/dispatch.py                       # 2 workers, 10 s per row
-    PYTHONPATH=. .venv/bin/python bench/dispatch.py --workers 1 --duration 5 --baseline /work/main
+    PYTHONPATH=. .venv/bin/python bench/dispatch.py                       # 1 worker, 12 s per endpoint
+    PYTHONPATH=. .venv/bin/python bench/dispatch.py --workers 2 --baseline ../before   # a checkout of the same schema
 """
 
 from __future__ import annotations
@@ -369,7 +369,9 @@ def report(bare: dict, http: dict, base: dict | None, args) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2, one per core)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="server worker processes (default 1: on 2 cores shared with PostgreSQL and wrk, a second "
+                         "worker of the async hot path measured slower)")
     ap.add_argument("--duration", type=float, default=12, help="seconds of load per endpoint (split over the rounds)")
     ap.add_argument("--rounds", type=int, default=4,
                     help="the endpoints are loaded in turn this many times; each figure is the median over rounds")

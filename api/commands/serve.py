@@ -65,7 +65,8 @@ def serve_command(
                                   help="Holiday calendar file (YYYY-MM-DD[,holiday|workday] per line) for "
                                        "3-working-day deadlines (default: GRIDMAP_HOLIDAYS)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
-                                help="Worker processes (one per core is the most that helps: PostgreSQL needs CPU too)."),
+                                help="Worker processes. The hot paths run in the event loop: on 2 cores shared with "
+                                     "PostgreSQL one worker measured best (bench/dispatch.py); add one per extra core."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level (access log off below info)."),
     loop: Loop = typer.Option(Loop.uvloop, "--loop", help="Event loop: uvloop (fast, the default) or asyncio."),
     http: HttpParser = typer.Option(HttpParser.httptools, "--http",
