@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -22,7 +24,12 @@ from api import guards
 from api.auth import public, require_token
 from api.settings import Settings, get_settings
 from geodata.errors import InputError
-from geodata.store.session import make_engine, ping
+from geodata.store import pool as hot
+from geodata.store.session import make_engine
+
+#: Connections of the hot-path pool per worker process (``geodata.store.pool``): enough for the
+#: concurrency one worker serves on 2 cores; more only queue inside PostgreSQL.
+HOT_POOL_MIN, HOT_POOL_MAX = 1, 8
 
 RETRY_AFTER_S = 5
 DOCS_ASSETS = "/docs/assets"
@@ -57,9 +64,12 @@ def create_app(settings: Settings | str | None = None) -> FastAPI:
                     "incident dispatch (红黄绿灯), grid redraw, maps. Coordinates WGS84, distances metres.",
         # The stock docs load Swagger UI from a CDN; ours are served from the package (see _add_docs).
         docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
+        lifespan=_hot_pool_lifespan,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
+    # Hot reads (/health, /responders/nearest, /me/households) in the event loop (geodata.store.pool).
+    app.state.hot_reader = hot.Reader(settings.database_url, str(app.state.engine.url))
     # Token before body, size limits (413), 401 throttling (429), lone surrogates, NaN/Infinity and
     # values PostgreSQL refuses → 422, never 500; security headers (api/guards.py).
     guards.install(app, max_bytes=settings.max_body_bytes, anonymous_bytes=settings.anonymous_body_bytes,
@@ -70,6 +80,17 @@ def create_app(settings: Settings | str | None = None) -> FastAPI:
         _add_docs(app)
     _include_routers(app)
     return app
+
+
+@asynccontextmanager
+async def _hot_pool_lifespan(app: FastAPI):
+    """Open the hot-path pool with the server and close it on shutdown (without it, as under a bare
+    ``TestClient(app)``, each hot read opens and closes its own connection)."""
+    await app.state.hot_reader.open(HOT_POOL_MIN, HOT_POOL_MAX)
+    try:
+        yield
+    finally:
+        await app.state.hot_reader.close()
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -83,6 +104,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
                             content={"detail": "database unavailable, retry shortly"})
 
+    @app.exception_handler(psycopg.OperationalError)
+    async def _hot_db_down(request: Request, exc: psycopg.OperationalError):
+        # The hot paths' psycopg pool: unreachable, timed out, or a connection lost twice in a row.
+        return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
+                            content={"detail": "database unavailable, retry shortly"})
+
+    @app.exception_handler(psycopg.DataError)
+    async def _hot_data_error(request: Request, exc: psycopg.DataError):
+        # As guards.data_error: PostgreSQL's (or psycopg's) reason only, never the parameters.
+        reason = (str(exc).strip().splitlines() or ["invalid value"])[0]
+        return JSONResponse(status_code=422, content={"detail": guards.cap_echo(f"invalid value: {reason}")})
+
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError):
         if exc.connection_invalidated:
@@ -94,9 +127,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_health(app: FastAPI) -> None:
     @app.get("/health", tags=["service"])
     @public
-    def health():
+    async def health():
         """Liveness and database reachability (no token needed)."""
-        ok = ping(app.state.engine)
+        ok = await hot.ping(app.state.hot_reader)
         body = {"status": "ok" if ok else "degraded", "database": "reachable" if ok else "unreachable"}
         if ok:
             return body
@@ -141,6 +174,8 @@ def _include_routers(app: FastAPI) -> None:
     from api.routes import dispatch as dispatch_routes
     app.include_router(dispatch_routes.router)
     from api.routes import visits as visits_routes; app.include_router(visits_routes.router)  # noqa: E702 — issue 15
+    from api.routes import nearest as nearest_routes
+    app.include_router(nearest_routes.router)
     from api.routes import links as links_routes
     app.include_router(links_routes.router)
     from api.routes import coverage as coverage_routes

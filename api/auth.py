@@ -25,8 +25,10 @@ from typing import Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from geodata.store import auth as store
+from geodata.store import pool as hot
 from gridmap.privacy import PII_ROLES, ROLES, has_pii, mask_record
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="token",
@@ -221,18 +223,13 @@ def public(endpoint):
     return endpoint
 
 
-def _optional_principal(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal | None:
+async def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """App-wide dependency (``FastAPI(dependencies=[Depends(require_token)])``): 401 without a valid
+    token on every route not marked :func:`public`. The principal is left in ``request.state.principal``."""
     endpoint = request.scope.get("endpoint")
     if endpoint is not None and getattr(endpoint, _PUBLIC_ATTR, False):
-        return None
-    return current_principal(request, credentials)
-
-
-def require_token(principal: Principal | None = Depends(_optional_principal)) -> None:
-    """App-wide dependency (``FastAPI(dependencies=[Depends(require_token)])``): 401 without a valid
-    token on every route not marked :func:`public`."""
-    return None
+        return
+    await current_principal_async(request, credentials)
 
 
 def require_roles(*roles: str):
@@ -243,7 +240,7 @@ def require_roles(*roles: str):
     if unknown:
         raise ValueError(f"unknown role(s) {unknown}; roles are {', '.join(ROLES)}")
 
-    def _check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def _check(principal: Principal = Depends(current_principal_async)) -> Principal:
         principal.require_role(*roles)
         return principal
 
@@ -277,6 +274,14 @@ def present_pii(engine: Engine, principal: Principal, what: str, records: list[M
     records : list of mapping
         Rows as dicts (e.g. households) with ``id_field`` and ``grid_field`` keys.
     """
+    out, unmasked = _mask_pii(principal, records, id_field, grid_field, own_ids)
+    record_pii_read(engine, principal, what, unmasked)
+    return out
+
+
+def _mask_pii(principal: Principal, records: list[Mapping], id_field: str, grid_field: str,
+              own_ids: set[str] | None) -> tuple[list[dict], list]:
+    """The records masked as :func:`present_pii` says, and the ids of those shown unmasked with personal data."""
     out, unmasked = [], []
     for r in records:
         ok = principal.allows_pii(grid_code=r.get(grid_field))
@@ -288,5 +293,72 @@ def present_pii(engine: Engine, principal: Principal, what: str, records: list[M
                 unmasked.append(r.get(id_field))
         else:
             out.append(mask_record(r))
-    record_pii_read(engine, principal, what, unmasked)
+    return out, unmasked
+
+
+# --- hot paths: the same checks in the event loop, without a thread-pool hop (issue 19) ----------
+def _known_principal(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
+    """The request's principal when no database is needed: resolved already, or built from the token the
+    request gate (``api.guards``) looked up; None when :func:`current_principal` must decide."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    if credentials is None or not credentials.credentials:
+        return None
+    seen = getattr(request.state, "bearer", None)
+    if seen is None or seen[1] is None or seen[0] != credentials.credentials.strip():
+        return None
+    rec = seen[1]
+    principal = Principal(rec.token_id, rec.role, list(rec.regions), rec.member_id, engine=request.app.state.engine)
+    request.state.principal = principal
+    return principal
+
+
+async def current_principal_async(request: Request,
+                                  credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    """:func:`current_principal` for async routes: no thread-pool hop when the request gate already found
+    the token (the usual case: it is cached for ``geodata.store.auth.CACHE_SECONDS``). Sessions,
+    unknown tokens and a database that could not be asked go through :func:`current_principal`, so
+    the answers (401, 503, the failure count) are the same."""
+    known = _known_principal(request, credentials)
+    if known is not None:
+        return known
+    return await run_in_threadpool(current_principal, request, credentials)
+
+
+async def caller(request: Request, *roles: str) -> Principal:
+    """The caller as the app-wide gate (:func:`require_token`) resolved it, 403 unless its role is one of
+    ``roles`` (when given). For hot routes: no dependency of their own to solve per request. Without
+    the gate (an app built otherwise) the caller is resolved here, so nothing is let through unchecked."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = await current_principal_async(request, await _bearer(request))
+    if roles:
+        principal.require_role(*roles)
+    return principal
+
+
+def hot_reader(request: Request) -> hot.Reader:
+    """The app's async reader (:class:`geodata.store.pool.Reader`; its pool is opened by the app's lifespan)."""
+    return request.app.state.hot_reader
+
+
+async def resolve_scope(principal: Principal, reader: hot.Reader) -> Principal:
+    """Expand the principal's regions in the event loop (cached as the synchronous expansion is), so that
+    :meth:`Principal.covers` and friends need no database afterwards."""
+    if principal._scope is None and not principal.everywhere:
+        principal._scope = await hot.expand_regions(reader, principal.regions)
+    return principal
+
+
+async def present_pii_async(reader: hot.Reader, principal: Principal, what: str, records: list[Mapping],
+                            id_field: str, grid_field: str = "grid_code",
+                            own_ids: set[str] | None = None) -> list[dict]:
+    """:func:`present_pii` in the event loop: the same masking, the same audit entry (ids only)."""
+    await resolve_scope(principal, reader)
+    out, unmasked = _mask_pii(principal, records, id_field, grid_field, own_ids)
+    if unmasked:
+        await hot.record_audit(reader, token_id=principal.token_id or None, role=principal.role,
+                               member_id=principal.member_id, action="pii_read", what=what, ids=unmasked)
     return out
+# --- end hot paths -------------------------------------------------------------------------------

@@ -311,6 +311,7 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
     from anyio import to_thread
 
     from geodata.store import auth as store
+    from geodata.store.pool import cached_token
 
     async def check(scope) -> bool:
         headers = dict(scope.get("headers", ()))
@@ -319,8 +320,10 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(store.TOKEN_PREFIX) or len(token) > 200:
             return await _live_session(engine, headers.get(b"cookie", b""))
+        # A cached token needs no thread-pool hop (issue 19: the hop cost more than the query).
+        record = cached_token(str(engine.url), token)
         try:
-            record = await to_thread.run_sync(store.find_token, engine, token)
+            record = record or await to_thread.run_sync(store.find_token, engine, token)
         except Exception:
             return False
         # Handed on to api.auth.current_principal (request.state), so a request costs one lookup.

@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import socket
 import tempfile
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from api.commands.common import console, fail, settings as command_settings
+
+
+#: Event loops and HTTP parsers uvicorn can run on (uvloop and httptools come with ``uvicorn[standard]``;
+#: on the hot paths they take about a third off the framework's cost per request, issue 19).
+class Loop(str, Enum):
+    uvloop = "uvloop"
+    asyncio = "asyncio"
+
+
+class HttpParser(str, Enum):
+    httptools = "httptools"
+    h11 = "h11"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -51,8 +64,13 @@ def serve_command(
     holidays: Path = typer.Option(None, "--holidays", exists=True, dir_okay=False,
                                   help="Holiday calendar file (YYYY-MM-DD[,holiday|workday] per line) for "
                                        "3-working-day deadlines (default: GRIDMAP_HOLIDAYS)."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Worker processes. The hot paths run in the event loop: on 2 cores shared with "
+                                     "PostgreSQL one worker measured best (bench/dispatch.py); add one per extra core."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level (access log off below info)."),
+    loop: Loop = typer.Option(Loop.uvloop, "--loop", help="Event loop: uvloop (fast, the default) or asyncio."),
+    http: HttpParser = typer.Option(HttpParser.httptools, "--http",
+                                    help="HTTP parser: httptools (fast, the default) or h11 (pure Python)."),
 ):
     """Serve the API (docs at /docs, database reachability at /health)."""
     import uvicorn
@@ -66,7 +84,7 @@ def serve_command(
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e} (is another server using the port? "
              "choose another with --port)")
-    options = dict(log_level=log_level, access_log=log_level in ("debug", "trace", "info"))
+    options = dict(log_level=log_level, access_log=log_level in ("debug", "trace", "info"), loop=loop.value, http=http.value)
     console.print(f"gridmap API on http://{host}:{port}  (docs: /docs, health: /health)")
     if workers == 1:
         from api.app import create_app

@@ -1,4 +1,5 @@
-"""Dispatch routes: nearest responder, incident reporting and its life cycle, a responder's own view.
+"""Dispatch routes: incident reporting and its life cycle, a responder's own view (the nearest-responder
+read, a hot path, lives in ``api/routes/nearest.py``).
 
 一键上报 → 智能分派 → 处置 → 反馈评价 with 红黄绿灯 deadlines (seeds 001, 002, 004). Coordinates
 WGS84 unless ``coords`` says otherwise; distances metres. Rules in ``gridmap.dispatch``, queries in
@@ -17,18 +18,20 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, current_principal, not_found, present_pii, require_roles
+from api.auth import Principal, caller, current_principal, hot_reader, not_found, present_pii_async, require_roles
 from api.usecases.deadlines import deadline_rules
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
 from geodata.calendar import read_calendar_file
 from geodata.store import incidents
-from geodata.store.links import member_households
-from geodata.store.nearest import nearest_responders, reader_engine
+from geodata.store import pool as hot
+from geodata.store.nearest import reader_engine
 from geodata.store.routing import route_point
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
@@ -44,18 +47,6 @@ Lat = Query(..., ge=-90, le=90, description="Latitude, WGS84 degrees.")
 
 
 # -- schemas -----------------------------------------------------------------------------------------
-
-class Responder(BaseModel):
-    """An available responder (党员 / 网格员) and their great-circle distance in metres."""
-
-    member_id: str
-    kind: str
-    grid_code: str | None
-    skills: list[str] | None
-    lon: float
-    lat: float
-    distance_m: float
-
 
 class Proposal(BaseModel):
     member_id: str
@@ -152,6 +143,9 @@ class Household(BaseModel):
     lat: float
     distance_m: float | None
     visit_order: int | None
+
+
+HOUSEHOLD_FIELDS = tuple(Household.model_fields)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -255,20 +249,6 @@ def _me(principal: Principal, member_id: str | None) -> str:
 
 # -- routes ------------------------------------------------------------------------------------------
 
-@router.get("/responders/nearest", response_model=list[Responder])
-def nearest(request: Request, lon: float = Lon, lat: float = Lat,
-            k: int = Query(5, ge=1, le=100, description="How many responders at most."),
-            skill: str | None = Query(None, max_length=50, description="Only responders with this skill tag."),
-            radius_m: float | None = Query(None, gt=0, le=100_000, description="Only within this many metres."),
-            principal: Principal = Depends(require_roles(*NEAREST_ROLES))):
-    """Available responders (members and grid workers) nearest to a WGS84 point, in metres on the
-    sphere (PostGIS KNN on geography): the same ranking as brute-force haversine, ties by id."""
-    # A regional token sees responders of its own grids only (security review, api.auth).
-    pool = None if principal.everywhere else sorted(principal.grid_codes())
-    with _reader(request).connect() as conn:
-        return nearest_responders(conn, lon, lat, k=k, skill=skill, radius_m=radius_m, pool=pool)
-
-
 @router.post("/incidents", response_model=Incident, status_code=status.HTTP_201_CREATED)
 def report_incident(request: Request, body: IncidentIn,
                     principal: Principal = Depends(require_roles(*NEAREST_ROLES))):
@@ -362,17 +342,22 @@ def rate(request: Request, incident_id: str, body: RateIn,
 
 
 @router.get("/me/households", response_model=list[Household])
-def my_households(request: Request,
-                  member_id: str | None = Query(None, max_length=200,
-                                                description="Dispatchers/leaders: whose view (default: the token's member)."),
-                  principal: Principal = Depends(current_principal)):
+async def my_households(request: Request,
+                        member_id: str | None = Query(
+                            None, max_length=200, description="Dispatchers/leaders: whose view (default: the token's member).")):
     """The caller's 包片联户 households in visiting order (personal data shown only as allowed, audited)."""
-    me = _me(principal, member_id)
-    rows = member_households(_engine(request), me)
+    principal = await caller(request)  # from the app-wide gate: no dependency to solve (issue 19)
+    # A hot read of the responder pages: in the event loop over geodata.store.pool (issue 19); naming
+    # another member keeps its synchronous checks.
+    own_view = member_id is None or member_id == principal.member_id
+    me = _me(principal, None) if own_view else await run_in_threadpool(_me, principal, member_id)
+    reader = hot_reader(request)
+    rows = await hot.member_households(reader, me)
     own = {r["household_id"] for r in rows} if me == principal.member_id else None
-    shown = present_pii(_engine(request), principal, "households", rows, "household_id", own_ids=own)
-    # A responder needs name and phone, never the 身份证号 (issue 15).
-    return [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown] if principal.role == "responder" else shown
+    shown = await present_pii_async(reader, principal, "households", rows, "household_id", own_ids=own)
+    if principal.role == "responder":  # a responder needs name and phone, never the 身份证号 (issue 15)
+        shown = [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown]
+    return Response(orjson.dumps([{f: r[f] for f in HOUSEHOLD_FIELDS} for r in shown]), media_type="application/json")
 
 
 @router.get("/me/incidents", response_model=list[Incident])

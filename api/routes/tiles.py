@@ -27,8 +27,9 @@ from fastapi import (
     Response,
     status,
 )
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, current_principal, present_pii
+from api.auth import Principal, current_principal_async, hot_reader, present_pii, resolve_scope
 from geodata.store import tiles as store
 from gridmap.dispatch import CLOSED, RATED, light
 from gridmap.privacy import PII_ROLES, mask_record
@@ -39,7 +40,7 @@ router = APIRouter(tags=["map"])
 TILE_MAX_AGE_S = 60
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 NOT_FOUND = "no such feature"
-Caller = Annotated[Principal, Depends(current_principal)]
+Caller = Annotated[Principal, Depends(current_principal_async)]
 
 Layer = Annotated[str, Path(description="One of: " + ", ".join(store.LAYERS))]
 Zoom = Annotated[int, Path(ge=0, le=store.MAX_ZOOM, description="Zoom level, 0–22.")]
@@ -60,8 +61,8 @@ def _tile_headers(tag: str) -> dict[str, str]:
                        204: {"description": "nothing in this tile for this caller"},
                        304: {"description": "unchanged since the ETag in If-None-Match"},
                        404: {"description": "unknown layer or a tile outside the pyramid"}})
-def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal: Caller,
-             coords: Coords = "wgs84") -> Response:
+async def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal: Caller,
+                   coords: Coords = "wgs84") -> Response:
     """One vector tile of ``layer`` (Web Mercator XYZ; features in tile coordinates, extent 4096).
 
     Layers: ``grids`` (code, name, community, status, households, members, link coverage %, blank
@@ -73,10 +74,13 @@ def get_tile(request: Request, layer: Layer, z: Zoom, x: Col, y: Row, principal:
     """
     if layer not in store.LAYERS or not store.tile_exists(z, x, y):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such tile")
-    body = store.render_tile(request.app.state.engine, layer, z, x, y, grid_codes=principal.grid_codes(),
-                             community_codes=principal.community_codes(),
-                             street_codes=None if principal.everywhere else principal.scope().streets,
-                             pii=principal.role in PII_ROLES, coords=coords)
+    # Hot path (issue 19): caller and regions resolved in the event loop, one thread-pool hop for the render.
+    await resolve_scope(principal, hot_reader(request))
+    body = await run_in_threadpool(
+        store.render_tile, request.app.state.engine, layer, z, x, y, grid_codes=principal.grid_codes(),
+        community_codes=principal.community_codes(),
+        street_codes=None if principal.everywhere else principal.scope().streets,
+        pii=principal.role in PII_ROLES, coords=coords)
     if not body:
         return Response(status_code=status.HTTP_204_NO_CONTENT,
                         headers={"Cache-Control": f"private, max-age={TILE_MAX_AGE_S}"})

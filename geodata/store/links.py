@@ -122,6 +122,16 @@ def member_grid(engine: Engine, member_id: str) -> tuple[bool, str | None]:
     return (row is not None, row[0] if row else None)
 
 
+#: A member's current 包片联户 households in visiting order (psycopg placeholder; the async reader in
+#: ``geodata.store.pool`` runs the same text).
+MEMBER_HOUSEHOLDS_SQL = (
+    "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, h.building, h.unit, h.room, "
+    "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
+    "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
+    "JOIN households h ON h.household_id = l.household_id "
+    "WHERE l.member_id = %(m)s ORDER BY l.visit_order NULLS LAST, h.household_id COLLATE \"C\"")
+
+
 def member_households(engine: Engine, member_id: str) -> list[dict]:
     """A member's linked households (包片联户) of the current run in visiting order (unordered last).
 
@@ -130,11 +140,6 @@ def member_households(engine: Engine, member_id: str) -> list[dict]:
     must mask or audit them (``api.auth.present_pii``) and never log them.
     """
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, h.building, h.unit, h.room, "
-            "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
-            "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
-            "JOIN households h ON h.household_id = l.household_id "
-            "WHERE l.member_id = :m ORDER BY l.visit_order NULLS LAST, h.household_id COLLATE \"C\""), {"m": member_id})
+        rows = conn.execute(text(MEMBER_HOUSEHOLDS_SQL.replace("%(m)s", ":m")), {"m": member_id})
         return [dict(r._mapping) for r in rows]
 

@@ -17,16 +17,14 @@ from sqlalchemy.engine import Connection, Engine
 
 @lru_cache(maxsize=8)
 def reader_engine(url: str, pool_size: int = 10) -> Engine:
-    """An autocommit engine for single-statement reads on the hot path (``/responders/nearest``).
+    """An autocommit engine for single-statement reads (incident lists, a responder's incidents).
 
-    Why not the shared engine: on this path every extra round trip to PostgreSQL costs as much as
-    the KNN query itself, and the shared engine spends three per request besides the query
-    (pre-ping, BEGIN, ROLLBACK). Without pre-ping a connection that died with the server fails
-    once; SQLAlchemy then invalidates the whole pool, the app answers that request 503
-    (``connection_invalidated``) and the next one reconnects.
+    Autocommit spares the BEGIN/ROLLBACK round trips of the shared engine. The pre-ping stays: the
+    busiest read (``/responders/nearest``) moved to :mod:`geodata.store.pool` (issue 19), and without
+    it a connection that died with the server (or was terminated) answered its next request 503.
     """
     return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=pool_size,
-                         pool_pre_ping=False, pool_recycle=1800, connect_args={"connect_timeout": 5})
+                         pool_pre_ping=True, pool_recycle=1800, connect_args={"connect_timeout": 5})
 
 
 POINT_SQL = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
