@@ -89,7 +89,7 @@ class Reader:
                 yield conn
             return
         conn = await psycopg.AsyncConnection.connect(self.conninfo, connect_timeout=int(CONNECT_TIMEOUT_S),
-                                                     autocommit=True, prepare_threshold=0, row_factory=dict_row)
+                                                     autocommit=True, prepare_threshold=0, row_factory=dict_row)  # type: ignore[arg-type]  # psycopg stubs: dict_row
         async with conn:
             yield conn
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.test_needs import add_members, add_needs
+from tests.store.test_needs import add_members, add_needs
 from tests.web.conftest import login
 
 pytestmark = pytest.mark.db

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_needs import add_members, add_needs
+from tests.store.test_needs import add_members, add_needs
 from tests.web.test_pioneers import _serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.test_needs import add_members
-from tests.test_posts import write_posts
+from tests.store.test_needs import add_members
+from tests.store.test_posts import write_posts
 
 pytestmark = pytest.mark.db
 
@@ -46,7 +46,7 @@ def test_import_is_audited_and_a_bad_file_changes_nothing(posts_db, tmp_path):
 
     from api.usecases.needs import import_posts
     from geodata.errors import InputError
-    from tests.test_posts import POSTS, post_rows
+    from tests.store.test_posts import POSTS, post_rows
 
     with posts_db.connect() as c:
         audit = c.execute(sa.text("SELECT ids FROM audit_log WHERE what = 'posts' AND action = 'import'")).all()

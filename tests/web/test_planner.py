@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from api.settings import get_settings
 from geodata.store.importer import table_counts
-from tests.test_roster_check import good_rows, plant_five, planted_workbook
+from tests.geodata.test_roster_check import good_rows, plant_five, planted_workbook
 from tests.web.conftest import csrf_from, login
 
 

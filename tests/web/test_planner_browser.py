@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.settings import get_settings
-from tests.test_roster_check import plant_five, planted_workbook
+from tests.geodata.test_roster_check import plant_five, planted_workbook
 from tests.web import test_browser
 from tests.web.test_browser import SHOTS, _login, _page
 from tests.web.test_planner import _rows_in_c1

@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.test_visits import jpeg_with_gps
+from tests.geodata.test_visits import jpeg_with_gps
 from tests.web.conftest import csrf_from, login
 
 ID_NUMBER = "330103199001011234"

@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from tests.test_visits import jpeg_with_gps
+from tests.geodata.test_visits import jpeg_with_gps
 from tests.web.conftest import PASSWORD, csrf_from, login
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.test_visits import jpeg_with_gps
+from tests.geodata.test_visits import jpeg_with_gps
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, SIZES, _login, browser  # noqa: F401 — fixtures
 
 pytestmark = pytest.mark.browser

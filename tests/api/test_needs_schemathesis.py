@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from tests.test_schemathesis import _app
+from tests.api.test_schemathesis import _app
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 

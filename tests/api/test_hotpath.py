@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from conftest import create_database, drop_database
-from test_dispatch import LAT0, LON0, insert_members, random_members
+from dispatch_cases import LAT0, LON0, insert_members, random_members
 
 pytestmark = pytest.mark.db
 

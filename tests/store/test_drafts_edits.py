@@ -12,7 +12,7 @@ from api.usecases import drafts as uc
 from api.usecases.drafts import DraftControls, create_draft, open_draft
 from geodata.store.importer import Actor
 from gridmap.districting import preview_edit
-from tests.test_drafts import community  # noqa: F401  (the fixture: C1 with grids A and B)
+from tests.store.test_drafts import community  # noqa: F401  (the fixture: C1 with grids A and B)
 
 
 def _boundary_cell(engine, draft, into: str) -> str:

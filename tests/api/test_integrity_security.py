@@ -17,7 +17,7 @@ from dispatch_cases import _pt, insert_members, load_areas
 from test_route_security import _h, town  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.db
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("incidents", "incident_events", "members", "households", "grids", "audit_log")
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.test_needs import add_members
+from tests.store.test_needs import add_members
 from tests.web.conftest import seed_region
 
 pytestmark = pytest.mark.db
