@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from api.auth import SESSION_COOKIE, Principal, public, session_principal
 from api.settings import get_settings
-from api.web.render import ROLE_NAMES, render
+from api.web.render import BASEMAP_COOKIE, ROLE_NAMES, render, usable_basemaps
 from geodata.store import auth as auth_store
 from geodata.store import users
 from geodata.store.figures import region_figures
@@ -142,6 +142,20 @@ def logout(request: Request, principal: PagePrincipal):
 
 
 # -- home pages --------------------------------------------------------------------------------------
+@router.post("/prefs/basemap")
+def choose_basemap(request: Request, principal: PagePrincipal, basemap: Annotated[str, Form(max_length=20)] = "",
+                   back: Annotated[str, Form(max_length=500)] = "/"):
+    """底图切换: remember this browser's base map (a cookie; the CSRF token was checked by the middleware)."""
+    if basemap not in usable_basemaps():
+        raise PageError(422, "没有这种底图。")
+    # Only a path of this site: never an open redirect.
+    target = back if back.startswith("/") and not back.startswith("//") else "/"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(BASEMAP_COOKIE, basemap, max_age=365 * 24 * 3600, httponly=True, samesite="lax", path="/",
+                        secure=get_settings().secure_cookies or request.url.scheme == "https")
+    return response
+
+
 @router.get("/")
 @public
 def home(request: Request, principal: PagePrincipal):

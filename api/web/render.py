@@ -42,6 +42,22 @@ def china_time(value: datetime | None) -> str:
 templates.env.filters["china_time"] = china_time
 
 
+#: The browser's own base-map choice (a preference, not a secret): overrides the ``basemap`` setting.
+BASEMAP_COOKIE = "gridmap_basemap"
+BASEMAP_NAMES = {"none": "无底图（离线）", "osm": "OpenStreetMap", "amap": "高德地图", "tianditu": "天地图"}
+
+
+def usable_basemaps() -> list[str]:
+    """The base maps a user may pick: Tianditu only when the deployment has a key."""
+    return [b for b in BASEMAP_HOSTS if b != "tianditu" or get_settings().tianditu_key]
+
+
+def chosen_basemap(request: Request) -> str:
+    """The base map of this request: the user's choice (cookie) when usable, else the setting."""
+    choice = request.cookies.get(BASEMAP_COOKIE, "")
+    return choice if choice in usable_basemaps() else get_settings().basemap
+
+
 def content_security_policy(basemap: str) -> str:
     """CSP of the pages: no inline script, nothing from other sites except the chosen base map's tiles."""
     tiles = BASEMAP_HOSTS.get(basemap, "")
@@ -71,10 +87,12 @@ def map_assets() -> list[str]:
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     """Render ``template`` with the shared context (user, CSRF token, time, map files) and the security headers."""
     settings = get_settings()
+    basemap = chosen_basemap(request)
     context.setdefault("user", getattr(request.state, "session_user", None))
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
-    context.update(now=china_now().strftime("%Y-%m-%d %H:%M"), role_names=ROLE_NAMES, basemap=settings.basemap,
+    context.update(now=china_now().strftime("%Y-%m-%d %H:%M"), role_names=ROLE_NAMES, basemap=basemap,
+                   basemap_names={b: BASEMAP_NAMES[b] for b in usable_basemaps()}, page_path=request.url.path,
                    tianditu_key=settings.tianditu_key, map_js=map_assets(),
                    maplibre_css=(STATIC_DIR / "vendor/maplibre/maplibre-gl.css").is_file())
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    return secure(response, settings.basemap)
+    return secure(response, basemap)

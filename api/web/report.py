@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from api.auth import SESSION_COOKIE, public
 from api.usecases import reports_public as uc
-from api.web.render import render
+from api.web.render import chosen_basemap, render
 from geodata.store import tickets
 from geodata.store.users import csrf_token_for
 
@@ -50,7 +50,7 @@ def _form(request: Request, status_code: int = 200, error: uc.ReportRefused | No
     settings = request.app.state.settings
     return _page(request, "report/new.html", status_code=status_code, categories=settings.report_categories,
                  help_category=uc.HELP_CATEGORY, skills=uc.HELP_SKILLS, error=error, values=values or {},
-                 pin_coords="gcj02" if settings.basemap == "amap" else "wgs84")
+                 pin_coords="gcj02" if chosen_basemap(request) == "amap" else "wgs84")
 
 
 @router.get("/report")

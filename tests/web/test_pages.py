@@ -165,3 +165,21 @@ def test_unknown_and_foreign_jobs_and_regions_answer_the_same_404(client, web_db
 def test_static_assets_are_served_locally(client):
     assert client.get("/static/css/app.css").status_code == 200
     assert client.get("/static/js/app.js").status_code == 200
+
+
+def test_each_user_picks_a_base_map_for_their_browser(client, web_db):
+    """Issue 13: one base-map setting, switchable per user; the CSP follows the choice."""
+    login(client, "leader1")
+    page = client.get("/leader")
+    assert 'data-basemap="none"' in page.text and "openstreetmap" not in page.headers["content-security-policy"]
+    token = csrf_from(page.text)
+    assert client.post("/prefs/basemap", data={"basemap": "osm", "back": "/leader"}).status_code == 403  # no CSRF
+    bad = client.post("/prefs/basemap", data={"csrf_token": token, "basemap": "google", "back": "/leader"})
+    assert bad.status_code == 422 and "gridmap_basemap" not in bad.headers.get("set-cookie", "")
+    # Tianditu needs a deployment key: without one it is not offered and not accepted
+    assert client.post("/prefs/basemap", data={"csrf_token": token, "basemap": "tianditu"}).status_code == 422
+    r = client.post("/prefs/basemap", data={"csrf_token": token, "basemap": "osm", "back": "https://evil.example/"})
+    assert r.status_code == 303 and r.headers["location"] == "/"  # never an open redirect
+    page = client.get("/leader")
+    assert 'data-basemap="osm"' in page.text and "tile.openstreetmap.org" in page.headers["content-security-policy"]
+    assert '<option value="osm" selected>' in page.text and "tianditu" not in page.text.split("<main", 1)[0]
