@@ -49,7 +49,7 @@ from gridmap.contract import (
     UNLINKED_TOO_FAR,
     WGS84,
 )
-from gridmap.metric import EARTH_RADIUS_M, haversine_m, utm_epsg
+from gridmap.metric import haversine_m, utm_epsg
 
 #: Why a grid is blank (空白网格).
 BLANK_NO_BRANCH = "no branch"
@@ -361,7 +361,7 @@ def straight_line_coverage(households: gpd.GeoDataFrame, centres: gpd.GeoDataFra
     dd, j = tree.query(hh_xy, k=kk)
     dd = dd.reshape(n, kk)
     j = j.reshape(n, kk)
-    hv = _haversine_rad(np.radians(hh_ll), np.radians(c_ll), j)
+    hv = haversine_m(hh_ll[:, 0:1], hh_ll[:, 1:2], c_ll[j, 0], c_ll[j, 1])  # (n, 1) against (n, k): metres
     best = np.argmin(hv, axis=1)
     rows = np.arange(n)
     nearest = j[rows, best]
@@ -390,19 +390,6 @@ def straight_line_coverage(households: gpd.GeoDataFrame, centres: gpd.GeoDataFra
     nc = pd.Categorical.from_codes(nearest, categories=cats) if cats.is_unique else ids[nearest]
     return pd.DataFrame({"nearest_centre": nc, "nearest_centre_m": nearest_m, "covered": covered},
                         index=households.index)
-
-
-def _haversine_rad(a_rad: np.ndarray, b_rad: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Haversine metres between points ``a`` (n, 2 lon/lat radians) and ``b[j]`` (j: n × k indices).
-
-    Same formula as :func:`gridmap.metric.haversine_m`, with the cosines computed once per point.
-    """
-    lon1, lat1 = a_rad[:, 0:1], a_rad[:, 1:2]
-    lon2, lat2 = b_rad[j, 0], b_rad[j, 1]
-    cos1 = np.cos(a_rad[:, 1])[:, None]
-    cos2 = np.cos(b_rad[:, 1])[j]
-    h = np.sin((lat2 - lat1) / 2.0) ** 2 + cos1 * cos2 * np.sin((lon2 - lon1) / 2.0) ** 2
-    return 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def straight_line_areas(centres: gpd.GeoDataFrame, radius_m: float | None = None,
