@@ -180,20 +180,11 @@ def _read_csv(path: Path, encoding: str | None, notes: list[str]) -> _Raw:
             continue
         if enc == "gbk":
             notes.append("文件不是 UTF-8 编码，已按 GBK（中文 Windows 默认）读取。")
-        blank_above = _blank_lines_above(path)
+        from geodata.io import blank_lines_above  # one definition, shared with the readers
+
+        blank_above = blank_lines_above(path)
         return _Raw(_drop_blank_rows(df.replace({"": None})), first_row=blank_above + 2, header_row=blank_above + 1)
     raise InputError(f"无法识别文本编码（{last}）：请另存为 UTF-8 或 GBK 的 CSV", source=path.name)
-
-
-def _blank_lines_above(path: Path) -> int:
-    """Blank lines before a CSV's header (pandas skips them; a spreadsheet counts them)."""
-    n = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip(b" \t\r\n\xef\xbb\xbf"):
-                break
-            n += 1
-    return n
 
 
 def _read_vector(path: Path, layer: str, sheet: str | None) -> _Raw:

@@ -271,7 +271,7 @@ def _read_table(path: Path, encoding: str | None, notes: list, kind: str,
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=enc)
             if enc == "gbk":
                 notes.append(f"{source}: not UTF-8; read as GBK")
-            return df.replace({"": None}), _blank_lines_above(path) + HEADER_ROWS
+            return df.replace({"": None}), blank_lines_above(path) + HEADER_ROWS
         except UnicodeDecodeError as e:
             last = e
         except Exception as e:
@@ -295,7 +295,7 @@ def _header_row(raw: pd.DataFrame, kind: str, look: int = 10) -> int:
     return 0
 
 
-def _blank_lines_above(path: Path) -> int:
+def blank_lines_above(path: Path) -> int:
     """Blank lines before a CSV's header (pandas skips them, a spreadsheet counts them)."""
     n = 0
     with open(path, "rb") as f:

@@ -80,6 +80,21 @@ _KNN_SQL = {f: text(_knn_sql(*f)) for f in _FLAGS}
 _NEAREST_SQL = {f: text(_nearest_sql(*f)) for f in _FLAGS}
 
 
+def knn_params(lon: float, lat: float, k: int, skill: str | None, radius_m: float | None,
+               pool: list[str] | None, only_available: bool) -> tuple[tuple[bool, bool, bool, bool], dict[str, object]]:
+    """The statement variant (which filters apply) and the bound values of a nearest-responder query
+    (WGS84 degrees; ``radius_m`` metres); shared by the synchronous and the event-loop readers."""
+    flags = (skill is not None, radius_m is not None, pool is not None, only_available)
+    params: dict[str, object] = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
+    if skill is not None:
+        params["skill"] = skill
+    if radius_m is not None:
+        params["radius"] = float(radius_m)
+    if pool is not None:
+        params["pool"] = list(pool)
+    return flags, params
+
+
 def nearest_responders(conn: Connection, lon: float, lat: float, k: int = 5, skill: str | None = None,
                        radius_m: float | None = None, pool: list[str] | None = None,
                        only_available: bool = True) -> list[dict]:
@@ -100,14 +115,7 @@ def nearest_responders(conn: Connection, lon: float, lat: float, k: int = 5, ski
     list of dict with ``member_id, kind, grid_code, skills, available, lon, lat, distance_m``
     (no name or phone: those are personal data).
     """
-    flags = (skill is not None, radius_m is not None, pool is not None, only_available)
-    params: dict[str, object] = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
-    if skill is not None:
-        params["skill"] = skill
-    if radius_m is not None:
-        params["radius"] = float(radius_m)
-    if pool is not None:
-        params["pool"] = list(pool)
+    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available)
     rows = [dict(r._mapping) for r in conn.execute(_KNN_SQL[flags], params)]
     # Python's str order is code-point order, the same as PostgreSQL's COLLATE "C" on UTF-8.
     rows.sort(key=lambda r: (r["distance_m"], r["member_id"]))

@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from geodata.store import auth
-from geodata.store.nearest import _FLAGS, TIE_MARGIN, _knn_sql, _nearest_sql
+from geodata.store.nearest import _FLAGS, _knn_sql, _nearest_sql, knn_params
 from geodata.store.links import MEMBER_HOUSEHOLDS_SQL as _MEMBER_HOUSEHOLDS_SQL  # one query, two drivers
 
 T = TypeVar("T")
@@ -194,14 +194,7 @@ async def nearest_responders(reader: Reader, lon: float, lat: float, k: int = 5,
     """:func:`geodata.store.nearest.nearest_responders` in the event loop: the ``k`` nearest suitable
     responders to a WGS84 point, nearest first, ``distance_m`` in metres on the sphere, ties by id.
     """
-    flags = (skill is not None, radius_m is not None, pool is not None, only_available)
-    params: dict[str, object] = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
-    if skill is not None:
-        params["skill"] = skill
-    if radius_m is not None:
-        params["radius"] = float(radius_m)
-    if pool is not None:
-        params["pool"] = list(pool)
+    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available)
 
     async def knn(conn):
         rows = await (await conn.execute(_KNN[flags], params)).fetchall()

@@ -97,6 +97,7 @@ def test_async_households_and_regions_equal_the_sync_store_and_share_its_cache(t
     from geodata.store import auth
     from geodata.store import pool as hot
     from geodata.store.links import member_households
+    from gridmap.privacy import mask_id_number
 
     eng = town["engine"]
     reader = hot.Reader(town["url"], str(eng.url))
@@ -155,9 +156,11 @@ def test_my_households_over_the_pool_unmasked_for_the_member_and_audited(town):
         got = client.get("/me/households", headers=hdr).json()
     rows = member_households(eng, town["member"])
     p = Principal(0, "responder", [town["grid"]], town["member"], engine=eng)
-    want = [Household(**r).model_dump(mode="json") for r in present_pii(eng, p, "households", rows, "household_id",
-                                                                       own_ids={r["household_id"] for r in rows})]
+    shown = present_pii(eng, p, "households", rows, "household_id", own_ids={r["household_id"] for r in rows})
+    # a responder sees name and phone of their own households, never the 身份证号 (issue 15)
+    want = [Household(**{**r, "id_number": mask_id_number(r["id_number"])}).model_dump(mode="json") for r in shown]
     assert got == want and all(h["name"] and "*" not in h["name"] for h in got if h["name"])
+    assert all("*" in h["id_number"] for h in got if h["id_number"])
     after = _counts(eng)
     assert after["audit_log"] == before["audit_log"] + 2  # one entry by the route, one by present_pii above
     with eng.connect() as c:
