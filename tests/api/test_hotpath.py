@@ -97,7 +97,6 @@ def test_async_households_and_regions_equal_the_sync_store_and_share_its_cache(t
     from geodata.store import auth
     from geodata.store import pool as hot
     from geodata.store.links import member_households
-    from gridmap.privacy import mask_id_number
 
     eng = town["engine"]
     reader = hot.Reader(town["url"], str(eng.url))
@@ -148,6 +147,7 @@ def test_my_households_over_the_pool_unmasked_for_the_member_and_audited(town):
     from api.auth import Principal, present_pii
     from api.routes.dispatch import Household
     from geodata.store.links import member_households
+    from gridmap.privacy import mask_id_number
 
     eng = town["engine"]
     hdr = town["hdr"]("responder", [town["grid"]], member_id=town["member"])
