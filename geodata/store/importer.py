@@ -263,8 +263,14 @@ def _street_stage(conn, cur, layer: str, table: str, idcol: str, stage: str) -> 
     tables = ("households", "links") if layer == "households" else (table,)
     ensure_street_partitions(conn, codes, tables)  # same connection and transaction as cur
     lookup = LOOKUPS[layer].name
+    # The narrow lookup says which ids moved; the partitioned table is written only when some did.
+    cur.execute(f"SELECT s.{idcol} FROM {stage} s JOIN {lookup} l ON l.{idcol} = s.{idcol} "
+                f"WHERE l.street_code IS DISTINCT FROM s.street_code")
+    if not cur.fetchall():
+        return []
     cur.execute(
-        f"UPDATE {table} t SET street_code = s.street_code FROM {stage} s JOIN {lookup} l ON l.{idcol} = s.{idcol} "
+        f"UPDATE {table} t SET street_code = s.street_code, grid_code = COALESCE(s.grid_code, t.grid_code) "
+        f"FROM {stage} s JOIN {lookup} l ON l.{idcol} = s.{idcol} "
         f"WHERE t.{idcol} = s.{idcol} AND t.street_code IS NOT DISTINCT FROM l.street_code "
         f"AND l.street_code IS DISTINCT FROM s.street_code RETURNING t.{idcol}")
     return [r[0] for r in cur.fetchall()]

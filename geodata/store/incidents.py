@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from geodata.jsonenc import dumps
 from geodata.store.holidays import load_calendar
 from geodata.store.nearest import POINT_SQL
-from geodata.store.partitions import ensure_street_partitions
+from geodata.store.partitions import ensure_street_partitions, street_of_region
 from geodata.store.routing import PROPOSE_K, propose, route_point
 from gridmap import dispatch as rules
 from gridmap.cells import points_to_cells, to_signed
@@ -258,6 +258,11 @@ def list_incidents(engine: Engine, region: str | None = None, light: str | None 
     if region:
         where.append("(grid_code = :r OR community_code = :r OR street_code = :r)")
         params["r"] = region
+        with engine.connect() as conn:
+            street = street_of_region(conn, region)
+        if street is not None:  # reads one street partition (and the default one), 0014
+            where.append("(street_code = ANY(:streets) OR street_code IS NULL)")
+            params["streets"] = [street]
     if status:
         where.append("status = :st")
         params["st"] = status

@@ -107,3 +107,11 @@ def scanned_partitions(conn, sql: str, params: dict | None = None) -> set[str]:
 
     walk(plan[0]["Plan"])
     return out
+
+
+def street_of_region(conn, code: str) -> str | None:
+    """The one street a street, community or grid code lies in; None when unknown (then no pruning)."""
+    return conn.execute(text(
+        "SELECT COALESCE((SELECT code FROM streets WHERE code = :r), "
+        "(SELECT street_code FROM communities WHERE code = :r), "
+        f"(SELECT street_code FROM ({GRID_STREET}) gs WHERE gs.grid_code = :r))"), {"r": code}).scalar()
