@@ -68,11 +68,11 @@ def restreet(conn) -> int:
     codes = conn.execute(text(f"SELECT DISTINCT street_code FROM ({GRID_STREET}) gs")).scalars().all()
     ensure_street_partitions(conn, codes)
     moved = 0
-    for table, extra in (("households", ""), ("members", ""), ("incidents", "")):
+    for table in ("households", "members", "incidents"):
         moved += conn.execute(text(
             f"UPDATE {table} t SET street_code = gs.street_code FROM ({GRID_STREET}) gs "
-            f"WHERE t.grid_code = gs.grid_code AND gs.street_code IS NOT NULL "
-            f"AND t.street_code IS DISTINCT FROM gs.street_code{extra}")).rowcount or 0
+            "WHERE t.grid_code = gs.grid_code AND gs.street_code IS NOT NULL "
+            "AND t.street_code IS DISTINCT FROM gs.street_code")).rowcount or 0
     moved += conn.execute(text(
         "UPDATE links t SET street_code = hs.street_code FROM household_street hs "
         "WHERE t.household_id = hs.household_id AND t.street_code IS DISTINCT FROM hs.street_code")).rowcount or 0
