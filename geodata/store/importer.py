@@ -31,7 +31,8 @@ from gridmap.contract import COLUMNS as CONTRACT_COLUMNS
 from gridmap.contract import GEOMETRY_KIND, H3_POINT_RES, ID_COLUMN, LIST_COLUMNS, column_names
 from geodata.errors import InputError
 from geodata.store.auth import audit_log
-from geodata.store.models import LAYER_TABLES
+from geodata.store.models import LAYER_TABLES, LOOKUPS
+from geodata.store.partitions import GRID_STREET, ensure_street_partitions, restreet
 from geodata.validate import GRID_TOLERANCE_M, check_grid_codes, derive_community_codes
 
 #: Columns copied per layer (besides geom/h3), from the data contract; the order is the COPY order.
@@ -213,13 +214,25 @@ def _copy_upsert(conn, layer, gdf, table, idcol, copy_cols, data, stage, replace
         with cur.copy(f"COPY {stage} ({', '.join(copy_cols)}) FROM STDIN") as cp:
             for row in zip(*(data[c] for c in copy_cols)):
                 cp.write_row(row)
+        moved: list[str] = []
+        stored: set[str] = set()
+        if layer in LOOKUPS:
+            copy_cols = copy_cols + ["street_code"]
+            moved = _street_stage(conn, cur, layer, table.name, idcol, stage)
+            # a partitioned table cannot return xmax: an id is new when its lookup row is
+            cur.execute(f"SELECT s.{idcol} FROM {stage} s JOIN {LOOKUPS[layer].name} l USING ({idcol})")
+            stored = {r[0] for r in cur.fetchall()}
+        conflict = f"street_code, {idcol}" if layer in LOOKUPS else idcol
         update = ", ".join(f"{c} = EXCLUDED.{c}" for c in copy_cols if c != idcol)
         changed = " OR ".join(f"{table.name}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in copy_cols if c != idcol)
+        is_new = f"{idcol} <> ALL(%(stored)s)" if layer in LOOKUPS else "(xmax = 0)"
         cur.execute(
             f"INSERT INTO {table.name} ({', '.join(copy_cols)}) SELECT {', '.join(copy_cols)} FROM {stage} "
-            f"ON CONFLICT ({idcol}) DO UPDATE SET {update} WHERE {changed} RETURNING (xmax = 0), {idcol}"
-        )
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {update} WHERE {changed} RETURNING {is_new}, {idcol}",
+            {"stored": list(stored)} if layer in LOOKUPS else None)
         rows = cur.fetchall()
+        returned = {r[1] for r in rows}
+        rows += [(False, i) for i in moved if i not in returned]  # moved street, nothing else changed
         result.inserted = sum(1 for r in rows if r[0])
         result.updated = len(rows) - result.inserted
         if replace:
@@ -229,7 +242,38 @@ def _copy_upsert(conn, layer, gdf, table, idcol, copy_cols, data, stage, replace
             result.deleted = cur.rowcount
         if layer == "grids":
             result.cells = _write_grid_cells(cur, gdf)
+    if layer in ("streets", "communities", "grids"):
+        restreet(conn)  # a grid or community that changed street takes its rows along
     return [r[1] for r in rows]
+
+
+def _street_stage(conn, cur, layer: str, table: str, idcol: str, stage: str) -> list[str]:
+    """Give staged rows their street (partition key), create new streets' partitions, move rows that
+    changed street; returns the ids moved.
+
+    Households and members take their grid's street; incidents keep a given street, else their grid's.
+    A moved row is UPDATEd across partitions (not deleted and re-inserted) so the visits, events …
+    that reference its id through the lookup table stay.
+    """
+    keep = " AND s.street_code IS NULL" if layer == "incidents" else ""
+    cur.execute(f"UPDATE {stage} s SET street_code = gs.street_code FROM ({GRID_STREET}) gs "
+                f"WHERE s.grid_code = gs.grid_code{keep}")
+    cur.execute(f"SELECT DISTINCT street_code FROM {stage} WHERE street_code IS NOT NULL")
+    codes = [r[0] for r in cur.fetchall()]
+    tables = ("households", "links") if layer == "households" else (table,)
+    ensure_street_partitions(conn, codes, tables)  # same connection and transaction as cur
+    lookup = LOOKUPS[layer].name
+    # The narrow lookup says which ids moved; the partitioned table is written only when some did.
+    cur.execute(f"SELECT s.{idcol} FROM {stage} s JOIN {lookup} l ON l.{idcol} = s.{idcol} "
+                f"WHERE l.street_code IS DISTINCT FROM s.street_code")
+    if not cur.fetchall():
+        return []
+    cur.execute(
+        f"UPDATE {table} t SET street_code = s.street_code, grid_code = COALESCE(s.grid_code, t.grid_code) "
+        f"FROM {stage} s JOIN {lookup} l ON l.{idcol} = s.{idcol} "
+        f"WHERE t.{idcol} = s.{idcol} AND t.street_code IS NOT DISTINCT FROM l.street_code "
+        f"AND l.street_code IS DISTINCT FROM s.street_code RETURNING t.{idcol}")
+    return [r[0] for r in cur.fetchall()]
 
 
 _ORPHANS = """

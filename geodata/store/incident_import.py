@@ -43,6 +43,20 @@ def _local_times(values) -> list[datetime]:
     return out
 
 
+def _prepare_streets(conn) -> list[str]:
+    """Partitions for new streets, stored incidents that changed street moved; the ids already stored."""
+    from geodata.store.partitions import ensure_street_partitions
+
+    codes = conn.execute(text("SELECT DISTINCT street_code FROM _routed_incidents")).scalars().all()
+    ensure_street_partitions(conn, codes, ("incidents",))
+    conn.execute(text(
+        "UPDATE incidents t SET street_code = r.street_code FROM _routed_incidents r "
+        "JOIN incident_street l ON l.incident_id = r.incident_id WHERE t.incident_id = r.incident_id "
+        "AND t.street_code IS NOT DISTINCT FROM l.street_code AND l.street_code IS DISTINCT FROM r.street_code"))
+    return list(conn.execute(text("SELECT incident_id FROM _routed_incidents JOIN incident_street USING (incident_id)"))
+                .scalars())
+
+
 def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.WorkCalendar | None = None,
                      snap_m: float = SNAP_M, k: int = PROPOSE_K, radius_m: float = SERVICE_RADIUS_M) -> IncidentImport:
     """Import incidents (``geodata.io.read_layer(..., "incidents")``) routed to grids, with deadlines.
@@ -87,15 +101,17 @@ def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.Work
                     cp.write_row(row)
         cols = ("category, level, status, required_skill, reported_at, deadline_at, source, response_kind, h3, geom, "
                 "grid_code, community_code, street_code")
+        # Routed first, so the street (the partition key, migration 0014) is known before the upsert.
+        conn.execute(text(
+            f"CREATE TEMP TABLE _routed_incidents ON COMMIT DROP AS SELECT s.*, {ROUTE_COLUMNS} "
+            "FROM _stage_incidents s " + route_joins("s.geom")), {"snap": float(snap_m)})
+        stored = _prepare_streets(conn)
         rows = conn.execute(text(
-            f"INSERT INTO incidents (incident_id, {cols}) "
-            f"SELECT s.incident_id, s.category, s.level, s.status, s.required_skill, s.reported_at, s.deadline_at, "
-            f"s.source, s.response_kind, s.h3, s.geom, {ROUTE_COLUMNS} FROM _stage_incidents s "
-            + route_joins("s.geom")
-            + " ON CONFLICT (incident_id) DO UPDATE SET "
+            f"INSERT INTO incidents (incident_id, {cols}) SELECT incident_id, {cols} FROM _routed_incidents"
+            + " ON CONFLICT (street_code, incident_id) DO UPDATE SET "
             + ", ".join(f"{c} = EXCLUDED.{c}" for c in (c.strip() for c in cols.split(",")))
-            + ", updated_at = now() RETURNING incident_id, (xmax = 0) AS inserted, grid_code, status"),
-            {"snap": float(snap_m)}).all()
+            + ", updated_at = now() RETURNING incident_id, incident_id <> ALL(:stored) AS inserted, grid_code, status"),
+            {"stored": stored}).all()
         res.inserted = sum(1 for r in rows if r.inserted)
         res.updated = len(rows) - res.inserted
         res.routed = sum(1 for r in rows if r.grid_code is not None)

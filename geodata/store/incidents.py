@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from geodata.jsonenc import dumps
 from geodata.store.holidays import load_calendar
 from geodata.store.nearest import POINT_SQL
+from geodata.store.partitions import ensure_street_partitions, street_of_region
 from geodata.store.routing import PROPOSE_K, propose, route_point
 from gridmap import dispatch as rules
 from gridmap.cells import points_to_cells, to_signed
@@ -91,6 +92,7 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
         due = windows.due(COMPLETE, reported_at, category, rkind, cal)
         respond_due = windows.due(RESPOND, reported_at, category, rkind, cal)
         route = route_point(conn, lon, lat)
+        ensure_street_partitions(conn, [route["street_code"]], ("incidents",))  # a street's first incident (0014)
         level_reached, cands = propose(conn, lon, lat, route, skill=required_skill, k=k, radius_m=radius_m)
         proposed = proposal_json(cands)
         conn.execute(text(
@@ -257,6 +259,11 @@ def list_incidents(engine: Engine, region: str | None = None, light: str | None 
     if region:
         where.append("(grid_code = :r OR community_code = :r OR street_code = :r)")
         params["r"] = region
+        with engine.connect() as conn:
+            street = street_of_region(conn, region)
+        if street is not None:  # reads one street partition (and the default one), 0014
+            where.append("(street_code = ANY(:streets) OR street_code IS NULL)")
+            params["streets"] = [street]
     if status:
         where.append("status = :st")
         params["st"] = status

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from geodata.store.auth import expand_regions
+from geodata.store.partitions import region_streets
 from gridmap.contract import COLUMNS, ID_COLUMN, LIST_COLUMNS
 
 #: Service centres this far (metres) outside the region's grids are still drawn.
@@ -101,8 +102,9 @@ def _read_grids(conn, codes, **_) -> gpd.GeoDataFrame:
 def _read_people(conn, layer: str, codes, with_names: bool, only_ids) -> gpd.GeoDataFrame:
     """Households or members of the grids ``codes`` (only ``only_ids`` unless None), lists as lists."""
     id_column = ID_COLUMN[layer]
-    sql = f"SELECT {select_list(layer, with_names=with_names)} FROM {layer} WHERE grid_code = ANY(:codes)"
-    params: dict = {"codes": codes}
+    sql = (f"SELECT {select_list(layer, with_names=with_names)} FROM {layer} WHERE grid_code = ANY(:codes) "
+           "AND (street_code = ANY(:streets) OR street_code IS NULL)")  # only the region's street partitions (0014)
+    params: dict = {"codes": codes, "streets": region_streets(conn, grid_codes=codes)}
     if only_ids is not None:
         sql += f" AND {id_column} = ANY(:only)"
         params["only"] = list(only_ids)

@@ -2,6 +2,11 @@
 
 Geometries are SRID 4326 (WGS84) with GiST indexes; every point has its H3 cell (resolution 10)
 as BIGINT; each grid is also stored as its set of H3 cells (``grid_cells``).
+
+``households``, ``members``, ``links`` and ``incidents`` are partitioned by ``street_code`` (migration
+0014, see :mod:`geodata.store.partitions`): their unique key is ``(street_code, id)`` and the global
+id lives in the lookup tables ``household_street``, ``member_street``, ``incident_street``. The
+``primary_key`` flags below name the logical id for SQLAlchemy; the database keys are the migration's.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class Household(Base):
     room: Mapped[str | None] = mapped_column(Text)
     h3: Mapped[int] = mapped_column(BigInteger, index=True)
     geom = _point()
+    street_code: Mapped[str | None] = mapped_column(Text)  # partition key (0014): grid → community → street
 
 
 class Member(Base):
@@ -111,6 +117,7 @@ class Member(Base):
     phone: Mapped[str | None] = mapped_column(Text)
     h3: Mapped[int] = mapped_column(BigInteger, index=True)
     geom = _point()
+    street_code: Mapped[str | None] = mapped_column(Text)  # partition key (0014): grid → community → street
 
 
 class ServiceCentre(Base):
@@ -146,6 +153,7 @@ class Link(Base):
     member_id: Mapped[str] = mapped_column(Text, index=True)
     distance_m: Mapped[float | None] = mapped_column(Float)
     visit_order: Mapped[int | None] = mapped_column(Integer)
+    street_code: Mapped[str | None] = mapped_column(Text)  # partition key (0014): the household's street
 
 
 class Incident(Base):
@@ -162,7 +170,7 @@ class Incident(Base):
     respond_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # 接单 deadline (0012)
     grid_code: Mapped[str | None] = _grid_ref()
     community_code: Mapped[str | None] = mapped_column(Text)
-    street_code: Mapped[str | None] = mapped_column(Text)
+    street_code: Mapped[str | None] = mapped_column(Text)  # partition key (0014)
     assigned_member_id: Mapped[str | None] = mapped_column(Text, index=True)
     escalation_level: Mapped[str | None] = mapped_column(Text)
     rating: Mapped[int | None] = mapped_column(Integer)
@@ -172,7 +180,7 @@ class Incident(Base):
     # Residents' reports (migration 0008_residents): what they told, the public ticket, hashes only.
     description: Mapped[str | None] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(Text)
-    ticket: Mapped[str | None] = mapped_column(Text, unique=True)
+    ticket: Mapped[str | None] = mapped_column(Text)  # unique across streets through incident_street (0014)
     reporter_phone_hash: Mapped[str | None] = mapped_column(Text)
     follow_hash: Mapped[str | None] = mapped_column(Text)
     follow_key_hash: Mapped[str | None] = mapped_column(Text)
@@ -180,6 +188,19 @@ class Incident(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, server_default="false")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+
+def _lookup(name: str, idcol: str, *extra: Column) -> Table:
+    """Unpartitioned id → street table (0014): global id uniqueness and routing a lookup by id."""
+    return Table(name, metadata, Column(idcol, Text, primary_key=True), Column("street_code", Text), *extra)
+
+
+household_street = _lookup("household_street", "household_id")
+member_street = _lookup("member_street", "member_id")
+incident_street = _lookup("incident_street", "incident_id", Column("ticket", Text, unique=True))
+
+#: The partitioned tables (0014) and their lookup tables.
+PARTITIONED = ("households", "members", "links", "incidents")
+LOOKUPS = {"households": household_street, "members": member_street, "incidents": incident_street}
 
 #: Tables of the contract layers, by layer name.
 LAYER_TABLES: dict[str, Table] = {  # declarative __table__ is typed as its base class, FromClause
