@@ -27,7 +27,6 @@ when communities do not cross streets); the maps are drawn per street under ``OU
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +38,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from api.usecases.plan import PLAN_STEPS, PlanContext, PlanOptions, _grid_figures, _json_default
+from api.usecases.plan import PLAN_STEPS, PlanContext, PlanOptions, _grid_figures
+from geodata.jsonenc import dumps as json_dumps
 
 #: Columns of a grid's row kept in a street's partial (enough to recompute every grid figure).
 GRID_ROW_COLUMNS = ("grid_code", "households", "members", "status", "blank", "blank_reason", "linked_households",
@@ -383,6 +383,6 @@ def _finish(summary, options, root, outdir, streets, failed, workers, cluster, s
                           "streets_sum": round(sum(summary.get("street_seconds", {}).values()), 3)}
     summary["outputs"] = {"layers": str(outdir / "layers"), "streets": str(outdir / "streets")}
     path = outdir / "summary.json"
-    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=_json_default), encoding="utf-8")
+    path.write_text(json_dumps(summary, indent=True), encoding="utf-8")
     return ClusterPlanResult(summary=summary, summary_path=path, layers_dir=outdir / "layers", failed=failed,
                              notes=summary.get("notes", []))
