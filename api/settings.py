@@ -70,8 +70,14 @@ def read_settings(env_file: str | Path | None = None) -> Settings:
         return Settings()
     from dotenv import dotenv_values
 
+    import json
+
     given = {name[len("GRIDMAP_"):].lower(): value for name, value in dotenv_values(env_file).items()
              if name.startswith("GRIDMAP_") and name != ENV_FILE_VARIABLE and value is not None}
+    # Lists, tuples and mappings are written as JSON (as the environment source reads them too).
+    for name, field in Settings.model_fields.items():
+        if name in given and (field.default_factory is not None or isinstance(field.default, (dict, list, tuple))):
+            given[name] = json.loads(given[name])
     return Settings(**given)
 
 
