@@ -66,8 +66,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 def live_app(seeded):
     from geodata.store.session import make_engine
 
-    _app().state.engine = make_engine(seeded)
-    return _app()
+    from geodata.store import pool as hot
+
+    app = _app()
+    app.state.engine = make_engine(seeded)
+    app.state.hot_reader = hot.Reader(seeded, str(app.state.engine.url))  # the event-loop reads too
+    return app
 
 
 @schema.parametrize()
