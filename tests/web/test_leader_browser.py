@@ -49,7 +49,7 @@ def test_leader_page_map_switches_and_drill_down(server, browser, incidents):  #
         context, page, errors, tiles = _open(browser, server, size)
         assert page.url == server + "/leader"
         page.wait_for_selector("#leader-map.mounted canvas")
-        page.wait_for_function("document.querySelector('#leader-map canvas').width > 0")
+        page.wait_for_function("() => document.querySelector('#leader-map canvas').width > 0")
         page.wait_for_timeout(1500)
         assert tiles, "no grid tile was drawn"
         assert "外滩街道" in page.inner_text("h1")

@@ -68,7 +68,7 @@ def _file_report(page, server, photo: bytes, phone: str, size: str) -> str:
     page.check("input[name=category][value=环境卫生]")
     page.fill("textarea[name=description]", "3 号楼楼道堆满杂物，影响通行")
     page.click("#locate")
-    page.wait_for_function("document.getElementById('lon').value !== ''")
+    page.wait_for_function("() => document.getElementById('lon').value !== ''")
     assert "我的位置" in page.inner_text("#place-status")
     page.fill("input[name=address]", "中山路 1 号 3 号楼")
     page.set_input_files("#photos", files=[{"name": "gps.jpg", "mimeType": "image/jpeg", "buffer": photo}])
@@ -132,11 +132,13 @@ def test_another_ticket_needs_the_phone_digits(server, chromium, web_db):
     stranger.goto(f"{server}/report/{ticket}")
     stranger.screenshot(path=str(SHOTS / "report-code-phone.png"), full_page=True)
     stranger.fill("input[name=code]", "8000")
-    stranger.click("button[type=submit]")
+    with stranger.expect_navigation():
+        stranger.click("button[type=submit]")
     assert "没有找到这张工单" in stranger.inner_text("main")
     assert "楼道" not in stranger.content() and stranger.locator(".photos img").count() == 0
     stranger.fill("input[name=code]", "9000")
-    stranger.click("button[type=submit]")
+    with stranger.expect_navigation():
+        stranger.click("button[type=submit]")
     assert "已受理" in stranger.inner_text("#status")
     stranger.screenshot(path=str(SHOTS / "report-follow-desk.png"), full_page=True)
     other.close()

@@ -37,7 +37,7 @@ def test_phone_lists_my_households_and_checks_in_with_the_phone_position(server,
         if size == "phone":
             first = page.locator("ol.households > li").first
             first.locator("summary").click()
-            page.wait_for_function("document.querySelector('details.checkin[open] input[name=lon]').value !== ''")
+            page.wait_for_function("() => document.querySelector('details.checkin[open] input[name=lon]').value !== ''")
             first.locator("textarea[name=note]").fill("老人身体良好")
             page.screenshot(path=str(SHOTS / f"responder-checkin-{size}.png"), full_page=False)
             first.locator("button[type=submit]").click()
