@@ -31,9 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def all_counts(engine) -> dict[str, int]:
     """Rows in every table of the public schema (whatever migrations added), plus the importer's list."""
     with engine.connect() as c:
+        # Partitions are counted through their parent (a street's partition appears with its first row).
         names = [r[0] for r in c.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'spatial_ref_sys' "
-            "ORDER BY tablename"))]
+            "SELECT t.tablename FROM pg_tables t JOIN pg_class k ON k.relname = t.tablename "
+            "JOIN pg_namespace n ON n.oid = k.relnamespace AND n.nspname = t.schemaname "
+            "WHERE t.schemaname = 'public' AND t.tablename <> 'spatial_ref_sys' AND NOT k.relispartition "
+            "ORDER BY t.tablename"))]
         counts = {n: c.execute(sa.text(f'SELECT count(*) FROM "{n}"')).scalar_one() for n in names}
     counts.update({f"importer:{k}": v for k, v in table_counts(engine).items()})
     return counts

@@ -52,9 +52,14 @@ def test_postgis_knn_equals_brute_force(engine):
         for sql, n_scans in ((_knn_sql, 1), (_nearest_sql, 2)):
             plan = "\n".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + sql(False, False, False, True)),
                                                          {"lon": LON0, "lat": LAT0, "k": 5, "kk": 13}))
-            # partitioned members (0014): the geography GiST shows under its partition name (…_geom_idx1)
+            # partitioned members (0014): each street's partition is read through its geography GiST
+            # (…_geom_idx1), merged nearest-first; never a sequential scan
             geog_scans = plan.count("ix_members_geog") + plan.count("_geom_idx1 on members_p_")
-            assert geog_scans == n_scans and "Seq Scan" not in plan, plan
+            # (a partition holding no rows — the default one, or a street left empty by an earlier test — may be
+            # read directly: there is nothing to sort)
+            seq = {line.split("Seq Scan on ", 1)[1].split()[0] for line in plan.splitlines() if "Seq Scan on " in line}
+            held = {t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in seq}
+            assert geog_scans >= n_scans and not any(held.values()), plan
 
 
 @pytest_db
