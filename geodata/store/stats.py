@@ -213,6 +213,10 @@ def member_links(engine: Engine, grid_codes: list[str]) -> list[dict]:
 
 
 def first_street(engine: Engine) -> str | None:
-    """The first street code (for a user whose regions are everywhere and who named none)."""
+    """The region a user whose regions are everywhere opens on: the first street, else (data loaded without
+    streets, as the bundled sample) the first community, else the first grid."""
     with engine.connect() as conn:
-        return conn.execute(text("SELECT code FROM streets ORDER BY code LIMIT 1")).scalar()
+        return conn.execute(text(
+            "SELECT coalesce((SELECT code FROM streets ORDER BY code LIMIT 1), "
+            "(SELECT code FROM communities ORDER BY code LIMIT 1), "
+            "(SELECT grid_code FROM grids ORDER BY grid_code LIMIT 1))")).scalar()

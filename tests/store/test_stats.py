@@ -209,3 +209,20 @@ def test_route_refuses_other_regions_wrong_roles_and_bad_windows_writing_nothing
 def test_whole_city_for_callers_everywhere(client, histories):
     r = client.get("/incidents/stats", params={"region": "*"}, headers=_h(histories, "admin", ["*"]))
     assert r.status_code == 200 and r.json()["total"]["incidents"] == 6 and r.json()["region"] is None
+
+
+def test_everywhere_user_opens_on_a_community_when_no_streets_are_loaded(engine):
+    """The bundled sample has communities and grids but no streets: a 全部辖区 leader still gets a page."""
+    import geopandas as gpd
+    from shapely.geometry import MultiPolygon, box
+
+    from geodata.store.importer import import_layer
+    from geodata.store.stats import first_street
+
+    squares = [MultiPolygon([box(121.0, 31.0, 121.01, 31.01)]), MultiPolygon([box(121.01, 31.0, 121.02, 31.01)])]
+    assert first_street(engine) is None  # nothing loaded
+    import_layer(engine, "grids", gpd.GeoDataFrame({"grid_code": ["G2", "G1"]}, geometry=squares, crs="EPSG:4326"))
+    assert first_street(engine) == "G1"
+    import_layer(engine, "communities", gpd.GeoDataFrame({"code": ["C9", "C1"], "name": ["九", "一"]},
+                                                         geometry=squares, crs="EPSG:4326"))
+    assert first_street(engine) == "C1"
