@@ -182,10 +182,8 @@ def solve_chunked_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solu
             if len(missing):
                 hm = sorted_unique(np.concatenate([hm, missing]))
                 continue
-        # Optimal for the whole block at this stage; escalate only if a minimum is still missed.
-        if not tiered and np.any(load < m_min):
+        if problem.escalate_to_tiers(tiered, load, m_min, sol):
             tiered = True
-            sol.stats["tiered_blocks"] += 1
             continue
         break
     sol.member_of[hs[member_of >= 0]] = ms[member_of[member_of >= 0]]

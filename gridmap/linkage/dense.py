@@ -161,10 +161,8 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
                                    re_solves < problem.NARROW_ROUNDS, sol.stats)
             re_solves += 1
             continue
-        # Optimal for the whole block at this stage; escalate only if a minimum is still missed.
-        if not tiered and np.any(load < m_min):
+        if problem.escalate_to_tiers(tiered, load, m_min, sol):
             tiered = True
-            sol.stats["tiered_blocks"] += 1
             continue
         break
     linked = member_of >= 0

@@ -182,6 +182,15 @@ def previous_local(prob: Problem, hs: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return np.where((prev >= 0) & (ms[pos] == prev), pos, -1).astype(np.int64)
 
 
+def escalate_to_tiers(tiered: bool, load: np.ndarray, m_min: np.ndarray, sol: Solution) -> bool:
+    """Whether a block, optimal at this stage, must be solved again with tier weights: only when it is
+    not tiered yet and a member's minimum is still missed (counted in ``sol.stats``)."""
+    if tiered or not np.any(load < m_min):
+        return False
+    sol.stats["tiered_blocks"] += 1
+    return True
+
+
 def tier_weights(n: int, m: int, dmax: int, bonus: int, any_cross: bool, n_special: int = 0) -> tuple[int, int, int]:
     """Tier weights ``(P, Q, W)`` of a block, each above the largest change of the tiers below that one
     improving step can make (package docstring).
