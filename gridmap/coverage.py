@@ -470,17 +470,10 @@ def gap_cells(households: gpd.GeoDataFrame, uncovered, res: int = 9, basis: str 
         return gpd.GeoDataFrame(cols, geometry=[], crs=WGS84)
     cells = points_to_cells(ll[:, 0], ll[:, 1], res)
     uniq, counts = np.unique(cells, return_counts=True)
-    label = _cell_components(uniq)
-    comp_total = np.bincount(label, weights=counts).astype(int)
-    # number gap areas from the largest (most households) down; ties by lowest cell index
-    first_cell = np.full(comp_total.shape[0], np.iinfo(np.uint64).max, dtype=np.uint64)
-    np.minimum.at(first_cell, label, uniq)
-    rank = np.lexsort((first_cell, -comp_total))
-    gap_id = np.empty_like(rank)
-    gap_id[rank] = np.arange(1, rank.shape[0] + 1)
+    gap_of_cell, gap_households = number_gap_areas(uniq, counts)
     geoms = [cell_polygon(c) for c in uniq]
-    out = gpd.GeoDataFrame({"h3": to_signed(uniq), "households": counts.astype(int), "gap_id": gap_id[label],
-                            "gap_households": comp_total[label], "basis": basis}, geometry=geoms, crs=WGS84)
+    out = gpd.GeoDataFrame({"h3": to_signed(uniq), "households": counts.astype(int), "gap_id": gap_of_cell,
+                            "gap_households": gap_households, "basis": basis}, geometry=geoms, crs=WGS84)
     return out.sort_values(["gap_id", "households"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
@@ -511,6 +504,19 @@ def gap_areas(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         return gpd.GeoDataFrame({"gap_id": [], "households": [], "cells": []}, geometry=[], crs=WGS84)
     g = cells.dissolve("gap_id", aggfunc={"households": "sum", "h3": "count", "basis": "first"}, as_index=False)
     return g.rename(columns={"h3": "cells"})
+
+
+def number_gap_areas(cells: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gap areas of sorted unique H3 cells (uint64) holding ``counts`` households: each cell's area
+    number (1 = most households; ties by lowest cell index) and its area's household total."""
+    label = _cell_components(cells)
+    comp_total = np.bincount(label, weights=counts).astype(int)
+    first_cell = np.full(comp_total.shape[0], np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(first_cell, label, cells)
+    rank = np.lexsort((first_cell, -comp_total))
+    gap_id = np.empty_like(rank)
+    gap_id[rank] = np.arange(1, rank.shape[0] + 1)
+    return gap_id[label], comp_total[label]
 
 
 def _cell_components(cells: np.ndarray) -> np.ndarray:

@@ -240,7 +240,7 @@ def merge_gap_cells(parts: list[pd.DataFrame], basis: str) -> gpd.GeoDataFrame:
     Gap areas are numbered by households, largest first; ties by lowest cell index.
     """
     from gridmap.cells import cell_polygon, to_signed, to_unsigned
-    from gridmap.coverage import _cell_components
+    from gridmap.coverage import number_gap_areas
 
     cells = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"h3": [], "households": []})
     if len(cells) == 0:
@@ -251,15 +251,9 @@ def merge_gap_cells(parts: list[pd.DataFrame], basis: str) -> gpd.GeoDataFrame:
     uniq = to_unsigned(per_cell.index.to_numpy())
     order = np.argsort(uniq)
     uniq, counts = uniq[order], per_cell.to_numpy()[order]
-    label = _cell_components(uniq)
-    comp_total = np.bincount(label, weights=counts).astype(int)
-    first_cell = np.full(comp_total.shape[0], np.iinfo(np.uint64).max, dtype=np.uint64)
-    np.minimum.at(first_cell, label, uniq)
-    rank = np.lexsort((first_cell, -comp_total))
-    gap_id = np.empty_like(rank)
-    gap_id[rank] = np.arange(1, rank.shape[0] + 1)
-    out = gpd.GeoDataFrame({"h3": to_signed(uniq), "households": counts.astype(int), "gap_id": gap_id[label],
-                            "gap_households": comp_total[label], "basis": basis},
+    gap_of_cell, gap_households = number_gap_areas(uniq, counts)  # numbered as one machine would
+    out = gpd.GeoDataFrame({"h3": to_signed(uniq), "households": counts.astype(int), "gap_id": gap_of_cell,
+                            "gap_households": gap_households, "basis": basis},
                            geometry=[cell_polygon(c) for c in uniq], crs="EPSG:4326")
     return out.sort_values(["gap_id", "households"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
