@@ -82,7 +82,14 @@ def leader_home(request: Request, principal: PagePrincipal,
                   region_names=request.state.region_names, light_names=LIGHT_NAMES, status_names=STATUS_NAMES,
                   window={"from": start or "", "to": end or "", "category": category or ""},
                   ranking=(ranking != "off"), query=_export_query(view["region"], start, end, category),
-                  map_layers="grids,gaps,centres,incidents", bounds=bounds, weekly=_weekly(principal, view))
+                  map_layers="grids,gaps,incidents", bounds=bounds, weekly=_weekly(principal, view),
+                  heat_window=_heat_window(t0, t1, category))
+
+
+def _heat_window(start: date | None, end: date | None, category: str | None) -> str:
+    """The heat legend's window in words (report dates, China time)."""
+    text = f"{start or '最早'} 至 {end or '今天'} 上报的{category or ''}事件"
+    return text if start or end else "全部时间上报的" + (category or "") + "事件（可在下方“事件办理”选择时间）"
 
 
 def _weekly(principal: Principal, view: dict) -> list[dict]:
