@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 
 import geopandas as gpd
+import numpy as np
 import shapely
 
 from gridmap.contract import SERVICE_RADIUS_M, WGS84
@@ -44,12 +45,13 @@ def incident_heat(engine, region: str, *, start: date | None, end: date | None, 
     """The incidents of ``region`` reported in the window (China dates, inclusive) and ``category``,
     counted per H3 cell (resolution 9): points at the cell centres with ``n`` and ``open``."""
     from api.usecases.leader import day_window
-    from geodata.store.heat import incident_cells
+    from geodata.store.heat import incident_points
+    from gridmap.cells import points_to_cells
     from gridmap.heat import HEAT_RES, count_cells
 
     t0, t1 = day_window(start, end)
-    cells, is_open = incident_cells(engine, region, t0=t0, t1=t1, category=category)
-    counts = count_cells(cells, is_open)
+    lon, lat, is_open = incident_points(engine, region, t0=t0, t1=t1, category=category)
+    counts = count_cells(points_to_cells(lon, lat, HEAT_RES).astype(np.int64), is_open)
     gdf = gpd.GeoDataFrame({"n": counts["n"].astype(int), "open": counts["open"].astype(int)},
                            geometry=gpd.points_from_xy(counts["lon"], counts["lat"]), crs=WGS84)
     window = {"from": start.isoformat() if start else None, "to": end.isoformat() if end else None,
