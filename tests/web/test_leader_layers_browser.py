@@ -102,3 +102,18 @@ def test_reports_list_downloads_and_phone_tables_do_not_scroll_sideways(server, 
     page.screenshot(path=str(SHOTS / "leaderfeat-tables-phone.png"), full_page=True)
     assert errors == [], errors
     context.close()
+
+
+def test_amap_base_map_asks_every_own_layer_in_gcj02(server, browser, layered):  # noqa: F811
+    context, page, _, _ = _open(browser, server, "desk")  # offline: the Amap raster tiles themselves fail
+    context.add_cookies([{"name": "gridmap_basemap", "value": "amap", "url": server}])
+    asked: list[tuple[str, int]] = []
+    page.on("response", lambda r: asked.append((r.url, r.status)) if "/leader/layers/" in r.url else None)
+    page.goto(server + "/leader?region=S1")
+    page.wait_for_selector("#leader-map.mounted canvas")
+    page.check("#map-layers input[value=sites]")
+    for name in ("heat", "centres", "sites"):
+        _ready(page, name)
+    assert page.get_attribute("#leader-map", "data-basemap") == "amap"
+    assert len(asked) == 3 and all("coords=gcj02" in url and status == 200 for url, status in asked), asked
+    context.close()

@@ -128,7 +128,16 @@
     el.classList.add("mounted");
     el.gridmapMap = handle.map;  // for the page's own tests: which layers are visible
     var markers = {};
-    handle.map.on('load', function () { wireSwitches(handle.map, el, markers); });
+    // Our sources go in once the style is ready — not at 'load', which waits for every base-map tile
+    // (an Amap or Tianditu base map on an intranet without internet may never finish).
+    var wired = false;
+    var wire = function () {
+      if (wired) return;
+      wired = true;
+      wireSwitches(handle.map, el, markers);
+    };
+    handle.map.once('style.load', wire);  // fired once the style (not its tiles) is in place
+    handle.map.once('load', wire);
     labelCommunities(handle.map, el);
   }
 
