@@ -64,7 +64,9 @@ def test_layers_draw_switch_and_follow_the_window(server, browser, weekly):  # n
         assert "可新覆盖 3 户" in page.inner_text("[data-legend=sites]")
         assert "直线 1,000 米" in page.inner_text("[data-legend=centres]")
         assert page.inner_text("#leader-map .site-label").startswith("建议1")
-        page.wait_for_timeout(1000)  # let the GeoJSON layers paint before the picture
+        for layer in ("l-heat", "l-centres-pt", "l-centres-line", "l-sites-pt"):  # drawn, not only added
+            page.wait_for_function(f"() => document.querySelector('#leader-map').gridmapMap"
+                                   f".queryRenderedFeatures({{layers: ['{layer}']}}).length > 0")
         page.screenshot(path=str(SHOTS / f"leaderfeat-map-{size}.png"), full_page=True)
         for box, layer in (("heat", "l-heat"), ("centres", "l-centres-line"), ("sites", "l-sites-pt")):
             assert _visibility(page, layer) == "visible"
