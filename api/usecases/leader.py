@@ -249,21 +249,30 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
 
 # -- members (亮晒比拼) ------------------------------------------------------------------------------
 
-def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict]) -> list[dict]:
-    """Per member of the grids: households linked (current 包片联户 run), incidents handled (closed),
+#: Members' visits (走访) are counted over this many days before the page's time.
+VISIT_WINDOW_DAYS = 30
+
+def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],
+                   at: datetime | None = None) -> list[dict]:
+    """Per member of the grids: households linked (current 包片联户 run), visits logged in the
+    :data:`VISIT_WINDOW_DAYS` days before ``at`` (走访, ``visits_30d``), incidents handled (closed),
     incidents held, average rating, and a rank (亮晒比拼) by incidents handled, then average rating,
     then households linked. Names masked unless the caller's role and region allow (audited).
     """
     from geodata.store import stats
+    from geodata.store.visits import visit_counts
 
     rows = stats.member_links(engine, grid_codes)
+    since = (at or datetime.now(LOCAL_TZ)) - timedelta(days=VISIT_WINDOW_DAYS)
+    visits = {v["member_id"]: int(v["visits"]) for v in visit_counts(engine, grid_codes, since)}
     names = member_names(engine, principal, [r["member_id"] for r in rows])
     incidents = {r["code"]: r for r in by_member if r["code"]}
     out = []
     for r in rows:
         inc = incidents.get(r["member_id"], {})
         out.append({"member_id": r["member_id"], "name": names.get(r["member_id"]), "grid_code": r["grid_code"],
-                    "linked_households": int(r["linked_households"]), "incidents": int(inc.get("incidents", 0)),
+                    "linked_households": int(r["linked_households"]),
+                    "visits_30d": visits.get(r["member_id"], 0), "incidents": int(inc.get("incidents", 0)),
                     "handled": int(inc.get("closed", 0)), "avg_rating": inc.get("avg_rating"),
                     "satisfaction_pct": inc.get("satisfaction_pct")})
     ordered = sorted(out, key=lambda m: (-m["handled"], -(m["avg_rating"] or 0), -m["linked_households"],
@@ -295,7 +304,7 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     children = _children(engine, region, level, report)
     incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category)
     grid_codes = [g["grid_code"] for g in report["grids"]]
-    members = member_figures(engine, principal, grid_codes, incidents["by_member"])
+    members = member_figures(engine, principal, grid_codes, incidents["by_member"], at=at)
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
     labels = label_points(out["grid_status"], "community_code") if level == "street" else []
     names = _names(engine, path, children, incidents)
