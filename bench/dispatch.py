@@ -12,10 +12,12 @@ Measured, all at concurrency ``--concurrency`` (8) on loopback:
 * **the service** (``gridmap serve --workers N``, uvloop + httptools) under ``wrk``: ``/health`` (the
   floor: framework + ``SELECT 1``, no token), ``/responders/nearest`` (random points, dispatcher token),
   ``/me/households`` (a responder's token) and ``/tiles/grids/15/{x}/{y}.mvt`` (random tiles of the district);
-* optionally (``--baseline DIR``) ``/health`` and ``/responders/nearest`` of the server from another checkout
+* optionally (``--baseline DIR``) ``/health``, ``/responders/nearest`` and ``/me/households`` of the server from another checkout
   (e.g. ``/work/main`` before this work) on the same database, for a before/after in one run.
 
-Prints req/s, p50/p99, errors, the ratios of issue 19 with PASS/FAIL, and ``uptime`` before and after
+All of it in rounds (``--rounds``): each round runs the bare queries and then every endpoint of every
+server in turn, so that the figures in a ratio share the machine's drifting load; each figure is the
+median over the rounds. Prints req/s, p50/p99, errors, the ratios of issue 19 with PASS/FAIL, and ``uptime`` before and after
 (the machine is shared: figures move by ±20 % with its load). Beside each HTTP row: the server's
 CPU milliseconds per request (all its processes), which the machine's load moves much less.
 
@@ -187,11 +189,12 @@ class RenderTile:
         store.render_tile(self.engine, "grids", *job, pii=True)
 
 
-def bare_queries(ctx: dict, dsn: str, conc: int, n: int) -> dict:
+def bare_queries(ctx: dict, dsn: str, conc: int, n: int, seed: int = 1) -> dict:
+    """One round of the bare anchors: ``n`` KNN and households queries, ``n // 10`` (≥ 100) tiles."""
     from geodata.store.pool import _MEMBER_HOUSEHOLDS_SQL
 
-    pts = points(ctx["bounds"], n)
-    tile_jobs = [ctx["tiles"][i % len(ctx["tiles"])] for i in range(max(n // 10, 200))]
+    pts = points(ctx["bounds"], n, seed)
+    tile_jobs = [ctx["tiles"][(i + seed) % len(ctx["tiles"])] for i in range(max(n // 10, 100))]
     return {
         "nearest": in_threads(PsycopgQuery(dsn, KNN_SQL, lambda p: {"lon": p[0], "lat": p[1]}), pts, conc),
         "households": in_threads(PsycopgQuery(dsn, _MEMBER_HOUSEHOLDS_SQL, lambda _: {"m": ctx["member"]}),
@@ -296,32 +299,52 @@ def lua_scripts(ctx: dict, folder: Path) -> dict[str, str]:
     return {"nearest": str(nearest), "tiles": str(tile)}
 
 
-def serve_and_load(url: str, ctx: dict, args, scripts: dict, code: Path, which: tuple[str, ...]) -> dict:
-    """Start the server of ``code``, load each endpoint of ``which`` at ``args.concurrency``, stop it."""
+def _plan(ctx: dict, scripts: dict) -> dict[str, tuple]:
     disp = {"Authorization": f"Bearer {ctx['dispatcher']}"}
-    plan = {"health": ("/health", None, None), "nearest": ("/responders/nearest", scripts["nearest"], disp),
+    return {"health": ("/health", None, None), "nearest": ("/responders/nearest", scripts["nearest"], disp),
             "households": ("/me/households", None, {"Authorization": f"Bearer {ctx['responder']}"}),
             "tiles": ("/", scripts["tiles"], disp)}
-    proc = start_server(url, args.port, args.workers, code)
+
+
+def _median(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    return {name: {k: (sum(r[k] for r in rs) if k == "errors" else float(np.median([r[k] for r in rs])))
+                   for k in rs[0]} for name, rs in runs.items()}
+
+
+def load_in_rounds(url: str, ctx: dict, args, scripts: dict, servers: dict[str, tuple[Path, tuple[str, ...]]],
+                   bare_round) -> tuple[dict, dict]:
+    """Start every server (label → checkout, endpoints), then in each of ``args.rounds`` rounds run the bare
+    queries (``bare_round(i)``) and load each server's endpoints in turn; stop them. Medians over rounds.
+
+    On a shared machine the load drifts by ×3 within minutes: interleaving puts every figure compared in a
+    ratio (nearest vs /health vs the bare KNN, this checkout vs the baseline) under the same drift."""
+    plan, procs = _plan(ctx, scripts), {}
     try:
-        base = f"http://127.0.0.1:{args.port}"
-        for name in which:  # warm-up: imports, pools, plans
-            path, script, hdr = plan[name]
-            run_wrk(base + path, 2, 1, script, hdr)
-        # Rounds, each endpoint in turn: on a shared machine the load drifts, and interleaving puts the
-        # endpoints compared in a ratio under the same drift.
-        runs: dict[str, list[dict]] = {name: [] for name in which}
+        for i, (label, (code, _)) in enumerate(servers.items()):
+            try:
+                procs[label] = (start_server(url, args.port + i, args.workers, code), args.port + i)
+            except RuntimeError as e:  # e.g. a baseline checkout whose schema is newer than this database's
+                print(f"server {label} ({code}) not measured: {str(e)[:300]}")
+        for label, (_, port) in procs.items():  # warm-up: imports, pools, plans
+            for name in servers[label][1]:
+                run_wrk(f"http://127.0.0.1:{port}{plan[name][0]}", 2, 1, plan[name][1], plan[name][2])
+        runs: dict[str, dict[str, list[dict]]] = {label: {n: [] for n in servers[label][1]} for label in procs}
+        bare: dict[str, list[dict]] = {}
         seconds = args.duration / args.rounds
-        for _ in range(args.rounds):
-            for name in which:
-                cpu = group_cpu_s(proc.pid)
-                r = run_wrk(base + plan[name][0], args.concurrency, seconds, plan[name][1], plan[name][2])
-                r["cpu_ms"] = (group_cpu_s(proc.pid) - cpu) * 1e3 / max(1.0, r["rps"] * seconds)
-                runs[name].append(r)
-        return {name: {k: (sum(r[k] for r in rs) if k == "errors" else float(np.median([r[k] for r in rs])))
-                       for k in rs[0]} for name, rs in runs.items()}
+        for r in range(args.rounds):
+            for name, res in bare_round(r).items():
+                bare.setdefault(name, []).append(res)
+            for label, (proc, port) in procs.items():
+                for name in servers[label][1]:
+                    cpu = group_cpu_s(proc.pid)
+                    res = run_wrk(f"http://127.0.0.1:{port}{plan[name][0]}", args.concurrency, seconds,
+                                  plan[name][1], plan[name][2])
+                    res["cpu_ms"] = (group_cpu_s(proc.pid) - cpu) * 1e3 / max(1.0, res["rps"] * seconds)
+                    runs[label][name].append(res)
+        return _median(bare), {label: _median(rs) for label, rs in runs.items()}
     finally:
-        stop_server(proc)
+        for proc, _ in procs.values():
+            stop_server(proc)
 
 
 # -- report --------------------------------------------------------------------------------------------
@@ -337,8 +360,9 @@ def row(label: str, r: dict) -> str:
 
 
 def report(bare: dict, http: dict, base: dict | None, args) -> bool:
-    print(f"\n== concurrency {args.concurrency}; gridmap serve --workers {args.workers}; wrk {args.rounds} × "
-          f"{args.duration / args.rounds:g} s per endpoint, in turn; medians over the rounds (errors: the sum)")
+    print(f"\n== concurrency {args.concurrency}; gridmap serve --workers {args.workers}; {args.rounds} rounds, each: the "
+          f"bare queries, then wrk {args.duration / args.rounds:g} s per endpoint and server in turn; medians over the "
+          "rounds (errors: the sum)")
     print(f"  {'':42s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'CPU ms/req':>9s}")
     print(row("GET /health (the floor)", http["health"]))
     for name, label, bare_label in (("nearest", "GET /responders/nearest", "bare KNN query (psycopg)"),
@@ -350,6 +374,7 @@ def report(bare: dict, http: dict, base: dict | None, args) -> bool:
         print(f"\n  baseline server ({args.baseline}), same database, same settings:")
         print(row("  GET /health (baseline)", base["health"]))
         print(row("  GET /responders/nearest (baseline)", base["nearest"]))
+        print(row("  GET /me/households (baseline)", base["households"]))
     n, h, k = http["nearest"], http["health"], bare["nearest"]
     goals = [(f"nearest / health ≥ {GOAL_OF_HEALTH:.0%}", n["rps"] / h["rps"], n["rps"] / h["rps"] >= GOAL_OF_HEALTH),
              (f"nearest / bare KNN ≥ {GOAL_OF_KNN:.0%}", n["rps"] / k["rps"], n["rps"] / k["rps"] >= GOAL_OF_KNN),
@@ -359,6 +384,13 @@ def report(bare: dict, http: dict, base: dict | None, args) -> bool:
     if base:
         goals.append(("/health above the baseline's", h["rps"] / base["health"]["rps"],
                       h["rps"] > base["health"]["rps"]))
+    print("\n== beside the goals (server CPU per request moves far less with the machine's load than req/s)")
+    print(f"  server CPU per request, nearest / health: {n['cpu_ms'] / h['cpu_ms']:.2f}"
+          f"   (the 70 % goal needs about ≤ {1 / GOAL_OF_HEALTH:.2f} when the server's core is the limit)")
+    if base:
+        b = base["nearest"]
+        print(f"  nearest, this checkout / baseline: req/s {n['rps'] / b['rps']:.2f}, p99 {n['p99_ms'] / b['p99_ms']:.2f}, "
+              f"CPU per request {n['cpu_ms'] / b['cpu_ms']:.2f}")
     print("\n== issue 19 goals")
     for text, value, ok in goals:
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -377,10 +409,11 @@ def main(argv=None) -> int:
                     help="the endpoints are loaded in turn this many times; each figure is the median over rounds")
     ap.add_argument("--households-per-grid", type=int, nargs=2, default=(300, 500),
                     help="synthetic households per grid, low high (default 300 500: ~120k households, ~8k members)")
-    ap.add_argument("--bare-queries", type=int, default=20_000, help="bare KNN/households queries per anchor")
+    ap.add_argument("--bare-queries", type=int, default=20_000,
+                    help="bare KNN/households queries per anchor (split over the rounds)")
     ap.add_argument("--baseline", type=Path,
                     help="another checkout whose server is measured too (before/after); its schema must be this one's")
-    ap.add_argument("--port", type=int, default=18766)
+    ap.add_argument("--port", type=int, default=18766, help="this checkout's port (the baseline's: the next one)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: install it (Debian/Ubuntu: apt-get install -y wrk)")
@@ -394,16 +427,15 @@ def main(argv=None) -> int:
         print(f"seeded in {time.perf_counter() - t:.0f} s: {ctx['grids']} real grids, {ctx['households']:,} households, "
               f"{ctx['members']:,} members; {len(ctx['tiles'])} tiles at z{TILE_ZOOM}")
         dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
-        bare = bare_queries(ctx, dsn, args.concurrency, args.bare_queries)
         with tempfile.TemporaryDirectory(prefix="gridmap-bench-") as folder:
             scripts = lua_scripts(ctx, Path(folder))
-            http = serve_and_load(url, ctx, args, scripts, ROOT, ("health", "nearest", "households", "tiles"))
-            base = None
+            servers = {"this": (ROOT, ("health", "nearest", "households", "tiles"))}
             if args.baseline:
-                try:
-                    base = serve_and_load(url, ctx, args, scripts, args.baseline.resolve(), ("health", "nearest"))
-                except RuntimeError as e:  # e.g. a checkout whose schema is newer than this database's
-                    print(f"baseline server from {args.baseline} not measured: {str(e)[:300]}")
+                servers["baseline"] = (args.baseline.resolve(), ("health", "nearest", "households"))
+            per_round = max(1, args.bare_queries // args.rounds)
+            bare, served = load_in_rounds(url, ctx, args, scripts, servers,
+                                          lambda r: bare_queries(ctx, dsn, args.concurrency, per_round, seed=r + 1))
+        http, base = served["this"], served.get("baseline")
         ok = report(bare, http, base, args)
         print(f"\nuptime after: {uptime()}")
         return 0 if ok else 1

@@ -123,12 +123,22 @@ def member_grid(engine: Engine, member_id: str) -> tuple[bool, str | None]:
 
 
 #: A member's current 包片联户 households in visiting order (psycopg placeholder; the async reader in
-#: ``geodata.store.pool`` runs the same text).
+#: ``geodata.store.pool`` runs the same text). Households are partitioned by street (migration 0014)
+#: and keyed ``(street_code, household_id)``: a join on the id alone reads every partition in full
+#: (~50 ms at 120k households). Each link's household street comes from the ``household_street``
+#: lookup (one primary-key probe, kept from the LATERAL's LIMIT from turning into a merge over the
+#: whole lookup), and the household is then one index probe in its street's partition (run-time
+#: pruning); households in no street (NULL, the default partition) by the second arm.
 MEMBER_HOUSEHOLDS_SQL = (
     "SELECT h.household_id, h.grid_code, h.size, h.tags, h.name, h.phone, h.id_number, h.building, h.unit, h.room, "
     "ST_X(h.geom) AS lon, ST_Y(h.geom) AS lat, l.distance_m, l.visit_order, l.run_id "
     "FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
-    "JOIN households h ON h.household_id = l.household_id "
+    "CROSS JOIN LATERAL (SELECT hs.street_code FROM household_street hs "
+    "WHERE hs.household_id = l.household_id LIMIT 1) hs "
+    "CROSS JOIN LATERAL ("
+    "SELECT * FROM households h1 WHERE h1.street_code = hs.street_code AND h1.household_id = l.household_id "
+    "UNION ALL SELECT * FROM households h0 WHERE hs.street_code IS NULL AND h0.street_code IS NULL "
+    "AND h0.household_id = l.household_id) h "
     "WHERE l.member_id = %(m)s ORDER BY l.visit_order NULLS LAST, h.household_id COLLATE \"C\"")
 
 

@@ -5,6 +5,13 @@ on the sphere (mean radius 6,371,008.8 m, the same as ``gridmap.metric.haversine
 degrees. ``ST_DWithin(…, false)`` (sphere) bounds the scan when a radius is given, in the same
 index scan. Ties are broken by ``member_id`` (byte order, ``COLLATE "C"``), as
 ``gridmap.dispatch.rank`` does. Coordinates WGS84 (EPSG:4326) degrees.
+
+Members are partitioned by street (街道, migration 0014): without a street the KNN merges the
+nearest-first scans of every street's partition. A pool of grids lying in one street (an incident's
+grid, community or street tier, a street's dispatcher) names that street (``m.street_code =
+:street``), and PostgreSQL reads only its partition, pruned when the executor starts, so a prepared
+statement's generic plan prunes too (issue 18). The street is taken from the pool's grids the way
+members get theirs (grid → community → street, :data:`POOL_STREET_SQL`), so the answer never changes.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ TIE_MARGIN = 8
 _COLUMNS = "m.member_id, m.kind, m.grid_code, m.skills, m.available, ST_X(m.geom) AS lon, ST_Y(m.geom) AS lat"
 
 
-def _conditions(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+def _conditions(skill: bool, radius: bool, pool: bool, only_available: bool, street: bool = False) -> str:
     where = []
+    if street:  # first: the partition key, pruned at executor start-up
+        where.append("m.street_code = :street")
     if only_available:
         where.append("m.available")
     if skill:
@@ -50,20 +59,20 @@ def _conditions(skill: bool, radius: bool, pool: bool, only_available: bool) -> 
     return " AND ".join(where) if where else "true"
 
 
-def _knn_sql(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+def _knn_sql(skill: bool, radius: bool, pool: bool, only_available: bool, street: bool = False) -> str:
     """One KNN index scan: the k + TIE_MARGIN nearest by ``<->`` alone (an ``ORDER BY distance,
     member_id`` would make PostgreSQL sort every matching row instead of walking the index)."""
-    cond = _conditions(skill, radius, pool, only_available)
+    cond = _conditions(skill, radius, pool, only_available, street)
     return (f"SELECT {_COLUMNS}, m.geom::geography <-> {POINT_SQL} AS distance_m FROM members m WHERE {cond} "
             f"ORDER BY m.geom::geography <-> {POINT_SQL} LIMIT :kk")
 
 
-def _nearest_sql(skill: bool, radius: bool, pool: bool, only_available: bool) -> str:
+def _nearest_sql(skill: bool, radius: bool, pool: bool, only_available: bool, street: bool = False) -> str:
     """The exact ranking in two index scans, for when more than TIE_MARGIN responders tie at the
     k-th place: (1) a KNN scan finds the k-th smallest distance D; (2) an ST_DWithin scan fetches
     everyone within D (a hair more, then cut at exactly D with the same ``<->``), so every member
     tied at the k-th place is seen and the id decides among them."""
-    cond = _conditions(skill, radius, pool, only_available)
+    cond = _conditions(skill, radius, pool, only_available, street)
     return (
         f"WITH knn AS (SELECT m.geom::geography <-> {POINT_SQL} AS d FROM members m WHERE {cond} "
         f"ORDER BY m.geom::geography <-> {POINT_SQL} LIMIT :k), "
@@ -75,16 +84,41 @@ def _nearest_sql(skill: bool, radius: bool, pool: bool, only_available: bool) ->
     )
 
 
-_FLAGS = [(s, r, p, a) for s in (False, True) for r in (False, True) for p in (False, True) for a in (False, True)]
+#: Statement variants: which of skill, radius, pool, only_available, street apply (a street only with a pool).
+_FLAGS = [(s, r, p, a, t) for s in (False, True) for r in (False, True) for p in (False, True) for a in (False, True)
+          for t in ((False, True) if p else (False,))]
+Flags = tuple[bool, bool, bool, bool, bool]
+
+#: The streets of a pool's grids, as members get theirs (grid → community → street; NULL for a grid
+#: in no street). Grid codes unknown to the store hold no members (foreign key) and add nothing.
+POOL_STREET_SQL = ("SELECT DISTINCT c.street_code FROM grids g LEFT JOIN communities c ON c.code = g.community_code "
+                   "WHERE g.grid_code = ANY(:pool)")
+_POOL_STREET = text(POOL_STREET_SQL)
 _KNN_SQL = {f: text(_knn_sql(*f)) for f in _FLAGS}
 _NEAREST_SQL = {f: text(_nearest_sql(*f)) for f in _FLAGS}
 
 
+def one_street(streets) -> str | None:
+    """The street every member of a pool lies in (the rows of :data:`POOL_STREET_SQL`), or None when
+    the grids lie in several streets or any in none: then nothing is pruned."""
+    streets = list(streets)
+    return streets[0] if len(streets) == 1 and streets[0] is not None else None
+
+
+def pool_street(conn: Connection, pool: list[str] | None) -> str | None:
+    """:func:`one_street` of the grid codes ``pool`` (one small query; None without a pool)."""
+    if not pool:
+        return None
+    return one_street(conn.execute(_POOL_STREET, {"pool": list(pool)}).scalars())
+
+
 def knn_params(lon: float, lat: float, k: int, skill: str | None, radius_m: float | None,
-               pool: list[str] | None, only_available: bool) -> tuple[tuple[bool, bool, bool, bool], dict[str, object]]:
+               pool: list[str] | None, only_available: bool, street: str | None = None) -> tuple[Flags, dict[str, object]]:
     """The statement variant (which filters apply) and the bound values of a nearest-responder query
-    (WGS84 degrees; ``radius_m`` metres); shared by the synchronous and the event-loop readers."""
-    flags = (skill is not None, radius_m is not None, pool is not None, only_available)
+    (WGS84 degrees; ``radius_m`` metres); shared by the synchronous and the event-loop readers.
+    ``street`` (the pool's one street, :func:`one_street`) counts only with a pool."""
+    street = street if pool is not None else None
+    flags = (skill is not None, radius_m is not None, pool is not None, only_available, street is not None)
     params: dict[str, object] = {"lon": float(lon), "lat": float(lat), "k": int(k), "kk": int(k) + TIE_MARGIN}
     if skill is not None:
         params["skill"] = skill
@@ -92,6 +126,8 @@ def knn_params(lon: float, lat: float, k: int, skill: str | None, radius_m: floa
         params["radius"] = float(radius_m)
     if pool is not None:
         params["pool"] = list(pool)
+    if street is not None:
+        params["street"] = street
     return flags, params
 
 
@@ -114,8 +150,11 @@ def nearest_responders(conn: Connection, lon: float, lat: float, k: int = 5, ski
     -------
     list of dict with ``member_id, kind, grid_code, skills, available, lon, lat, distance_m``
     (no name or phone: those are personal data).
+
+    With a pool lying in one street only that street's partition is read (:func:`pool_street`).
     """
-    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available)
+    street = pool_street(conn, pool)
+    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available, street)
     rows = [dict(r._mapping) for r in conn.execute(_KNN_SQL[flags], params)]
     # Python's str order is code-point order, the same as PostgreSQL's COLLATE "C" on UTF-8.
     rows.sort(key=lambda r: (r["distance_m"], r["member_id"]))

@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from geodata.store import auth
-from geodata.store.nearest import _FLAGS, _knn_sql, _nearest_sql, knn_params
+from geodata.store.nearest import _FLAGS, POOL_STREET_SQL, _knn_sql, _nearest_sql, knn_params, one_street
 from geodata.store.links import MEMBER_HOUSEHOLDS_SQL as _MEMBER_HOUSEHOLDS_SQL  # one query, two drivers
 
 T = TypeVar("T")
@@ -186,15 +186,36 @@ async def record_audit(reader: Reader, *, token_id: int | None, role: str | None
 
 _KNN = {f: to_pyformat(_knn_sql(*f)) for f in _FLAGS}
 _NEAREST = {f: to_pyformat(_nearest_sql(*f)) for f in _FLAGS}
+_POOL_STREET = to_pyformat(POOL_STREET_SQL)
+#: A pool without one street, cached as such (the cache never stores None).
+_NO_STREET = ""
+
+
+async def pool_street(reader: Reader, pool: list[str] | None) -> str | None:
+    """:func:`geodata.store.nearest.pool_street` in the event loop, cached per pool as the region
+    expansions are (``geodata.store.auth``: cleared on grid imports and commits, which may move a grid)."""
+    if not pool:
+        return None
+    key = ("pool_street", reader.cache_key, frozenset(pool))
+    hit = _cache_get(key)
+    if hit is None:
+        async def select(conn):
+            return [r["street_code"] for r in await (await conn.execute(_POOL_STREET, {"pool": list(pool)})).fetchall()]
+
+        hit = one_street(await reader.read(select)) or _NO_STREET
+        _cache_put(key, hit)
+    return hit or None
 
 
 async def nearest_responders(reader: Reader, lon: float, lat: float, k: int = 5, skill: str | None = None,
                              radius_m: float | None = None, pool: list[str] | None = None,
                              only_available: bool = True) -> list[dict]:
     """:func:`geodata.store.nearest.nearest_responders` in the event loop: the ``k`` nearest suitable
-    responders to a WGS84 point, nearest first, ``distance_m`` in metres on the sphere, ties by id.
+    responders to a WGS84 point, nearest first, ``distance_m`` in metres on the sphere, ties by id;
+    a pool in one street reads only that street's partition.
     """
-    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available)
+    street = await pool_street(reader, pool)
+    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available, street)
 
     async def knn(conn):
         rows = await (await conn.execute(_KNN[flags], params)).fetchall()

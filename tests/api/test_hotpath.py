@@ -315,3 +315,79 @@ def test_hot_route_without_the_app_gate_still_checks_the_caller(town):
     assert client.get("/responders/nearest", params=q).status_code == 401
     assert client.get("/responders/nearest", params=q, headers=town["hdr"]("planner")).status_code == 403
     assert client.get("/responders/nearest", params=q, headers=town["hdr"]("leader")).status_code == 200
+
+
+# -- the route's own query parsing and its place in the route list (issue 19) -------------------------------
+
+BAD_QUERIES = [{"lon": 200, "lat": 30}, {"lat": 30}, {}, {"lon": "abc", "lat": 30}, {"lon": 120, "lat": 30, "k": 0},
+               {"lon": 120, "lat": 30, "k": 1.5}, {"lon": 120, "lat": 30, "k": 101}, {"lon": "nan", "lat": 30},
+               {"lon": "inf", "lat": "-inf"}, {"lon": 120, "lat": 30, "radius_m": -5}, {"lon": 120, "lat": 30, "radius_m": ""},
+               {"lon": 120, "lat": 30, "skill": "技" * 51}, {"lon": "9" * 3000, "lat": 30}, {"lon": 120, "lat": 95}]
+
+
+def _declared_nearest_app(town):
+    """The route as FastAPI would solve it from declared ``Query`` arguments (its shape before issue 19),
+    with the service's own error handlers: the reference for the hand-parsed query string."""
+    from fastapi import FastAPI, Query
+
+    from api import guards
+    from geodata.store.session import make_engine
+
+    app = FastAPI()
+    app.state.engine = make_engine(town["url"])
+    guards.install(app)
+
+    @app.get("/responders/nearest")
+    async def nearest(lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
+                      k: int = Query(5, ge=1, le=100), skill: str | None = Query(None, max_length=50),
+                      radius_m: float | None = Query(None, gt=0, le=100_000)):
+        return {"lon": lon, "lat": lat, "k": k, "skill": skill, "radius_m": radius_m}
+
+    return app
+
+
+def test_hand_parsed_query_gives_fastapis_422s_and_values(town):
+    from api.app import create_app
+    from urllib.parse import quote
+
+    from starlette.requests import Request
+
+    from api.routes.nearest import NearestQuery, parse_query
+
+    hdr = town["hdr"]("dispatcher")
+    declared = TestClient(_declared_nearest_app(town))
+    with TestClient(create_app(town["url"])) as client:
+        for q in BAD_QUERIES:
+            want, got = declared.get("/responders/nearest", params=q), client.get("/responders/nearest", params=q, headers=hdr)
+            assert (got.status_code, got.json()) == (422, want.json()), q
+    for qs in ("lon=120.5&lat=30&k=7&skill=法律&radius_m=250", "lon=1&lat=2&lon=3", "lon=1&lat=2&skill=&extra=x"):
+        want = declared.get("/responders/nearest?" + qs).json()
+        raw = quote(qs, safe="=&").encode()  # as a client sends it
+        parsed = parse_query(Request({"type": "http", "query_string": raw, "headers": []}), NearestQuery)
+        assert parsed.model_dump() == want, qs
+
+
+def test_openapi_documents_the_hand_parsed_parameters_as_declared_ones(town):
+    from api.app import create_app
+
+    doc = create_app(town["url"]).openapi()["paths"]["/responders/nearest"]["get"]
+    ref = _declared_nearest_app(town).openapi()["paths"]["/responders/nearest"]["get"]
+    strip = [{**{k: v for k, v in p.items() if k != "description"},
+              "schema": {k: v for k, v in p["schema"].items() if k != "description"}} for p in doc["parameters"]]
+    assert [(p["name"], p["required"]) for p in doc["parameters"]] == [("lon", True), ("lat", True), ("k", False),
+                                                                        ("skill", False), ("radius_m", False)]
+    assert strip == ref["parameters"] and set(doc["responses"]) == {"200", "422"}
+
+
+def test_hot_routes_come_first_and_no_other_route_claims_their_paths(town):
+    from starlette.routing import Match
+
+    from api.app import HOT_PATHS, create_app
+
+    routes = create_app(town["url"]).router.routes
+    at = [getattr(r, "path", None) for r in routes].index("/health")
+    assert [p.path for p in routes[at + 1].original_router.routes] == ["/responders/nearest"]
+    for path in HOT_PATHS:
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": []}
+        full = [r for r in routes if r.matches(dict(scope))[0] == Match.FULL]
+        assert full == [routes[at + 1]], path  # moving it ahead of the others changes which route answers nothing
