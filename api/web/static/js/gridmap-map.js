@@ -236,6 +236,26 @@
     return [sw[0], sw[1], ne[0], ne[1]];
   }
 
+  /** Performance marks for measuring (bench/leader.py): `gridmap-map-load` when the style is in, and
+   *  `gridmap-first-frame` at the first frame drawn with every visible grids tile (the first idle when the
+   *  map has no grids layer). */
+  function markTimings(map, layers) {
+    if (!window.performance || !performance.mark) { return; }
+    map.once('load', function () { performance.mark('gridmap-map-load'); });
+    var source = layers.indexOf('grids') >= 0 ? 'grids' : null;
+    var done = false;
+    var onRender = function () {
+      if (done || !source || !map.getSource(source) || !map.isSourceLoaded(source)) { return; }
+      done = true;
+      performance.mark('gridmap-first-frame');
+      map.off('render', onRender);
+    };
+    map.on('render', onRender);
+    map.once('idle', function () {
+      if (!done) { done = true; performance.mark('gridmap-first-frame'); map.off('render', onRender); }
+    });
+  }
+
   /** Mount a live map in `element`; returns {map, destroy}. */
   function mount(element, options) {
     var opts = options || {};
@@ -260,6 +280,7 @@
     if (getComputedStyle(element).position === 'static') { element.style.position = 'relative'; }
     element.appendChild(legend(layers));
     var markers = [];
+    markTimings(map, layers);
     map.on('idle', function () { labelGrids(map, markers); });
     layers.forEach(function (layer) {
       LAYER_STYLES[layer].forEach(function (spec, i) {
