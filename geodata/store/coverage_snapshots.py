@@ -27,6 +27,7 @@ Layers are stored as GeoParquet (WGS84) — exact floats and geometries, no pick
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -133,19 +134,29 @@ def cached(engine: Engine, key: SnapshotKey, compute: Callable[[], tuple[dict, d
 
 
 def _to_parquet(frame: pd.DataFrame) -> bytes:
+    """GeoParquet (or Parquet) bytes of ``frame``, after a JSON header naming its ``object`` columns: Parquet
+    reads text back as pandas' ``str`` dtype, and the snapshot must give back what the computation gave."""
     buf = io.BytesIO()
     if isinstance(frame, gpd.GeoDataFrame):
         frame.to_parquet(buf, index=False)
     else:
         pd.DataFrame(frame).to_parquet(buf, index=False)
-    return buf.getvalue()
+    geometry = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
+    header = json.dumps([c for c in frame.columns if frame[c].dtype == object and c != geometry]).encode()
+    return len(header).to_bytes(4, "big") + header + buf.getvalue()
 
 
-def _from_parquet(blob: bytes) -> gpd.GeoDataFrame:
-    buf = io.BytesIO(bytes(blob))
+def _from_parquet(blob: bytes) -> pd.DataFrame:
+    data = bytes(blob)
+    size = int.from_bytes(data[:4], "big")
+    objects = json.loads(data[4:4 + size])
+    buf = io.BytesIO(data[4 + size:])
     try:
-        return gpd.read_parquet(buf)
+        frame = gpd.read_parquet(buf)
     except ValueError:  # a plain table (no geometry column)
         buf.seek(0)
-        return pd.read_parquet(buf)
-
+        frame = pd.read_parquet(buf)
+    for c in objects:
+        values = frame[c].astype(object)
+        frame[c] = values.where(values.notna(), None)
+    return frame
