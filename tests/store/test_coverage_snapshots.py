@@ -75,7 +75,8 @@ def _insert_household(engine, hid="H4", grid="G1", x=121.484):
 
 WRITES = {
     "households": lambda e: _insert_household(e),
-    "members": "INSERT INTO members (member_id, grid_code, h3, geom) VALUES ('M2', 'G2', 0, ST_SetSRID(ST_MakePoint(121.495, 31.205), 4326))",
+    "members": "INSERT INTO members (member_id, grid_code, h3, geom) "
+               "VALUES ('M2', 'G2', 0, ST_SetSRID(ST_MakePoint(121.495, 31.205), 4326))",
     "members_moved": "UPDATE members SET grid_code = 'G2' WHERE member_id = 'M1'",
     "links": "DELETE FROM links WHERE household_id = 'H2'",
     "link_runs": "UPDATE link_runs SET is_current = false",
