@@ -131,7 +131,7 @@ def _open_street(p, base: str, street: str, cookies: list) -> tuple[dict, list]:
     context.add_cookies(cookies)
     page = context.new_page()
     done: list = []
-    page.on("requestfinished", done.append)
+    page.on("requestfinished", lambda r: done.append(r))
     page.goto(f"{base}/leader?region={street}", wait_until="domcontentloaded")
     page.wait_for_function("() => performance.getEntriesByName('gridmap-first-frame').length > 0", timeout=120_000)
     timings = page.evaluate(_PAGE_TIMINGS)
