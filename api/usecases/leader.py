@@ -48,11 +48,23 @@ def coverage_layers(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap
     older than the last committed write; computed and stored when there is none. ``layers`` names the
     layers wanted (default: all four). Raises :class:`RegionNotFound` when the region holds no grids.
     """
-    from geodata.store.coverage_snapshots import LAYERS, SnapshotKey, cached
+    from geodata.store.coverage_snapshots import LAYERS
 
-    key = SnapshotKey(region, float(radius_m), int(gap_res))
-    return cached(engine, key, lambda: compute_coverage(engine, region, radius_m, gap_res),
-                  LAYERS if layers is None else layers)
+    snap = _snapshot(engine, region, radius_m, gap_res, LAYERS if layers is None else layers)
+    return snap.layers, snap.summary
+
+
+def _snapshot(engine, region: str, radius_m: float, gap_res: int, layers):
+    """The coverage snapshot of the region, with the ``GET /coverage`` tables and the community label points
+    derived once when it is built (``derived["report"]``, ``derived["community_labels"]``)."""
+    from geodata.store.coverage_snapshots import SnapshotKey, cached
+
+    def derive(out: dict, summary: dict) -> dict:
+        return {"report": coverage_tables(out, summary, region, radius_m),
+                "community_labels": label_points(out["grid_status"], "community_code")}
+
+    return cached(engine, SnapshotKey(region, float(radius_m), int(gap_res)),
+                  lambda: compute_coverage(engine, region, radius_m, gap_res), layers, derive)
 
 
 def compute_coverage(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap_res: int = 9):
@@ -126,8 +138,7 @@ def coverage_report(engine, region: str, radius_m: float = SERVICE_RADIUS_M) -> 
     Per row: households, members, linked households and link coverage (%), members needed, blank
     grids (空白网格) and households inside the straight-line service circle (``radius_m`` metres).
     """
-    out, summary = coverage_layers(engine, region, radius_m, layers=("grid_status",))
-    return coverage_tables(out, summary, region, radius_m)
+    return _snapshot(engine, region, radius_m, 9, ()).derived["report"]
 
 
 def label_points(status, by: str) -> list[dict]:
@@ -308,8 +319,8 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     """
     from geodata.store import stats
 
-    out, summary = coverage_layers(engine, region, layers=("grid_status",))
-    report = coverage_tables(out, summary, region, SERVICE_RADIUS_M)
+    snap = _snapshot(engine, region, SERVICE_RADIUS_M, 9, ())  # the tables and labels, not the layers
+    report = snap.derived["report"]
     path = stats.region_path(engine, region)
     level = path[-1]["level"] if path else "street"
     children = _children(engine, region, level, report)
@@ -317,7 +328,7 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     grid_codes = [g["grid_code"] for g in report["grids"]]
     members = member_figures(engine, principal, grid_codes, incidents["by_member"])
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
-    labels = label_points(out["grid_status"], "community_code") if level == "street" else []
+    labels = [dict(p) for p in snap.derived["community_labels"]] if level == "street" else []
     names = _names(engine, path, children, incidents)
     for point in labels:
         point["name"] = names.get(point["code"], point["code"])

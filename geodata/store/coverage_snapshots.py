@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import geopandas as gpd
+import orjson
 import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -80,41 +81,54 @@ def _epoch(conn: Connection) -> int:
     return int(conn.execute(text("SELECT COALESCE((SELECT n FROM coverage_epoch WHERE id = 1), 0)")).scalar_one())
 
 
-def read(conn: Connection, key: SnapshotKey, epoch: int, layers: Iterable[str] = LAYERS
-         ) -> tuple[dict[str, gpd.GeoDataFrame], dict] | None:
-    """``(layers, summary)`` of the snapshot of ``key`` in ``epoch``, only the named ``layers``; None when
-    there is none."""
+@dataclass
+class Snapshot:
+    """A region's coverage: ``layers`` (only those asked for; WGS84 GeoDataFrames), ``summary`` and
+    ``derived`` (what :func:`cached`'s ``derive`` made of them, plain JSON values)."""
+
+    layers: dict[str, gpd.GeoDataFrame]
+    summary: dict
+    derived: dict
+
+
+def read(conn: Connection, key: SnapshotKey, epoch: int, layers: Iterable[str] = LAYERS) -> Snapshot | None:
+    """The snapshot of ``key`` in ``epoch`` with only the named ``layers``; None when there is none."""
     names = [name for name in layers if name in LAYERS]
     cols = "".join(f", {name}" for name in names)
-    row = conn.execute(text(f"SELECT summary{cols} FROM coverage_snapshots WHERE region = :region "
+    row = conn.execute(text(f"SELECT summary, derived{cols} FROM coverage_snapshots WHERE region = :region "
                             "AND radius_m = :radius_m AND gap_res = :gap_res AND epoch = :epoch"),
                        {**key.params(), "epoch": epoch}).first()
     if row is None:
         return None
-    return {name: _from_parquet(row[i + 1]) for i, name in enumerate(names)}, dict(row[0])
+    return Snapshot({name: _from_parquet(row[i + 2]) for i, name in enumerate(names)}, dict(row[0]),
+                    orjson.loads(row[1]) if row[1] is not None else {})
 
 
-def write(conn: Connection, key: SnapshotKey, epoch: int, out: dict, summary: dict, build_ms: int) -> bool:
-    """Store ``(out, summary)`` as the snapshot of ``key`` in ``epoch`` unless the epoch has moved on
+def write(conn: Connection, key: SnapshotKey, epoch: int, snap: Snapshot, build_ms: int) -> bool:
+    """Store ``snap`` (every layer) as the snapshot of ``key`` in ``epoch`` unless the epoch has moved on
     (a write committed while it was computed); returns whether it was stored."""
-    from geodata.jsonenc import dumps
+    from geodata.jsonenc import dumps, dumps_bytes
 
-    blobs = {name: _to_parquet(out[name]) for name in LAYERS}
+    blobs = {name: _to_parquet(snap.layers[name]) for name in LAYERS}
     stored = conn.execute(text(f"""
-        INSERT INTO coverage_snapshots (region, radius_m, gap_res, epoch, summary, build_ms, {", ".join(LAYERS)})
-        SELECT :region, :radius_m, :gap_res, :epoch, CAST(:summary AS jsonb), :build_ms, {", ".join(f":{n}" for n in LAYERS)}
+        INSERT INTO coverage_snapshots (region, radius_m, gap_res, epoch, summary, derived, build_ms, {", ".join(LAYERS)})
+        SELECT :region, :radius_m, :gap_res, :epoch, CAST(:summary AS jsonb), :derived, :build_ms,
+               {", ".join(f":{n}" for n in LAYERS)}
         WHERE COALESCE((SELECT n FROM coverage_epoch WHERE id = 1), 0) = :epoch
         ON CONFLICT (region, radius_m, gap_res) DO UPDATE SET epoch = EXCLUDED.epoch, summary = EXCLUDED.summary,
-            build_ms = EXCLUDED.build_ms, built_at = now(), {", ".join(f"{n} = EXCLUDED.{n}" for n in LAYERS)}
-        RETURNING 1"""), {**key.params(), "epoch": epoch, "summary": dumps(summary), "build_ms": build_ms, **blobs})
+            derived = EXCLUDED.derived, build_ms = EXCLUDED.build_ms, built_at = now(),
+            {", ".join(f"{n} = EXCLUDED.{n}" for n in LAYERS)}
+        RETURNING 1"""), {**key.params(), "epoch": epoch, "summary": dumps(snap.summary),
+                           "derived": dumps_bytes(snap.derived), "build_ms": build_ms, **blobs})
     return stored.first() is not None
 
 
 def cached(engine: Engine, key: SnapshotKey, compute: Callable[[], tuple[dict, dict]],
-           layers: Iterable[str] = LAYERS) -> tuple[dict[str, gpd.GeoDataFrame], dict]:
-    """The coverage ``(layers, summary)`` of ``key``: from its snapshot when current, else ``compute()``d
-    and stored. Two requests missing the same key at once compute it once: the second waits on the
-    first's advisory lock and then reads its snapshot. Only the named ``layers`` are read back."""
+           layers: Iterable[str] = LAYERS, derive: Callable[[dict, dict], dict] | None = None) -> Snapshot:
+    """The coverage of ``key``: from its snapshot when current, else ``compute()``d (``(layers, summary)``)
+    and stored with ``derive(layers, summary)`` (plain JSON values the pages read instead of the layers).
+    Two requests missing the same key at once compute it once: the second waits on the first's advisory
+    lock and then reads its snapshot. Only the named ``layers`` are read back."""
     layers = tuple(layers)
     epoch = current_epoch(engine)
     with engine.connect() as conn:
@@ -129,8 +143,16 @@ def cached(engine: Engine, key: SnapshotKey, compute: Callable[[], tuple[dict, d
             return hit
         t0 = time.perf_counter()
         out, summary = compute()
-        write(conn, key, epoch, out, summary, int((time.perf_counter() - t0) * 1000))
-    return {name: out[name] for name in layers if name in out}, summary
+        # what is served is what a later read gives back: the summary and derived values through JSON
+        snap = Snapshot(out, orjson.loads(_dumps(summary)), orjson.loads(_dumps(derive(out, summary) if derive else {})))
+        write(conn, key, epoch, snap, int((time.perf_counter() - t0) * 1000))
+    return Snapshot({name: out[name] for name in layers if name in out}, snap.summary, snap.derived)
+
+
+def _dumps(value) -> bytes:
+    from geodata.jsonenc import dumps_bytes
+
+    return dumps_bytes(value)
 
 
 def _to_parquet(frame: pd.DataFrame) -> bytes:

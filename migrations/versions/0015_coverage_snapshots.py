@@ -2,8 +2,9 @@
 
 - ``coverage_snapshots``: one row per (region, radius in metres, H3 resolution of the gap cells) with the
   layers of :func:`api.usecases.leader.coverage_layers` as GeoParquet (WGS84) and its summary (JSONB),
-  stamped with the ``epoch`` it was computed in. Derived data only: :mod:`geodata.store.coverage_snapshots`
-  writes and reads it.
+  stamped with the ``epoch`` it was computed in, and what the pages derive from them (``derived``: the
+  ``GET /coverage`` tables and the map's label points, as JSON bytes). Derived data only:
+  :mod:`geodata.store.coverage_snapshots` writes and reads it.
 - ``coverage_epoch``: one row, the current epoch. Only readers advance it (under an advisory lock), when they
   find dirty marks; a snapshot is served only while its epoch is current.
 - ``coverage_dirty``: one row per statement that changed ``grids``, ``communities``, ``households``,
@@ -64,6 +65,7 @@ def upgrade() -> None:
                     sa.Column("unlinked_households", sa.LargeBinary, nullable=False),
                     sa.Column("service_areas", sa.LargeBinary, nullable=False),
                     sa.Column("gap_cells", sa.LargeBinary, nullable=False),
+                    sa.Column("derived", sa.LargeBinary),
                     sa.Column("built_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
                     sa.Column("build_ms", sa.Integer))
     op.create_table("coverage_epoch", sa.Column("id", sa.Integer, primary_key=True),

@@ -150,7 +150,7 @@ def test_two_requests_missing_at_once_compute_once(seeded, computed):
         return out
 
     def read(compute):
-        results.append(snaps.cached(seeded, key, compute)[1])
+        results.append(snaps.cached(seeded, key, compute).summary)
 
     first = threading.Thread(target=read, args=(slow,))
     first.start()
@@ -174,7 +174,7 @@ def test_a_write_committed_during_a_computation_is_never_served(seeded, computed
         _insert_household(seeded)
         return out
 
-    stale = snaps.cached(seeded, key, racing)[1]
+    stale = snaps.cached(seeded, key, racing).summary
     assert stale["households"] == 3
     assert _report(seeded)["summary"]["households"] == 4 == _fresh(seeded)["summary"]["households"]
 
