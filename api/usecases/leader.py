@@ -249,12 +249,14 @@ def masked_names(engine, principal, member_ids: list[str], people: dict[str, dic
 
 
 def incident_stats(engine, principal, region: str | None, *, at: datetime, start: date | None = None,
-                   end: date | None = None, category: str | None = None, overdue_limit: int = 500) -> dict:
+                   end: date | None = None, category: str | None = None, overdue_limit: int = 500,
+                   people: dict[str, dict] | None = None) -> dict:
     """The body of ``GET /incidents/stats``: counts by light, category and grid, KPIs per street,
     community, grid and member, and the overdue (red) list with who holds each and for how long.
 
     Member names are personal data: shown through ``present_pii`` by the caller's rights (masked
-    otherwise; unmasked reads audited). Times are returned timezone-aware.
+    otherwise; unmasked reads audited). Times are returned timezone-aware. ``people`` may hold members
+    already read (``member_id`` → ``{name, grid_code}``); only the others are looked up.
     """
     from geodata.store import stats
 
@@ -263,7 +265,9 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
     overdue = stats.overdue_incidents(engine, region, at=at, t0=t0, t1=t1, category=category, limit=overdue_limit)
     ids = sorted({r["code"] for r in counts["member"] if r["code"]} | {o["assigned_member_id"] for o in overdue
                                                                        if o["assigned_member_id"]})
-    names = member_names(engine, principal, ids)
+    known = people or {}
+    missing = [i for i in ids if i not in known]
+    names = masked_names(engine, principal, ids, {**(stats.member_names(engine, missing) if missing else {}), **known})
     for o in overdue:
         o["holder_name"] = names.get(o["assigned_member_id"])
         o["overdue_hours"] = round(float(o["overdue_hours"]), 1)
@@ -279,14 +283,16 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
 
 # -- members (亮晒比拼) ------------------------------------------------------------------------------
 
-def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict]) -> list[dict]:
+def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],
+                   rows: list[dict] | None = None) -> list[dict]:
     """Per member of the grids: households linked (current 包片联户 run), incidents handled (closed),
     incidents held, average rating, and a rank (亮晒比拼) by incidents handled, then average rating,
-    then households linked. Names masked unless the caller's role and region allow (audited).
+    then households linked. Names masked unless the caller's role and region allow (audited). ``rows``:
+    :func:`geodata.store.stats.member_links` of the grids when already read.
     """
     from geodata.store import stats
 
-    rows = stats.member_links(engine, grid_codes)
+    rows = stats.member_links(engine, grid_codes) if rows is None else rows
     names = masked_names(engine, principal, [r["member_id"] for r in rows],
                          {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in rows})
     incidents = {r["code"]: r for r in by_member if r["code"]}
@@ -324,9 +330,12 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     path = stats.region_path(engine, region)
     level = path[-1]["level"] if path else "street"
     children = _children(engine, region, level, report)
-    incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category)
     grid_codes = [g["grid_code"] for g in report["grids"]]
-    members = member_figures(engine, principal, grid_codes, incidents["by_member"])
+    links = stats.member_links(engine, grid_codes)  # read once: the members table and the incident holders' names
+    people = {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in links}
+    incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category,
+                               people=people)
+    members = member_figures(engine, principal, grid_codes, incidents["by_member"], links)
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
     labels = [dict(p) for p in snap.derived["community_labels"]] if level == "street" else []
     names = _names(engine, path, children, incidents)

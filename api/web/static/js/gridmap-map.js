@@ -243,12 +243,13 @@
     return [sw[0], sw[1], ne[0], ne[1]];
   }
 
-  /** Performance marks for measuring (bench/leader.py): `gridmap-map-load` when the style is in, and
-   *  `gridmap-first-frame` at the first frame drawn once grids tiles have arrived and every visible one is
-   *  loaded (the first idle when the map has no grids layer). */
+  /** Performance marks for measuring (bench/leader.py): `gridmap-map-load` when the style is in,
+   *  `gridmap-first-tile-frame` at the first frame drawn after a grids tile arrived, and `gridmap-first-frame`
+   *  at the first frame drawn with every visible grids tile loaded (the first idle when the map has no grids
+   *  layer). */
   function markTimings(map, layers, onFirstFrame) {
     var mark = function (name) { if (window.performance && performance.mark) { performance.mark(name); } };
-    map.once('load', function () { mark('gridmap-map-load'); });
+    map.once('styledata', function () { mark('gridmap-map-load'); });
     var source = layers.indexOf('grids') >= 0 ? 'grids' : null;
     var tiles = 0;
     var done = false;
@@ -260,7 +261,9 @@
       onFirstFrame();
     };
     var onData = function (e) { if (e.sourceId === source && e.tile) { tiles += 1; } };
+    var firstTile = false;
     var onRender = function () {
+      if (!firstTile && tiles > 0) { firstTile = true; mark('gridmap-first-tile-frame'); }
       if (!done && source && tiles > 0 && map.isSourceLoaded(source)) { finish(); }
     };
     map.on('sourcedata', onData);
