@@ -266,7 +266,8 @@ def run(args) -> None:
             print(f"/leader street {street} ({attempt}): html {_ms(t['html'])}, figures (first paint) {_ms(t['fcp'])}, "
                   f"maplibre {_ms(t['maplibre'])}, map style {_ms(t['style'])}, first grids tile {_ms(t['tile'])}, "
                   f"first frame with a grids tile {_ms(t['tile_frame'])}, "
-                  f"first map frame (every visible grids tile drawn) {_ms(t['frame'])} (goal < 2 s); {t['bytes'] / 1e6:.2f} MB in {t['requests']} "
+                  f"first map frame (every visible grids tile drawn) {_ms(t['frame'])} (goal < 2 s); "
+                  f"{t['bytes'] / 1e6:.2f} MB in {t['requests']} "
                   f"requests by then, {t['bytes_3s'] / 1e6:.2f} MB in {t['requests_3s']} 3 s later (goal < 3 MB) "
                   f"[{load_avg()}]")
         session = {"Cookie": f"gridmap_session={cookie}"}
