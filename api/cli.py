@@ -18,6 +18,7 @@ from api.commands import nearest as nearest_cmd
 from api.commands import plan as plan_cmd
 from api.commands import posts as posts_cmd
 from api.commands import redraw as redraw_cmd
+from api.commands import report as report_cmd
 from api.commands import serve as serve_cmd
 from api.commands import token as token_cmd
 from api.commands import user as user_cmd
@@ -52,6 +53,7 @@ app.add_typer(token_cmd.token_app, name="token")
 app.add_typer(user_cmd.user_app, name="user")
 app.add_typer(posts_cmd.posts_app, name="posts")
 app.add_typer(calendar_cmd.calendar_app, name="calendar")
+app.add_typer(report_cmd.report_app, name="report")
 # --- end REGISTER --------------------------------------------------------------------------------
 
 

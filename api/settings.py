@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         "接单 respond and 办结 complete clocks, e.g. [categories.\"安全生产\"] respond = {hours = 2}."))
     notify_webhook_url: str | None = Field(None, description=(
         "URL the reminder job POSTs each notice to as JSON (an SMS/WeCom gateway); none: in-app notices only."))
+    weekly_report_dir: Path = Field(Path("var/reports"), description=(
+        "Folder the weekly job writes each street's report to (每周报表, <street>/<street>-<monday>.xlsx)."))
 
 
 ENV_FILE_VARIABLE = "GRIDMAP_ENV_FILE"

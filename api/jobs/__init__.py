@@ -110,6 +110,7 @@ def worker_app(url: str) -> procrastinate.App:
     reminders.register(app)
     from api.jobs import redraw  # redraw drafts (issue 16)
     redraw.register(app)
+    from api.jobs import weekly_report; weekly_report.register(app)  # noqa: E702 — weekly reports (issue 14)
     return app
 
 

@@ -283,16 +283,24 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
 
 # -- members (亮晒比拼) ------------------------------------------------------------------------------
 
-def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],
-                   rows: list[dict] | None = None) -> list[dict]:
-    """Per member of the grids: households linked (current 包片联户 run), incidents handled (closed),
+#: Members' visits (走访) are counted over this many days before the page's time.
+VISIT_WINDOW_DAYS = 30
+
+
+def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],  # noqa: PLR0913
+                   at: datetime | None = None, rows: list[dict] | None = None) -> list[dict]:
+    """Per member of the grids: households linked (current 包片联户 run), visits logged in the
+    :data:`VISIT_WINDOW_DAYS` days before ``at`` (走访, ``visits_30d``), incidents handled (closed),
     incidents held, average rating, and a rank (亮晒比拼) by incidents handled, then average rating,
     then households linked. Names masked unless the caller's role and region allow (audited). ``rows``:
     :func:`geodata.store.stats.member_links` of the grids when already read.
     """
     from geodata.store import stats
+    from geodata.store.visits import visit_counts
 
     rows = stats.member_links(engine, grid_codes) if rows is None else rows
+    since = (at or datetime.now(LOCAL_TZ)) - timedelta(days=VISIT_WINDOW_DAYS)
+    visits = {v["member_id"]: int(v["visits"]) for v in visit_counts(engine, grid_codes, since)}
     names = masked_names(engine, principal, [r["member_id"] for r in rows],
                          {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in rows})
     incidents = {r["code"]: r for r in by_member if r["code"]}
@@ -300,7 +308,8 @@ def member_figures(engine, principal, grid_codes: list[str], by_member: list[dic
     for r in rows:
         inc = incidents.get(r["member_id"], {})
         out.append({"member_id": r["member_id"], "name": names.get(r["member_id"]), "grid_code": r["grid_code"],
-                    "linked_households": int(r["linked_households"]), "incidents": int(inc.get("incidents", 0)),
+                    "linked_households": int(r["linked_households"]),
+                    "visits_30d": visits.get(r["member_id"], 0), "incidents": int(inc.get("incidents", 0)),
                     "handled": int(inc.get("closed", 0)), "avg_rating": inc.get("avg_rating"),
                     "satisfaction_pct": inc.get("satisfaction_pct")})
     ordered = sorted(out, key=lambda m: (-m["handled"], -(m["avg_rating"] or 0), -m["linked_households"],
@@ -335,7 +344,7 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     people = {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in links}
     incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category,
                                people=people)
-    members = member_figures(engine, principal, grid_codes, incidents["by_member"], links)
+    members = member_figures(engine, principal, grid_codes, incidents["by_member"], at=at, rows=links)
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
     labels = [dict(p) for p in snap.derived["community_labels"]] if level == "street" else []
     names = _names(engine, path, children, incidents)

@@ -59,7 +59,8 @@ def leader_workbook(view: dict, *, start=None, end=None, category=None, generate
              **{k: v for k, v in kpi["grid"].get(r["grid_code"], {}).items() if k != "code"}} for r in cov["grids"]])
     _sheet(wb, "党员", header, [("rank", "名次", "int"), ("member_id", "党员编号", "text"), ("name", "姓名", "text"),
                                 ("grid_code", "网格编码", "text"), ("_grid", "网格名称", "text"),
-                                ("linked_households", "联系户数", "int"), ("incidents", "经办事件", "int"),
+                                ("linked_households", "联系户数", "int"), ("visits_30d", "近30天走访", "int"),
+                                ("incidents", "经办事件", "int"),
                                 ("handled", "已办结", "int"), ("avg_rating", "平均评分", "num"),
                                 ("satisfaction_pct", "满意率", "pct")],
            [{**m, "_grid": view["grid_names"].get(m["grid_code"]) or m["grid_code"]} for m in view["members"]])

@@ -25,6 +25,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(CSRFMiddleware, max_body_bytes=max_body_bytes)
     app.include_router(leader.router)  # before pages: /leader lives in api/web/leader.py
+    from api.web import leader_layers; app.include_router(leader_layers.router)  # noqa: E702 — issue 14 layers
     app.include_router(pages.router)
     app.include_router(job_pages.router)
     app.include_router(report.router)  # residents: /report (no login)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from api.auth import Principal, public
 from api.web.pages import NOT_FOUND, PageError, PagePrincipal, require_page_role
@@ -82,7 +82,48 @@ def leader_home(request: Request, principal: PagePrincipal,
                   region_names=request.state.region_names, light_names=LIGHT_NAMES, status_names=STATUS_NAMES,
                   window={"from": start or "", "to": end or "", "category": category or ""},
                   ranking=(ranking != "off"), query=_export_query(view["region"], start, end, category),
-                  map_layers="grids,gaps,centres,incidents", bounds=bounds)
+                  map_layers="grids,gaps,incidents", bounds=bounds, weekly=_weekly(principal, view),
+                  heat_window=_heat_window(t0, t1, category))
+
+
+def _heat_window(start: date | None, end: date | None, category: str | None) -> str:
+    """The heat legend's window in words (report dates, China time)."""
+    text = f"{start or '最早'} 至 {end or '今天'} 上报的{category or ''}事件"
+    return text if start or end else "全部时间上报的" + (category or "") + "事件（可在下方“事件办理”选择时间）"
+
+
+def _weekly(principal: Principal, view: dict) -> list[dict]:
+    """The weekly reports (每周报表) of the page's street, when the street is the user's."""
+    from geodata.store.reports import list_reports
+
+    streets = [p["code"] for p in view["path"] if p["level"] == "street" and principal.covers_code(p["code"])]
+    return list_reports(principal.engine, streets) if streets else []
+
+
+@router.get("/leader/reports/{report_id}.xlsx")
+@public
+def weekly_download(principal: PagePrincipal, report_id: Annotated[int, Path(ge=1, le=2**62)]):
+    """One weekly report of a street of the user's (the same 404 for a missing one and another's); audited."""
+    from urllib.parse import quote
+
+    from fastapi.responses import Response
+
+    from api.usecases.weekly_reports import read_report
+    from api.web.render import secure
+    from geodata.store.auth import record_audit
+    from geodata.store.reports import get_report
+
+    require_page_role(principal, "leader")
+    row = get_report(principal.engine, report_id)
+    body = read_report(row) if row and principal.covers_code(row["street_code"]) else None
+    if body is None:
+        raise PageError(404, NOT_FOUND)
+    record_audit(principal.engine, token_id=None, role=principal.role, member_id=principal.member_id,
+                 action="export", what="weekly_report", ids=[row["street_code"]],
+                 detail={"report_id": report_id, "week_start": row["week_start"].isoformat()})
+    filename = f"每周报表-{row['street_code']}-{row['week_start']:%Y%m%d}.xlsx"
+    return secure(Response(body, media_type=XLSX_TYPE,
+                           headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}))
 
 
 def _export_query(region: str, start: str | None, end: str | None, category: str | None) -> str:

@@ -13,14 +13,14 @@
   that changes only ``available`` (在岗/离岗) marks nothing: coverage does not depend on it.
 
 Revision ID: 0015_coverage_snapshots
-Revises: 0014_partition_by_street
+Revises: 0016_weekly_reports (the lead re-chains at merge)
 """
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0015_coverage_snapshots"
-down_revision = "0014_partition_by_street"
+down_revision = "0016_weekly_reports"
 branch_labels = None
 depends_on = None
 
