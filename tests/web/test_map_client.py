@@ -227,11 +227,14 @@ def test_amap_mode_asks_for_gcj02_tiles_and_labels_follow_the_shift(live, browse
         page.close()
 
 
-#: The test page's map, switched (incidents off) as soon as its style is in — before any tile can arrive.
+#: The test page's map, switched (incidents off, gaps on) as soon as its style is in — before any tile arrives.
 _SWITCH_EARLY = """
 Object.defineProperty(window, 'gridmap', {configurable: true, get() { return window._gm; }, set(v) {
   window._gm = v;
-  v.map.once('styledata', () => v.map.setLayoutProperty('incidents-0', 'visibility', 'none'));
+  v.map.once('styledata', () => {  // as the leaders' page applies its switches at style.load
+    v.map.setLayoutProperty('incidents-0', 'visibility', 'none');
+    v.map.setLayoutProperty('gaps-0', 'visibility', 'visible');  // still waits for the grids
+  });
 }});"""
 
 

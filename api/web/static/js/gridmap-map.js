@@ -271,19 +271,25 @@
     map.once('idle', function () { if (!done) { finish(); } });
   }
 
-  /** Show the deferred layers once the grids are drawn, except those a caller has switched itself meanwhile
-   *  (its setLayoutProperty(id, 'visibility', …) wins). Returns the function that shows them. */
+  /** Show the deferred layers once the grids are drawn. Until then a caller's
+   *  setLayoutProperty(id, 'visibility', v) on one of them only records v: 'none' keeps it hidden for good,
+   *  'visible' (e.g. a page applying its checked switches at style.load) shows it with the others.
+   *  Returns the function that shows them. */
   function deferLayers(map, deferred) {
     var waiting = {};
     deferred.forEach(function (layer) { styleIds(layer).forEach(function (id) { waiting[id] = true; }); });
     var set = map.setLayoutProperty.bind(map);
     map.setLayoutProperty = function (id, name, value, options) {
-      if (name === 'visibility') { delete waiting[id]; }
+      if (name === 'visibility' && Object.prototype.hasOwnProperty.call(waiting, id)) {
+        waiting[id] = value !== 'none';
+        return map;
+      }
       return set(id, name, value, options);
     };
     return function () {
-      Object.keys(waiting).forEach(function (id) { if (map.getLayer(id)) { set(id, 'visibility', 'visible'); } });
+      var shown = waiting;
       waiting = {};
+      Object.keys(shown).forEach(function (id) { if (shown[id] && map.getLayer(id)) { set(id, 'visibility', 'visible'); } });
     };
   }
 
