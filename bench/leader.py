@@ -277,7 +277,11 @@ def run(args) -> None:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a PDF render still holding a worker thread
+                proc.kill()
+                proc.wait()
         if url is not None and not (args.keep or args.reuse):
             drop_database(url)
 
