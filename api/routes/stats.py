@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from api.auth import Principal, current_principal
+from geodata.jsonenc import dumps_bytes
 
 router = APIRouter(tags=["incidents"])
 
@@ -39,6 +40,8 @@ def get_incident_stats(request: Request,
     principal.require_code(region)
     if start and end and end < start:
         raise HTTPException(422, detail="to: must not be before from")
-    return incident_stats(request.app.state.engine, principal, None if region == "*" else region,
-                          at=datetime.now(UTC),
-                          start=start, end=end, category=category or None)
+    body = incident_stats(request.app.state.engine, principal, None if region == "*" else region,
+                          at=datetime.now(UTC), start=start, end=end, category=category or None)
+    # already plain JSON values: encoded once by orjson, not walked again by FastAPI's encoder (a whole city's
+    # 5,000 rows took seconds there)
+    return Response(dumps_bytes(body), media_type="application/json")

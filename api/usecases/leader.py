@@ -38,12 +38,37 @@ class RegionNotFound(LookupError):
     """The region holds no grids (unknown code)."""
 
 
-def coverage_layers(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap_res: int = 9):
+def coverage_layers(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap_res: int = 9,
+                    layers: tuple[str, ...] | None = None):
     """Coverage of ``region`` (street/community/grid code): ``(layers, summary)`` of
-    :func:`gridmap.coverage.coverage_gaps` on the store's data; radius in metres (straight line).
+    :func:`gridmap.coverage.coverage_gaps` on the store's data plus the policy figures; radius in metres
+    (straight line), gap cells at H3 resolution ``gap_res``.
 
-    Raises :class:`RegionNotFound` when the region holds no grids.
+    Read from the region's coverage snapshot (:mod:`geodata.store.coverage_snapshots`), which is never
+    older than the last committed write; computed and stored when there is none. ``layers`` names the
+    layers wanted (default: all four). Raises :class:`RegionNotFound` when the region holds no grids.
     """
+    from geodata.store.coverage_snapshots import LAYERS
+
+    snap = _snapshot(engine, region, radius_m, gap_res, LAYERS if layers is None else layers)
+    return snap.layers, snap.summary
+
+
+def _snapshot(engine, region: str, radius_m: float, gap_res: int, layers):
+    """The coverage snapshot of the region, with the ``GET /coverage`` tables and the community label points
+    derived once when it is built (``derived["report"]``, ``derived["community_labels"]``)."""
+    from geodata.store.coverage_snapshots import SnapshotKey, cached
+
+    def derive(out: dict, summary: dict) -> dict:
+        return {"report": coverage_tables(out, summary, region, radius_m),
+                "community_labels": label_points(out["grid_status"], "community_code")}
+
+    return cached(engine, SnapshotKey(region, float(radius_m), int(gap_res)),
+                  lambda: compute_coverage(engine, region, radius_m, gap_res), layers, derive)
+
+
+def compute_coverage(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap_res: int = 9):
+    """:func:`coverage_layers` computed afresh from the store (no snapshot read or written)."""
     from geodata.store.coverage import load_coverage_inputs
     from gridmap.coverage import coverage_gaps
 
@@ -113,8 +138,7 @@ def coverage_report(engine, region: str, radius_m: float = SERVICE_RADIUS_M) -> 
     Per row: households, members, linked households and link coverage (%), members needed, blank
     grids (空白网格) and households inside the straight-line service circle (``radius_m`` metres).
     """
-    out, summary = coverage_layers(engine, region, radius_m)
-    return coverage_tables(out, summary, region, radius_m)
+    return _snapshot(engine, region, radius_m, 9, ()).derived["report"]
 
 
 def label_points(status, by: str) -> list[dict]:
@@ -201,10 +225,15 @@ def member_names(engine, principal, member_ids: list[str]) -> dict[str, str | No
     """``member_id`` → the member's name, masked (``张*``) unless the caller's role and region allow it;
     the ids shown unmasked are written to the audit log (one entry, ids only)."""
     from geodata.store import stats
+
+    return masked_names(engine, principal, member_ids, stats.member_names(engine, member_ids))
+
+
+def masked_names(engine, principal, member_ids: list[str], people: dict[str, dict]) -> dict[str, str | None]:
+    """:func:`member_names` of members already read (``member_id`` → ``{name, grid_code}``)."""
     from geodata.store.auth import record_audit
     from gridmap.privacy import mask_name
 
-    people = stats.member_names(engine, member_ids)
     out, unmasked = {}, []
     for member_id in member_ids:
         person = people.get(member_id, {"name": None, "grid_code": None})
@@ -220,12 +249,14 @@ def member_names(engine, principal, member_ids: list[str]) -> dict[str, str | No
 
 
 def incident_stats(engine, principal, region: str | None, *, at: datetime, start: date | None = None,
-                   end: date | None = None, category: str | None = None, overdue_limit: int = 500) -> dict:
+                   end: date | None = None, category: str | None = None, overdue_limit: int = 500,
+                   people: dict[str, dict] | None = None) -> dict:
     """The body of ``GET /incidents/stats``: counts by light, category and grid, KPIs per street,
     community, grid and member, and the overdue (red) list with who holds each and for how long.
 
     Member names are personal data: shown through ``present_pii`` by the caller's rights (masked
-    otherwise; unmasked reads audited). Times are returned timezone-aware.
+    otherwise; unmasked reads audited). Times are returned timezone-aware. ``people`` may hold members
+    already read (``member_id`` → ``{name, grid_code}``); only the others are looked up.
     """
     from geodata.store import stats
 
@@ -234,7 +265,9 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
     overdue = stats.overdue_incidents(engine, region, at=at, t0=t0, t1=t1, category=category, limit=overdue_limit)
     ids = sorted({r["code"] for r in counts["member"] if r["code"]} | {o["assigned_member_id"] for o in overdue
                                                                        if o["assigned_member_id"]})
-    names = member_names(engine, principal, ids)
+    known = people or {}
+    missing = [i for i in ids if i not in known]
+    names = masked_names(engine, principal, ids, {**(stats.member_names(engine, missing) if missing else {}), **known})
     for o in overdue:
         o["holder_name"] = names.get(o["assigned_member_id"])
         o["overdue_hours"] = round(float(o["overdue_hours"]), 1)
@@ -242,9 +275,10 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
     levels = {lvl: [kpis(r) for r in counts[lvl]] for lvl in ("street", "community", "grid", "member", "category")}
     for r in levels["member"]:
         r["name"] = names.get(r["code"])
+    # every float is rounded where it is made (kpis, the hours above): no second pass over 5,000 rows
     return to_plain({"region": region, "from": start, "to": end, "category": category, "at": at,
                      "total": kpis(counts["total"][0]), **{f"by_{k}": v for k, v in levels.items()},
-                     "overdue": overdue}, ndigits=2)
+                     "overdue": overdue})
 
 
 # -- members (亮晒比拼) ------------------------------------------------------------------------------
@@ -252,20 +286,23 @@ def incident_stats(engine, principal, region: str | None, *, at: datetime, start
 #: Members' visits (走访) are counted over this many days before the page's time.
 VISIT_WINDOW_DAYS = 30
 
-def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],
-                   at: datetime | None = None) -> list[dict]:
+
+def member_figures(engine, principal, grid_codes: list[str], by_member: list[dict],  # noqa: PLR0913
+                   at: datetime | None = None, rows: list[dict] | None = None) -> list[dict]:
     """Per member of the grids: households linked (current 包片联户 run), visits logged in the
     :data:`VISIT_WINDOW_DAYS` days before ``at`` (走访, ``visits_30d``), incidents handled (closed),
     incidents held, average rating, and a rank (亮晒比拼) by incidents handled, then average rating,
-    then households linked. Names masked unless the caller's role and region allow (audited).
+    then households linked. Names masked unless the caller's role and region allow (audited). ``rows``:
+    :func:`geodata.store.stats.member_links` of the grids when already read.
     """
     from geodata.store import stats
     from geodata.store.visits import visit_counts
 
-    rows = stats.member_links(engine, grid_codes)
+    rows = stats.member_links(engine, grid_codes) if rows is None else rows
     since = (at or datetime.now(LOCAL_TZ)) - timedelta(days=VISIT_WINDOW_DAYS)
     visits = {v["member_id"]: int(v["visits"]) for v in visit_counts(engine, grid_codes, since)}
-    names = member_names(engine, principal, [r["member_id"] for r in rows])
+    names = masked_names(engine, principal, [r["member_id"] for r in rows],
+                         {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in rows})
     incidents = {r["code"]: r for r in by_member if r["code"]}
     out = []
     for r in rows:
@@ -297,16 +334,19 @@ def leader_view(engine, principal, region: str, *, at: datetime, start: date | N
     """
     from geodata.store import stats
 
-    out, summary = coverage_layers(engine, region)
-    report = coverage_tables(out, summary, region, SERVICE_RADIUS_M)
+    snap = _snapshot(engine, region, SERVICE_RADIUS_M, 9, ())  # the tables and labels, not the layers
+    report = snap.derived["report"]
     path = stats.region_path(engine, region)
     level = path[-1]["level"] if path else "street"
     children = _children(engine, region, level, report)
-    incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category)
     grid_codes = [g["grid_code"] for g in report["grids"]]
-    members = member_figures(engine, principal, grid_codes, incidents["by_member"], at=at)
+    links = stats.member_links(engine, grid_codes)  # read once: the members table and the incident holders' names
+    people = {r["member_id"]: {"name": r["name"], "grid_code": r["grid_code"]} for r in links}
+    incidents = incident_stats(engine, principal, region, at=at, start=start, end=end, category=category,
+                               people=people)
+    members = member_figures(engine, principal, grid_codes, incidents["by_member"], at=at, rows=links)
     grid_names = {g["grid_code"]: g.get("name") for g in report["grids"]}
-    labels = label_points(out["grid_status"], "community_code") if level == "street" else []
+    labels = [dict(p) for p in snap.derived["community_labels"]] if level == "street" else []
     names = _names(engine, path, children, incidents)
     for point in labels:
         point["name"] = names.get(point["code"], point["code"])

@@ -136,10 +136,10 @@ def _export_query(region: str, start: str | None, end: str | None, category: str
 
 def _bounds(principal: Principal, view: dict) -> list[float]:
     """WGS84 bounds ``[min_lon, min_lat, max_lon, max_lat]`` (degrees) of the region's grids, for the map."""
-    from geodata.store.figures import region_figures
+    from geodata.store.figures import grid_bounds
 
     codes = frozenset(g["grid_code"] for g in view["coverage"]["grids"])
-    return region_figures(principal.engine, codes)["bounds"] or []
+    return grid_bounds(principal.engine, codes) or []
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

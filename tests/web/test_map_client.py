@@ -35,7 +35,7 @@ PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <script>
   window.gridmap = GridmapMap.mount(document.getElementById('map'),
     {layers: window.TEST_LAYERS, basemap: window.TEST_BASEMAP || 'none', bounds: window.TEST_BOUNDS,
-     token: window.TEST_TOKEN});
+     token: window.TEST_TOKEN, deferLayers: window.TEST_DEFER === true});
 </script></body></html>"""
 
 
@@ -225,3 +225,48 @@ def test_amap_mode_asks_for_gcj02_tiles_and_labels_follow_the_shift(live, browse
             i = by_name[name]
             assert outlines.geometry.iloc[i].buffer(1e-5).contains(shapely.Point(lon, lat)), (basemap, name)
         page.close()
+
+
+#: The test page's map, switched (incidents off, gaps on) as soon as its style is in — before any tile arrives.
+_SWITCH_EARLY = """
+Object.defineProperty(window, 'gridmap', {configurable: true, get() { return window._gm; }, set(v) {
+  window._gm = v;
+  v.map.once('styledata', () => {  // as the leaders' page applies its switches at style.load
+    v.map.setLayoutProperty('incidents-0', 'visibility', 'none');
+    v.map.setLayoutProperty('gaps-0', 'visibility', 'visible');  // still waits for the grids
+  });
+}});"""
+
+
+def test_deferred_layers_wait_for_the_first_frame_of_grids_and_keep_a_switch(live, browser):
+    """deferLayers: no other layer's tile is asked for before the first frame of grids (the
+    ``gridmap-first-frame`` mark the leaders' bench reads); then the layers appear, except one switched off
+    meanwhile."""
+    from geodata.store import auth as store
+
+    _, token = store.create_token(live["engine"], "leader", ["*"])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    tiles: list = []  # MapLibre fetches tiles in workers: the page's resource timings do not list them
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfinished", lambda r: tiles.append(r) if "/tiles/" in r.url else None)
+    page.add_init_script(f"window.TEST_TOKEN = {token!r}; window.TEST_BOUNDS = {live['bounds']!r};"
+                         "window.TEST_LAYERS = ['grids', 'gaps', 'centres', 'incidents']; window.TEST_DEFER = true;"
+                         + _SWITCH_EARLY)
+    page.goto(live["url"] + "/test-map")
+    page.wait_for_function("() => performance.getEntriesByName('gridmap-first-frame').length > 0", timeout=60_000)
+    for _ in range(600):
+        if any("/tiles/centres/" in r.url for r in tiles):
+            break
+        page.wait_for_timeout(100)
+    frame = page.evaluate("() => performance.timeOrigin + performance.getEntriesByName('gridmap-first-frame')[0].startTime")
+    started = [(r.url.split("/tiles/")[1].split("/")[0], r.timing["startTime"]) for r in tiles]  # epoch ms
+    assert min(t for layer, t in started if layer == "grids") < frame
+    others = [(layer, t) for layer, t in started if layer != "grids"]
+    assert others and all(t >= frame for _, t in others), (frame, started)
+    assert not any(layer == "incidents" for layer, _ in others)  # switched off before it was shown
+    visibility = page.evaluate("() => ['gaps-0', 'centres-0', 'incidents-0'].map("
+                               "id => window.gridmap.map.getLayoutProperty(id, 'visibility'))")
+    assert visibility == ["visible", "visible", "none"]
+    assert errors == []
+    page.close()

@@ -3,7 +3,7 @@
  * (vendored at /static/vendor/maplibre/, BSD-3-Clause).
  *
  *   GridmapMap.mount(element, {layers, basemap: 'none'|'osm'|'amap'|'tianditu', tiandituKey, bounds,
- *                              token, baseUrl})
+ *                              token, baseUrl, deferLayers})
  *
  * - layers: any of grids, households, members, centres, incidents, gaps (default: all).
  * - basemap 'none' needs no network beyond the service (intranets). Amap tiles are GCJ-02: the map then
@@ -213,7 +213,12 @@
     });
   }
 
-  function buildStyle(layers, basemap, tiandituKey, base) {
+  /** Style layer ids of `layer` (e.g. grids → grids-0, grids-1). */
+  function styleIds(layer) {
+    return LAYER_STYLES[layer].map(function (spec, i) { return layer + '-' + i; });
+  }
+
+  function buildStyle(layers, basemap, tiandituKey, base, deferred) {
     var sources = basemapSources(basemap, tiandituKey);
     var styleLayers = [{id: 'background', type: 'background', paint: {'background-color': '#f4f3ef'}}];
     if (sources.base) { styleLayers.push({id: 'basemap', type: 'raster', source: 'base'}); }
@@ -223,6 +228,8 @@
       LAYER_STYLES[layer].forEach(function (spec, i) {
         var l = {id: layer + '-' + i, type: spec.type, source: layer, 'source-layer': layer, paint: spec.paint};
         if (spec.filter) { l.filter = spec.filter; }
+        // a source whose layers are all hidden asks for no tiles: deferred layers wait for the first frame
+        if (deferred.indexOf(layer) >= 0) { l.layout = {visibility: 'none'}; }
         styleLayers.push(l);
       });
     });
@@ -236,16 +243,70 @@
     return [sw[0], sw[1], ne[0], ne[1]];
   }
 
-  /** Mount a live map in `element`; returns {map, destroy}. */
+  /** Performance marks for measuring (bench/leader.py): `gridmap-map-load` when the style is in,
+   *  `gridmap-first-tile-frame` at the first frame drawn after a grids tile arrived, and `gridmap-first-frame`
+   *  at the first frame drawn with every visible grids tile loaded (the first idle when the map has no grids
+   *  layer). */
+  function markTimings(map, layers, onFirstFrame) {
+    var mark = function (name) { if (window.performance && performance.mark) { performance.mark(name); } };
+    map.once('styledata', function () { mark('gridmap-map-load'); });
+    var source = layers.indexOf('grids') >= 0 ? 'grids' : null;
+    var tiles = 0;
+    var done = false;
+    var finish = function () {
+      done = true;
+      mark('gridmap-first-frame');
+      map.off('render', onRender);
+      map.off('sourcedata', onData);
+      onFirstFrame();
+    };
+    var onData = function (e) { if (e.sourceId === source && e.tile) { tiles += 1; } };
+    var firstTile = false;
+    var onRender = function () {
+      if (!firstTile && tiles > 0) { firstTile = true; mark('gridmap-first-tile-frame'); }
+      if (!done && source && tiles > 0 && map.isSourceLoaded(source)) { finish(); }
+    };
+    map.on('sourcedata', onData);
+    map.on('render', onRender);
+    map.once('idle', function () { if (!done) { finish(); } });
+  }
+
+  /** Show the deferred layers once the grids are drawn. Until then a caller's
+   *  setLayoutProperty(id, 'visibility', v) on one of them only records v: 'none' keeps it hidden for good,
+   *  'visible' (e.g. a page applying its checked switches at style.load) shows it with the others.
+   *  Returns the function that shows them. */
+  function deferLayers(map, deferred) {
+    var waiting = {};
+    deferred.forEach(function (layer) { styleIds(layer).forEach(function (id) { waiting[id] = true; }); });
+    var set = map.setLayoutProperty.bind(map);
+    map.setLayoutProperty = function (id, name, value, options) {
+      if (name === 'visibility' && Object.prototype.hasOwnProperty.call(waiting, id)) {
+        waiting[id] = value !== 'none';
+        return map;
+      }
+      return set(id, name, value, options);
+    };
+    return function () {
+      var shown = waiting;
+      waiting = {};
+      Object.keys(shown).forEach(function (id) { if (shown[id] && map.getLayer(id)) { set(id, 'visibility', 'visible'); } });
+    };
+  }
+
+  /** Mount a live map in `element`; returns {map, destroy}.
+   *  opts.deferLayers: true asks for the other layers' tiles only after the first frame of grids is drawn, so
+   *  on a busy server the grids come first (pages that wait for 'idle' to print keep the default, false). */
   function mount(element, options) {
     var opts = options || {};
     var layers = (opts.layers || ALL_LAYERS).filter(function (l) { return LAYER_STYLES[l]; });
     var basemap = opts.basemap || 'none';
+    var deferred = (opts.deferLayers !== true || layers.indexOf('grids') < 0) ? []
+      : layers.filter(function (l) { return l !== 'grids'; });
     var base = origin(opts.baseUrl);
     var token = opts.token;
     var mapOptions = {
       container: element,
-      style: buildStyle(layers, basemap, opts.tiandituKey, base),
+      style: buildStyle(layers, basemap, opts.tiandituKey, base, deferred),
       attributionControl: {compact: true},
       transformRequest: function (url) {
         // the token goes only to this service, never to a base-map provider
@@ -260,6 +321,7 @@
     if (getComputedStyle(element).position === 'static') { element.style.position = 'relative'; }
     element.appendChild(legend(layers));
     var markers = [];
+    markTimings(map, layers, deferLayers(map, deferred));
     map.on('idle', function () { labelGrids(map, markers); });
     layers.forEach(function (layer) {
       LAYER_STYLES[layer].forEach(function (spec, i) {

@@ -123,7 +123,8 @@
       layers: (el.dataset.layers || "").split(",").filter(Boolean),
       basemap: el.dataset.basemap || "none",
       tiandituKey: el.dataset.tiandituKey || "",
-      bounds: bounds.length === 4 ? bounds : undefined
+      bounds: bounds.length === 4 ? bounds : undefined,
+      deferLayers: true  // grids first; the other layers once the grids are drawn
     });
     el.classList.add("mounted");
     el.gridmapMap = handle.map;  // for the page's own tests: which layers are visible
