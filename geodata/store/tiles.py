@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from geodata import crs
 from geodata.store.grid_figures import ensure_fresh
+from geodata.store.partitions import region_streets
 from gridmap.contract import (
     DEFAULT_GRID_KIND,
     GRID_BANDS,
@@ -48,6 +49,8 @@ from gridmap.contract import (
 
 #: Layers served as tiles.
 LAYERS = ("grids", "households", "members", "centres", "incidents", "gaps")
+#: Layers read from the tables partitioned by street (0014): region-scoped tiles read only their streets.
+_PARTITIONED_LAYERS = ("households", "members", "incidents", "gaps")
 #: Datums a tile can be drawn in: WGS84 as stored, or GCJ-02 for Amap base maps.
 TILE_COORDS = ("wgs84", "gcj02")
 #: Highest zoom served (a z-22 tile is ~10 m across at Chinese latitudes).
@@ -122,7 +125,15 @@ def _child_range_sql(parent: str) -> tuple[str, str]:
 
 
 def _region_sql(codes: list[str] | None, col: str = "grid_code") -> str:
+    """The caller's grids (``:codes``); nothing for an every-region caller."""
     return "" if codes is None else f" AND {col} = ANY(:codes)"
+
+
+def _street_sql(codes: list[str] | None, alias: str = "") -> str:
+    """Partition pruning (issue 18) for a region-scoped caller: only the partitions of the streets
+    ``:streets_of`` and the default partition (rows in no street). Nothing for an every-region caller."""
+    col = f"{alias}.street_code" if alias else "street_code"
+    return "" if codes is None else f" AND ({col} = ANY(:streets_of) OR {col} IS NULL)"
 
 
 # -- GCJ-02 (Amap) ---------------------------------------------------------------------------------
@@ -219,7 +230,7 @@ def _grid_params() -> dict:
 def _points_sql(layer: str, table: str, columns: str, codes, shifted: bool = False) -> str:
     return f"""
     WITH t AS (SELECT {columns}, {_point_geom('geom', shifted)} AS geom FROM {table}
-               WHERE geom && {_env(shifted)}{_region_sql(codes)})
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)})
     SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
 
 
@@ -230,9 +241,10 @@ def _cells_sql(table: str, codes, pii: bool, shifted: bool = False) -> str:
     having = "" if pii else " WHERE n >= :k"
     return f"""
     WITH c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM {table}
-               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)}),
          n AS (SELECT c.cell, (SELECT count(*) FROM {table} p
-                               WHERE p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}) AS n
+                               WHERE p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}{_street_sql(codes, 'p')})
+                              AS n
                FROM c)
     SELECT cell, n FROM n{having}"""
 
@@ -248,12 +260,12 @@ def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     WITH r AS (SELECT 1.01 * COALESCE(max(COALESCE(radius_m, :radius_m)), :radius_m) + 1 AS max_m
                FROM service_centres),
          c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM households
-               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)}),
          h AS (SELECT c.cell, p.household_id, p.geom FROM c JOIN households p
-               ON p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}),
+               ON p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}{_street_sql(codes, 'p')}),
          f AS (SELECT h.cell,
                       NOT EXISTS (SELECT 1 FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
-                                  WHERE l.household_id = h.household_id) AS unlinked,
+                                  WHERE l.household_id = h.household_id{_street_sql(codes, 'l')}) AS unlinked,
                       NOT EXISTS (SELECT 1 FROM service_centres s
                                   WHERE s.geom && ST_Expand(h.geom, r.max_m / (111320.0 * cos(radians(ST_Y(h.geom)))),
                                                             r.max_m / 110540.0)
@@ -300,7 +312,7 @@ def _incidents_sql(codes, shifted: bool = False) -> str:
     """Incidents with category, status, level and 红黄绿灯 light at ``:at`` (as ``gridmap.dispatch.light``:
     red past the deadline, yellow in the last ``:yellow`` of the window, closed ones judged at closing)."""
     region = "" if codes is None else (" AND (grid_code = ANY(:codes) OR community_code = ANY(:comms)"
-                                       " OR street_code = ANY(:streets))")
+                                       " OR street_code = ANY(:streets))" + _street_sql(codes))
     return f"""
     WITH i AS (SELECT *, COALESCE(closed_at, :at) AS t FROM incidents
                WHERE geom && {_env(shifted)}{region}),
@@ -365,6 +377,8 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
     if layer == "grids":
         ensure_fresh(engine)
     with engine.connect() as conn:
+        if codes is not None and layer in _PARTITIONED_LAYERS:
+            params["streets_of"] = region_streets(conn, codes, params["comms"], params["streets"])
         return _render(conn, layer, z, codes, params, pii, at, shifted)
 
 

@@ -536,3 +536,74 @@ def test_grid_tile_query_no_longer_counts_households(city):
         plan = "\n".join(c.execute(sa.text("EXPLAIN " + tiles._grids_sql(None)), params).scalars())
     assert "grid_figures" in plan
     assert not any(t in plan for t in (" on households", " on members", " on links", " on link_runs")), plan
+
+
+# -- partitions (issue 18) ----------------------------------------------------------------------------
+def _tile_statements(city, layer, z, x, y, regions) -> list[tuple[str, dict]]:
+    """The SQL statements (driver form, with parameters) ``render_tile`` runs for a caller of ``regions``."""
+    from geodata.store import auth as store_auth
+    from geodata.store import tiles
+
+    scope = store_auth.expand_regions(city["engine"], list(regions))
+    seen: list[tuple[str, dict]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, dict(parameters or {})))
+
+    sa.event.listen(city["engine"], "before_cursor_execute", keep)
+    try:
+        tiles.render_tile(city["engine"], layer, z, x, y, grid_codes=scope.grids, community_codes=scope.communities,
+                          street_codes=scope.streets, pii=True)
+    finally:
+        sa.event.remove(city["engine"], "before_cursor_execute", keep)
+    return seen
+
+
+def _partitions_read(engine, statement: str, parameters: dict) -> set[str]:
+    """Partitions of households/members/links/incidents an EXPLAIN ANALYZE of the statement shows read."""
+    with engine.connect() as c:
+        plan = c.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement,
+                                 parameters).scalar_one()
+    out: set[str] = set()
+
+    def walk(node):
+        name = node.get("Relation Name", "")
+        if "_p_" in name and node.get("Actual Loops", 1) != 0:
+            out.add(name)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return out
+
+
+@pytest.mark.parametrize("level", ["street", "community", "grid"])
+def test_region_tiles_read_only_their_streets_partitions(city, level):
+    """A street, community or grid leader's households, members, incidents and gaps tiles read the
+    partitions of that one street (and the default one), never another street's (EXPLAIN ANALYZE)."""
+    import h3
+
+    A, grid = city["A"], city["lonely_grid"]
+    region = {"street": A, "community": grid[:-2], "grid": grid}[level]
+    lon, lat = city["lonely"]
+    with city["engine"].begin() as c:  # an incident, so the incidents tile has a row to read
+        c.execute(sa.text("INSERT INTO incidents (incident_id, category, reported_at, grid_code, h3, geom) VALUES "
+                          "('I-PART', '环境卫生', now(), :g, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
+                  {"g": grid, "h": h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)), "x": lon, "y": lat})
+    try:
+        for layer, z in (("households", 13), ("households", 16), ("members", 16), ("incidents", 15), ("gaps", 14)):
+            x, y = tile_of(lon, lat, z)
+            statements = [(s, p) for s, p in _tile_statements(city, layer, z, x, y, (region,))
+                          if "streets_of" in p]
+            assert statements, (layer, z)
+            for statement, parameters in statements:
+                # (a region code that is no street may ride along: it names no partition)
+                assert A in parameters["streets_of"] and city["B"] not in parameters["streets_of"]
+                read = _partitions_read(city["engine"], statement, parameters)
+                table = "households" if layer == "gaps" else layer
+                assert f"{table}_p_{A}" in read, (layer, z, read)
+                others = {r for r in read if not r.endswith(("_p_default", f"_p_{A}"))}
+                assert not others, (layer, z, others)
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM incidents WHERE incident_id = 'I-PART'"))
