@@ -1,6 +1,8 @@
 """Vector tiles (Mapbox Vector Tile, MVT) straight from PostGIS, and the details of one clicked feature.
 
 Each layer is one SQL statement built around ``ST_AsMVT`` / ``ST_AsMVTGeom`` / ``ST_TileEnvelope``.
+``ST_AsMVT`` skips rows whose MVT geometry is NULL (nothing of them reaches the tile), so no statement
+filters on it: such a filter made PostgreSQL compute every ``ST_AsMVTGeom`` twice.
 Geometries are stored in WGS84 (EPSG:4326) and transformed to Web Mercator (EPSG:3857) only inside
 the query; rows are selected with ``geom && <tile envelope in 4326>`` so the stored GiST index is used.
 
@@ -189,23 +191,23 @@ def _gcj02_preimage_box(z: int, x: int, y: int) -> dict[str, float]:
 
 # -- layers ---------------------------------------------------------------------------------------
 def _grids_sql(codes, shifted: bool = False) -> str:
-    """Grids with their community name, household/member counts, link coverage and status. The counts
-    (and, for GCJ-02 tiles, the vertex-by-vertex shifted outline) come from ``grid_figures``, which
-    :func:`geodata.store.grid_figures.ensure_fresh` keeps current; the grid's own columns are read live."""
-    geom = "f.geom_gcj02" if shifted else "g.geom"
+    """Grids with their community name, household/member counts, link coverage and status, all from
+    ``grid_figures`` (one GiST scan of one table, like tipg's), which
+    :func:`geodata.store.grid_figures.ensure_fresh` keeps current: it holds each grid's figures, its
+    columns and community name, its outline in Web Mercator (EPSG:3857) and, for GCJ-02 tiles, the outline
+    shifted vertex by vertex (EPSG:4326 degrees)."""
+    if shifted:
+        box, geom = f"ST_Transform({_ENV_GCJ02}, 3857)", "ST_Transform(f.geom_gcj02, 3857)"
+    else:
+        box, geom = "ST_TileEnvelope(:z, :x, :y, margin => :margin)", "f.geom_3857"
     return f"""
-    WITH g AS (
-      SELECT g.grid_code, g.name, g.community_code, g.kind, g.has_branch, {geom} AS geom,
-             COALESCE(f.households, 0) AS households, COALESCE(f.members, 0) AS members,
-             COALESCE(f.linked_households, 0) AS linked
-      FROM grids g LEFT JOIN grid_figures f USING (grid_code)
-      WHERE g.geom && {_env(shifted)}{_region_sql(codes, 'g.grid_code')}
-    ), s AS (
-      SELECT g.*, c.name AS community_name,
-             COALESCE(g.has_branch, true) AS branch,
-             CASE WHEN COALESCE(g.kind, :default_kind) = 'rural' THEN :rural_min ELSE :urban_min END AS band_min,
-             CASE WHEN COALESCE(g.kind, :default_kind) = 'rural' THEN :rural_max ELSE :urban_max END AS band_max
-      FROM g LEFT JOIN communities c ON c.code = g.community_code
+    WITH s AS (
+      SELECT f.grid_code, f.name, f.community_code, f.community_name, f.households, f.members,
+             f.linked_households AS linked, {geom} AS geom, COALESCE(f.has_branch, true) AS branch,
+             CASE WHEN COALESCE(f.kind, :default_kind) = 'rural' THEN :rural_min ELSE :urban_min END AS band_min,
+             CASE WHEN COALESCE(f.kind, :default_kind) = 'rural' THEN :rural_max ELSE :urban_max END AS band_max
+      FROM grid_figures f
+      WHERE f.geom_3857 && {box}{_region_sql(codes, 'f.grid_code')}
     ), t AS (
       SELECT grid_code AS code, name, community_code, community_name, households::int, members::int,
              CASE WHEN households > 0 THEN round(100.0 * linked / households, 1)::float END AS link_coverage_pct,
@@ -215,10 +217,10 @@ def _grids_sql(codes, shifted: bool = False) -> str:
              CASE WHEN NOT branch OR (households > 0 AND members = 0) THEN 'blank'
                   WHEN households > band_max THEN 'over-size'
                   WHEN households < band_min THEN 'under-size' ELSE 'ok' END AS status,
-             {_mvt_geom()} AS geom
+             ST_AsMVTGeom(geom, ST_TileEnvelope(:z, :x, :y), {EXTENT}, {BUFFER}, true) AS geom
       FROM s
     )
-    SELECT ST_AsMVT(t, 'grids', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'grids', {EXTENT}, 'geom') FROM t"""
 
 
 def _grid_params() -> dict:
@@ -231,7 +233,7 @@ def _points_sql(layer: str, table: str, columns: str, codes, shifted: bool = Fal
     return f"""
     WITH t AS (SELECT {columns}, {_point_geom('geom', shifted)} AS geom FROM {table}
                WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)})
-    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t"""
 
 
 def _cells_sql(table: str, codes, pii: bool, shifted: bool = False) -> str:
@@ -303,7 +305,7 @@ def _cells_tile(conn: Connection, layer: str, rows: Sequence[Row], names: tuple[
     sql = f"""
     WITH t AS (SELECT u.cell, {selects}, {_mvt_geom('ST_GeomFromText(u.wkt, 4326)')} AS geom
                FROM unnest(CAST(:cells AS text[]), CAST(:wkts AS text[]), {arrays}) AS u(cell, wkt, {aliases}))
-    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t"""
     values = {f"v{i}": col for i, col in enumerate(columns)}
     return bytes(conn.execute(text(sql), {**params, "cells": cells, "wkts": wkts, **values}).scalar() or b"")
 
@@ -322,7 +324,7 @@ def _incidents_sql(codes, shifted: bool = False) -> str:
                            WHEN t >= deadline_at - (deadline_at - reported_at) * :yellow THEN 'yellow'
                            ELSE 'green' END AS light,
                       {_point_geom('geom', shifted)} AS geom FROM i)
-    SELECT ST_AsMVT(t, 'incidents', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'incidents', {EXTENT}, 'geom') FROM t"""
 
 
 def _centres_sql(codes, shifted: bool = False) -> str:
@@ -333,7 +335,7 @@ def _centres_sql(codes, shifted: bool = False) -> str:
     WITH t AS (SELECT s.centre_id AS id, s.name, s.kind, COALESCE(s.radius_m, :radius_m)::float AS radius_m,
                       {_point_geom('s.geom', shifted)} AS geom
                FROM service_centres s WHERE s.geom && {_env(shifted)}{region})
-    SELECT ST_AsMVT(t, 'centres', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'centres', {EXTENT}, 'geom') FROM t"""
 
 
 # -- the entry point ------------------------------------------------------------------------------

@@ -536,6 +536,26 @@ def test_grid_tile_query_no_longer_counts_households(city):
         plan = "\n".join(c.execute(sa.text("EXPLAIN " + tiles._grids_sql(None)), params).scalars())
     assert "grid_figures" in plan
     assert not any(t in plan for t in (" on households", " on members", " on links", " on link_runs")), plan
+    # one table, like tipg's (0017): the grid's own columns and its community's name are copied in too
+    assert not any(t in plan for t in (" on grids ", " on communities ")), plan
+    assert "ix_grid_figures_geom_3857" in plan or "Seq Scan on grid_figures" in plan, plan
+
+
+def test_grid_tiles_follow_a_renamed_community(city):
+    """The community name a grids tile shows is copied into grid_figures; renaming the community (a
+    write to ``communities``, trigger of 0017) refreshes it before the next tile."""
+    code = city["lonely_grid"]
+    before = _grid_props(city, code)["community_name"]
+    with city["engine"].begin() as c:
+        c.execute(sa.text("UPDATE communities SET name = '改名社区' WHERE code = (SELECT community_code FROM grids "
+                          "WHERE grid_code = :g)"), {"g": code})
+    try:
+        assert _grid_props(city, code)["community_name"] == "改名社区"
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("UPDATE communities SET name = :n WHERE code = (SELECT community_code FROM grids "
+                              "WHERE grid_code = :g)"), {"n": before, "g": code})
+    assert _grid_props(city, code)["community_name"] == before
 
 
 # -- partitions (issue 18) ----------------------------------------------------------------------------
