@@ -12,7 +12,8 @@ The rebuild also stores each grid's outline shifted to GCJ-02 (the datum of Amap
 vertex with :func:`geodata.crs.wgs84_to_gcj02`, so shifted grid tiles are exact and as fast as plain
 ones. Outlines are recomputed only when ``grids`` was written (or a grid has none yet). The same goes
 for what a grids tile shows besides the figures (name, community and its name, kind, branch, the outline
-in Web Mercator; migration 0017), also after a write to ``communities``: a tile reads one table.
+in Web Mercator; migration 0017), also after a write to ``communities``: a tile reads one table. A write
+to ``households`` or ``members`` also recounts that layer's H3 cells (:mod:`geodata.store.cell_counts`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from geodata.crs import wgs84_to_gcj02
+from geodata.store import cell_counts
 
 #: pg_advisory_xact_lock key serialising rebuilds (two tile requests never rebuild at once).
 _LOCK_KEY = 0x67726964_66696773  # "gridfigs"
@@ -72,6 +74,7 @@ def refresh(engine: Engine) -> bool:
         conn.execute(text(_COUNTS_SQL))
         _shift_outlines(conn, every=("grids" in marks))
         _copy_grids(conn, every=bool(marks & {"grids", "communities"}))
+        cell_counts.rebuild(conn, sorted(marks & set(cell_counts.LAYERS)))
     return True
 
 

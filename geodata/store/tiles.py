@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, Row
 
 from geodata import crs
+from geodata.store.cell_counts import parent_sql
 from geodata.store.grid_figures import ensure_fresh
 from geodata.store.partitions import region_streets
 from gridmap.contract import (
@@ -51,8 +52,6 @@ from gridmap.contract import (
 
 #: Layers served as tiles.
 LAYERS = ("grids", "households", "members", "centres", "incidents", "gaps")
-#: Layers read from the tables partitioned by street (0014): region-scoped tiles read only their streets.
-_PARTITIONED_LAYERS = ("households", "members", "incidents", "gaps")
 #: Datums a tile can be drawn in: WGS84 as stored, or GCJ-02 for Amap base maps.
 TILE_COORDS = ("wgs84", "gcj02")
 #: Highest zoom served (a z-22 tile is ~10 m across at Chinese latitudes).
@@ -111,10 +110,8 @@ def _point_geom(column: str, shifted: bool) -> str:
 
 
 def _parent_sql(col: str) -> str:
-    """SQL of the parent H3 index at resolution ``:res`` of a resolution-10 BIGINT index: the resolution
-    field (bits 52–55) set to ``res`` and the digits of finer resolutions (3 bits each) set to 7."""
-    return (f"(({col} & ~(15::bigint << 52)) | (CAST(:res AS bigint) << 52) "
-            f"| ((1::bigint << (3 * (15 - CAST(:res AS int)))) - 1))")
+    """SQL of the parent H3 index at resolution ``:res`` of a resolution-10 BIGINT index."""
+    return parent_sql(col, ":res")
 
 
 def _child_range_sql(parent: str) -> tuple[str, str]:
@@ -236,19 +233,34 @@ def _points_sql(layer: str, table: str, columns: str, codes, shifted: bool = Fal
     SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t"""
 
 
-def _cells_sql(table: str, codes, pii: bool, shifted: bool = False) -> str:
-    """Counts per H3 cell at ``:res`` of the cells that have a point inside the tile, counting every
-    point of the cell (also those beyond the tile edge); cells under ``:k`` are dropped unless ``pii``."""
-    lo, hi = _child_range_sql("c.cell")
-    having = "" if pii else " WHERE n >= :k"
+def _cells_sql(codes, pii: bool) -> str:
+    """Counts per H3 cell at ``:res`` of the cells whose centre lies in the box ``:cx0 … :cy1`` (the tile
+    widened by a cell's reach, :func:`_cell_box`), from ``h3_counts`` (:mod:`geodata.store.cell_counts`),
+    summed over the caller's grids: each cell carries its full count (also households beyond the tile
+    edge). Cells under ``:k`` are dropped unless ``pii``."""
+    region = "" if codes is None else " AND grid_code = ANY(:codes)"
+    having = "" if pii else " HAVING sum(n) >= :k"
     return f"""
-    WITH c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM {table}
-               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)}),
-         n AS (SELECT c.cell, (SELECT count(*) FROM {table} p
-                               WHERE p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}{_street_sql(codes, 'p')})
-                              AS n
-               FROM c)
-    SELECT cell, n FROM n{having}"""
+    SELECT cell, sum(n) AS n FROM h3_counts
+    WHERE centre &&& ST_SetSRID(ST_3DMakeBox(ST_MakePoint(:cx0, :cy0, :res), ST_MakePoint(:cx1, :cy1, :res))::geometry,
+                                4326)
+      AND layer = :layer AND res = :res{region}
+    GROUP BY cell{having}"""
+
+
+def _cell_box(z: int, x: int, y: int, res: int, shifted: bool) -> dict[str, float]:
+    """WGS84 box (``cx0, cy0, cx1, cy1``, degrees) holding the centre of every H3 cell at ``res`` that
+    reaches into tile z/x/y or its buffer (for GCJ-02 tiles, into the tile's WGS84 preimage): the tile
+    widened by twice the cell's mean edge length (a hexagon's centre-to-corner distance is its edge)."""
+    if shifted:
+        box = _gcj02_preimage_box(z, x, y)
+        w, s, e, n = box["wx0"], box["wy0"], box["wx1"], box["wy1"]
+    else:
+        w, s, e, n = _tile_bounds(z, x, y, BUFFER / EXTENT)
+    reach_m = 2.0 * h3.average_hexagon_edge_length(res, "m")
+    dlat = reach_m / 110_540.0
+    dlon = reach_m / (111_320.0 * max(math.cos(math.radians(max(abs(s), abs(n)) + dlat)), 1e-6))
+    return {"cx0": w - dlon, "cy0": max(s - dlat, -90.0), "cx1": e + dlon, "cy1": min(n + dlat, 90.0)}
 
 
 def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
@@ -376,12 +388,19 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
     if shifted:
         params.update(_gcj02_preimage_box(z, x, y))
-    if layer == "grids":
-        ensure_fresh(engine)
+    if layer in ("grids", "households", "members"):
+        ensure_fresh(engine)  # grid figures and H3 counts (each rebuilt only after a committed write)
     with engine.connect() as conn:
-        if codes is not None and layer in _PARTITIONED_LAYERS:
+        if codes is not None and _reads_partitions(layer, z, pii):
             params["streets_of"] = region_streets(conn, codes, params["comms"], params["streets"])
         return _render(conn, layer, z, codes, params, pii, at, shifted)
+
+
+def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
+    """Whether the tile reads the tables partitioned by street (0014) — points, incidents, gaps — rather
+    than derived per-grid or per-cell tables; region-scoped tiles then read only their streets."""
+    return (layer in ("incidents", "gaps") or (layer == "households" and pii and z >= POINT_MIN_ZOOM)
+            or (layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM))
 
 
 def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool) -> bytes:
@@ -392,8 +411,9 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
     elif layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM:
         sql = _points_sql("members", "members", "member_id AS id, grid_code, kind, available", codes, shifted)
     elif layer in ("households", "members"):
-        params = {**params, "res": min(cell_res(z), _H3_POINT_RES)}
-        rows = conn.execute(text(_cells_sql(layer, codes, pii, shifted)), params).all()
+        res = min(cell_res(z), _H3_POINT_RES)
+        params = {**params, "res": res, "layer": layer, **_cell_box(z, params["x"], params["y"], res, shifted)}
+        rows = conn.execute(text(_cells_sql(codes, pii)), params).all()
         return _cells_tile(conn, layer, rows, ("n",), params, pii, shifted)
     elif layer == "gaps":
         rows = conn.execute(text(_gap_cells_sql(codes, pii, shifted)), params).all()

@@ -8,7 +8,10 @@ outline in Web Mercator (``geom_3857``, EPSG:3857 metres, GiST-indexed), so a ti
 one table.
 
 - ``communities`` gets the 0006 statement triggers too: a renamed community marks the figures stale.
-- Existing rows are filled by the first rebuild (a ``grids`` mark is left for it).
+- ``h3_counts``: households and members counted per H3 cell (resolutions 5–10) and grid, with the cell
+  centre as ``(lon, lat, res)`` under an n-D GiST index (:mod:`geodata.store.cell_counts`), rebuilt with the
+  figures, so an aggregate households tile reads a few dozen rows instead of every household under it.
+- Existing rows are filled by the first rebuild (``grids``, ``households`` and ``members`` marks are left for it).
 
 Revision ID: 0017_grid_tiles
 Revises: 0014_partition_by_street
@@ -36,10 +39,16 @@ def upgrade() -> None:
                    f"REFERENCING {side} TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION grid_figures_mark_dirty()")
     op.execute("CREATE TRIGGER communities_grid_figures_trunc AFTER TRUNCATE ON communities "
                "FOR EACH STATEMENT EXECUTE FUNCTION grid_figures_mark_dirty()")
-    op.execute("INSERT INTO grid_figures_dirty (table_name) VALUES ('grids')")
+    op.create_table("h3_counts", sa.Column("layer", sa.Text, nullable=False), sa.Column("res", sa.SmallInteger, nullable=False),
+                    sa.Column("cell", sa.BigInteger, nullable=False), sa.Column("grid_code", sa.Text),
+                    sa.Column("n", sa.Integer, nullable=False),
+                    sa.Column("centre", Geometry("POINTZ", srid=4326, spatial_index=False)))
+    op.execute("CREATE INDEX ix_h3_counts_centre ON h3_counts USING gist (centre gist_geometry_ops_nd)")
+    op.execute("INSERT INTO grid_figures_dirty (table_name) VALUES ('grids'), ('households'), ('members')")
 
 
 def downgrade() -> None:
+    op.drop_table("h3_counts")
     for suffix in ("ins", "upd", "del", "trunc"):
         op.execute(f"DROP TRIGGER IF EXISTS communities_grid_figures_{suffix} ON communities")
     op.execute("DROP INDEX IF EXISTS ix_grid_figures_geom_3857")

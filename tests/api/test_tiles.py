@@ -611,7 +611,7 @@ def test_region_tiles_read_only_their_streets_partitions(city, level):
                           "('I-PART', '环境卫生', now(), :g, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
                   {"g": grid, "h": h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)), "x": lon, "y": lat})
     try:
-        for layer, z in (("households", 13), ("households", 16), ("members", 16), ("incidents", 15), ("gaps", 14)):
+        for layer, z in (("households", 16), ("members", 16), ("incidents", 15), ("gaps", 14)):
             x, y = tile_of(lon, lat, z)
             statements = [(s, p) for s, p in _tile_statements(city, layer, z, x, y, (region,))
                           if "streets_of" in p]
@@ -627,3 +627,25 @@ def test_region_tiles_read_only_their_streets_partitions(city, level):
     finally:
         with city["engine"].begin() as c:
             c.execute(sa.text("DELETE FROM incidents WHERE incident_id = 'I-PART'"))
+
+
+def test_aggregate_tiles_read_the_cell_counts_not_the_people(city):
+    """Households and members as H3 aggregates come from h3_counts (0017): a street leader's tile reads no
+    partition of households or members — and the counts are those of the rows."""
+    import h3
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(lon, lat, 13)
+    for layer in ("households", "members"):
+        statements = [s for s in _tile_statements(city, layer, 13, x, y, (city["A"],)) if "h3_counts" in s[0]]
+        assert statements, layer
+        for statement, parameters in statements:
+            assert not _partitions_read(city["engine"], statement, parameters), (layer, statement)
+    x, y = tile_of(lon, lat, 15)
+    got = {f["properties"]["cell"]: f["properties"]["n"] for f in _features(city, "households", 15, x, y, "leader",
+                                                                             (city["A"],))}
+    cell = h3.latlng_to_cell(lat, lon, 9)
+    with city["engine"].connect() as c:
+        rows = c.execute(sa.text("SELECT h3 FROM households WHERE grid_code = ANY(:g)"),
+                         {"g": sorted(city["grids_of"][city["A"]])}).scalars().all()
+    assert got[cell] == sum(1 for r in rows if r and h3.cell_to_parent(h3.int_to_str(r), 9) == cell)
