@@ -12,10 +12,16 @@ personal data (``pii=True``); for others every aggregate cell with fewer than :d
 households is left out (k-anonymity). Members are home points for ``pii=True`` callers, otherwise
 aggregated the same way. Region filtering is by grid codes: ``grid_codes=None`` means every region.
 
-H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES``); the parent cell at
-a coarser resolution is computed with bit operations on the index, and a parent's descendants are the
-contiguous BIGINT range :func:`_child_range_sql`, so cell counts are complete even where a cell
-crosses a tile edge. Cell outlines come from the ``h3`` library and are handed back to PostGIS.
+H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES``). Household and member
+aggregates are read from ``h3_counts`` (:mod:`geodata.store.cell_counts`, counts per cell, resolution
+and grid, rebuilt after a committed write), so a zoom-12 tile reads a few dozen rows, not every
+household under it. The gaps layer counts live: the parent cell at a coarser resolution is computed with
+bit operations on the index, and a parent's descendants are the contiguous BIGINT range
+:func:`_child_range_sql`, so cell counts are complete even where a cell crosses a tile edge. Cell
+outlines come from the ``h3`` library and are handed back to PostGIS.
+
+Partitions (0014, issue 18): a region-scoped caller's point, incident and gap tiles name the streets
+its grids lie in, so PostgreSQL reads only those streets' partitions (and the default one).
 
 Grid figures (households, members, linked households) are read from ``grid_figures``, rebuilt by
 :mod:`geodata.store.grid_figures` only after a committed write, so a grids tile costs about what tipg's does.
@@ -41,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from geodata import crs
 from geodata.store.cell_counts import parent_sql
-from geodata.store.grid_figures import ensure_fresh
+from geodata.store.grid_figures import refresh
 from geodata.store.partitions import region_streets
 from gridmap.contract import (
     DEFAULT_GRID_KIND,
@@ -388,15 +394,26 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
     if shifted:
         params.update(_gcj02_preimage_box(z, x, y))
-    if layer in ("grids", "households", "members"):
-        ensure_fresh(engine)  # grid figures and H3 counts (each rebuilt only after a committed write)
     with engine.connect() as conn:
-        # A tile reads a few hundred rows: starting parallel workers cost 10× the query itself (100+ ms
-        # for a z16 households tile at 1M households, 13 ms without), more so with many tiles at once.
-        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-        if codes is not None and _reads_partitions(layer, z, pii):
-            params["streets_of"] = region_streets(conn, codes, params["comms"], params["streets"])
+        if not _begin(conn, check_fresh=layer in ("grids", "households", "members")):
+            return _render(conn, layer, z, codes, params, pii, at, shifted)
+    refresh(engine)  # a committed write since the last rebuild: grid figures and H3 counts first
+    with engine.connect() as conn:
+        _begin(conn, check_fresh=False)
         return _render(conn, layer, z, codes, params, pii, at, shifted)
+
+
+def _begin(conn: Connection, check_fresh: bool) -> bool:
+    """The round trip before a tile's query; returns whether ``grid_figures`` / ``h3_counts`` are stale
+    (as :func:`geodata.store.grid_figures.is_stale`) when ``check_fresh``.
+
+    It also turns parallel workers off for this transaction: a tile reads a few hundred rows, and
+    starting workers cost 10× the query (a z16 households tile at 1M households: 122 ms with them, 13 ms
+    without), more so with many tiles at once. One statement for both, because under load every round
+    trip waits for the server to be scheduled again.
+    """
+    stale = "EXISTS (SELECT 1 FROM grid_figures_dirty)" if check_fresh else "false"
+    return bool(conn.execute(text(f"SELECT set_config('max_parallel_workers_per_gather', '0', true), {stale}")).one()[1])
 
 
 def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
@@ -407,6 +424,8 @@ def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
 
 
 def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool) -> bytes:
+    if codes is not None and _reads_partitions(layer, z, pii):
+        params = {**params, "streets_of": region_streets(conn, codes, params["comms"], params["streets"])}
     if layer == "grids":
         sql, params = _grids_sql(codes, shifted), {**params, **_grid_params()}
     elif layer == "households" and pii and z >= POINT_MIN_ZOOM:
