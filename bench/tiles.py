@@ -154,7 +154,7 @@ def run(args) -> None:
         print(f"{'layer':<11}{'z':>3} | {'gridmap p50':>11} {'p95':>7} {'kB max':>7} | "
               f"{'tipg p50':>9} {'p95':>7} {'kB max':>7} | {'p50 ratio':>9} {'p95 ratio':>9} | load")
         rng = np.random.default_rng(args.seed)
-        for layer in LAYERS:
+        for layer in args.layers.split(","):
             for z in ZOOMS:
                 picks = rng.integers(0, len(lon), args.per_zoom)
                 ours, theirs = measure(args, token, layer, z, [tile_of(lon[i], lat[i], z) for i in picks])
@@ -222,6 +222,7 @@ def main() -> None:
     p.add_argument("--households", type=int, default=200_000, help="households in the synthetic city")
     p.add_argument("--per-zoom", type=int, default=20, help="tiles requested per zoom and layer from each server")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated layers to measure (grids,households)")
     p.add_argument("--db", help="build the city into this database once and keep it; later runs reuse it")
     p.add_argument("--port", type=int, default=8731, help="gridmap's port; tipg gets the next one")
     p.add_argument("--tipg-venv", default="/work/tipg-venv", help="virtualenv holding tipg and uvicorn")
