@@ -37,39 +37,60 @@ def parent_sql(col: str, res: str) -> str:
 def rebuild(conn: Connection, layers: Iterable[str]) -> None:
     """Recount ``layers`` (of :data:`LAYERS`) into ``h3_counts`` in the caller's transaction.
 
-    One pass over the table (counts per resolution-10 cell and grid); the coarser cells, their counts and
-    every centre are derived from those rows in Python and written in one statement.
+    One pass over the table (counts per resolution-10 cell and grid); the coarser cells and their counts
+    are derived from those rows in Python, and only rows whose count changed are rewritten (a member
+    going 在岗/离岗 changes none; an import of a few households a few dozen).
     """
     for layer in layers:
         if layer not in LAYERS:
             raise ValueError(f"unknown counted layer {layer!r}")
         rows = conn.execute(text(f"SELECT h3, grid_code, count(*) FROM {layer} WHERE h3 IS NOT NULL "
                                  "GROUP BY h3, grid_code")).all()
-        counts = _rolled_up(rows)
-        conn.execute(text("DELETE FROM h3_counts WHERE layer = :l"), {"l": layer})
-        conn.execute(text(
-            "INSERT INTO h3_counts (layer, res, cell, grid_code, n, centre) SELECT :l, u.r, u.cell, u.g, u.n, "
-            "ST_SetSRID(ST_MakePoint(u.x, u.y, u.r), 4326) FROM unnest(CAST(:rs AS int[]), CAST(:cells AS bigint[]), "
-            "CAST(:gs AS text[]), CAST(:ns AS int[]), CAST(:xs AS float8[]), CAST(:ys AS float8[])) "
-            "AS u(r, cell, g, n, x, y)"), {"l": layer, **counts})
+        new = _rolled_up(rows)
+        old = {(int(r), int(c), g): int(n) for r, c, g, n in conn.execute(
+            text("SELECT res, cell, grid_code, n FROM h3_counts WHERE layer = :l"), {"l": layer})}
+        _delete(conn, layer, [k for k, n in old.items() if new.get(k) != n])
+        _insert(conn, layer, {k: n for k, n in new.items() if old.get(k) != n})
 
 
-def _rolled_up(rows) -> dict[str, list]:
-    """Columns ``rs, cells, gs, ns, xs, ys`` of every (resolution, cell, grid) count from resolution-10
-    ``(h3, grid_code, n)`` rows, with each cell's centre (degrees); indexes that are no valid H3 cell are
-    left out (they have no place to be drawn)."""
-    totals: dict[tuple[int, str, str | None], int] = {}
+def _rolled_up(rows) -> dict[tuple[int, int, str | None], int]:
+    """Count per (resolution, cell as BIGINT, grid) at every resolution of :data:`RESOLUTIONS`, from
+    resolution-10 ``(h3, grid_code, n)`` rows; indexes that are no valid H3 cell are left out (they have
+    no place to be drawn)."""
+    totals: dict[tuple[int, int, str | None], int] = {}
+    parents: dict[tuple[str, int], int] = {}
     for cell, grid, n in rows:
         name = h3.int_to_str(int(cell))
         if not h3.is_valid_cell(name) or h3.get_resolution(name) != _POINT_RES:
             continue
         for res in RESOLUTIONS:
-            key = (res, h3.cell_to_parent(name, res) if res < _POINT_RES else name, grid)
+            if (name, res) not in parents:
+                parents[(name, res)] = h3.str_to_int(h3.cell_to_parent(name, res)) if res < _POINT_RES else int(cell)
+            key = (res, parents[(name, res)], grid)
             totals[key] = totals.get(key, 0) + int(n)
-    centres = {cell: h3.cell_to_latlng(cell) for _, cell, _ in totals}
-    out: dict[str, list] = {k: [] for k in ("rs", "cells", "gs", "ns", "xs", "ys")}
-    for (res, cell, grid), n in totals.items():
-        lat, lng = centres[cell]
-        for k, v in zip(out, (res, h3.str_to_int(cell), grid, n, lng, lat)):
-            out[k].append(v)
-    return out
+    return totals
+
+
+def _delete(conn: Connection, layer: str, keys: list[tuple[int, int, str | None]]) -> None:
+    if keys:
+        conn.execute(text(
+            "DELETE FROM h3_counts c USING unnest(CAST(:rs AS int[]), CAST(:cells AS bigint[]), CAST(:gs AS text[])) "
+            "AS u(r, cell, g) WHERE c.layer = :l AND c.res = u.r AND c.cell = u.cell "
+            "AND c.grid_code IS NOT DISTINCT FROM u.g"),
+            {"l": layer, "rs": [k[0] for k in keys], "cells": [k[1] for k in keys], "gs": [k[2] for k in keys]})
+
+
+def _insert(conn: Connection, layer: str, counts: dict[tuple[int, int, str | None], int]) -> None:
+    """Write counts with each cell's centre as ``(lon, lat, res)`` (degrees)."""
+    if not counts:
+        return
+    centres = {cell: h3.cell_to_latlng(h3.int_to_str(cell)) for _, cell, _ in counts}
+    keys = list(counts)
+    conn.execute(text(
+        "INSERT INTO h3_counts (layer, res, cell, grid_code, n, centre) SELECT :l, u.r, u.cell, u.g, u.n, "
+        "ST_SetSRID(ST_MakePoint(u.x, u.y, u.r), 4326) FROM unnest(CAST(:rs AS int[]), CAST(:cells AS bigint[]), "
+        "CAST(:gs AS text[]), CAST(:ns AS int[]), CAST(:xs AS float8[]), CAST(:ys AS float8[])) "
+        "AS u(r, cell, g, n, x, y)"),
+        {"l": layer, "rs": [k[0] for k in keys], "cells": [k[1] for k in keys], "gs": [k[2] for k in keys],
+         "ns": [counts[k] for k in keys], "xs": [centres[k[1]][1] for k in keys],
+         "ys": [centres[k[1]][0] for k in keys]})

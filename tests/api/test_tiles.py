@@ -649,3 +649,34 @@ def test_aggregate_tiles_read_the_cell_counts_not_the_people(city):
         rows = c.execute(sa.text("SELECT h3 FROM households WHERE grid_code = ANY(:g)"),
                          {"g": sorted(city["grids_of"][city["A"]])}).scalars().all()
     assert got[cell] == sum(1 for r in rows if r and h3.cell_to_parent(h3.int_to_str(r), 9) == cell)
+
+
+def test_cell_counts_follow_committed_writes(city):
+    """A household added, moved to another grid's region or deleted changes its cell's count in the next
+    tile (h3_counts rewritten after the write; only changed rows)."""
+    import h3
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(lon, lat, 15)
+    cell = h3.latlng_to_cell(lat, lon, 9)
+
+    def count(regions=(city["A"],)):
+        feats = _features(city, "households", 15, x, y, "leader", regions)
+        return {f["properties"]["cell"]: f["properties"]["n"] for f in feats}.get(cell, 0)
+
+    before, h = count(), h3.str_to_int(h3.latlng_to_cell(lat, lon, 10))
+    insert = sa.text("INSERT INTO households (household_id, grid_code, size, h3, geom) "
+                     "VALUES (:i, :g, 1, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))")
+    try:
+        with city["engine"].begin() as c:
+            for i in ("HCNT1", "HCNT2"):
+                c.execute(insert, {"i": i, "g": city["lonely_grid"], "h": h, "x": lon, "y": lat})
+        assert count() == before + 2
+        other = sorted(city["grids_of"][city["B"]])[0]  # now counted in street B's grid, not in A's
+        with city["engine"].begin() as c:
+            c.execute(sa.text("UPDATE households SET grid_code = :g WHERE household_id = 'HCNT2'"), {"g": other})
+        assert count() == before + 1 and count((city["B"],)) == 1
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM households WHERE household_id LIKE 'HCNT%'"))
+    assert count() == before and count((city["B"],)) == 0
