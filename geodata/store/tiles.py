@@ -394,26 +394,32 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
     if shifted:
         params.update(_gcj02_preimage_box(z, x, y))
-    with engine.connect() as conn:
-        if not _begin(conn, check_fresh=layer in ("grids", "households", "members")):
-            return _render(conn, layer, z, codes, params, pii, at, shifted)
-    refresh(engine)  # a committed write since the last rebuild: grid figures and H3 counts first
-    with engine.connect() as conn:
-        _begin(conn, check_fresh=False)
-        return _render(conn, layer, z, codes, params, pii, at, shifted)
+    fresh = layer in ("grids", "households", "members")  # drawn from grid_figures / h3_counts
+    body = _render_once(engine, layer, z, codes, params, pii, at, shifted, fresh)
+    if body is None:  # a committed write since the last rebuild: grid figures and H3 counts first
+        refresh(engine)
+        body = _render_once(engine, layer, z, codes, params, pii, at, shifted, False)
+    return body or b""
 
 
-def _begin(conn: Connection, check_fresh: bool) -> bool:
-    """The round trip before a tile's query; returns whether ``grid_figures`` / ``h3_counts`` are stale
-    (as :func:`geodata.store.grid_figures.is_stale`) when ``check_fresh``.
+# One statement per tile where it can be (under load every round trip waits for the server to be
+# scheduled again): it also says whether grid_figures / h3_counts are stale (as
+# geodata.store.grid_figures.is_stale), and it calls set_config, which PostgreSQL labels PARALLEL UNSAFE,
+# so no parallel workers are planned — a tile reads a few hundred rows, and starting workers cost 10×
+# the query (a z16 households tile at 1M households: 122 ms with them, 13 ms without). The connection is
+# in autocommit: no BEGIN / ROLLBACK round trips, and the setting ends with the statement.
+_SERIAL = "set_config('max_parallel_workers_per_gather', '0', true)"
 
-    It also turns parallel workers off for this transaction: a tile reads a few hundred rows, and
-    starting workers cost 10× the query (a z16 households tile at 1M households: 122 ms with them, 13 ms
-    without), more so with many tiles at once. One statement for both, because under load every round
-    trip waits for the server to be scheduled again.
-    """
-    stale = "EXISTS (SELECT 1 FROM grid_figures_dirty)" if check_fresh else "false"
-    return bool(conn.execute(text(f"SELECT set_config('max_parallel_workers_per_gather', '0', true), {stale}")).one()[1])
+
+def _stale_sql(check_fresh: bool) -> str:
+    return "EXISTS (SELECT 1 FROM grid_figures_dirty)" if check_fresh else "false"
+
+
+def _render_once(engine: Engine, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool,  # noqa: PLR0913
+                 check_fresh: bool) -> bytes | None:
+    """The tile, or None when ``check_fresh`` and the derived tables are stale (nothing drawn then)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return _render(conn, layer, z, codes, params, pii, at, shifted, check_fresh)
 
 
 def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
@@ -423,7 +429,8 @@ def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
             or (layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM))
 
 
-def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool) -> bytes:
+def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool,  # noqa: PLR0913
+            check_fresh: bool) -> bytes | None:
     if codes is not None and _reads_partitions(layer, z, pii):
         params = {**params, "streets_of": region_streets(conn, codes, params["comms"], params["streets"])}
     if layer == "grids":
@@ -435,17 +442,21 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
     elif layer in ("households", "members"):
         res = min(cell_res(z), _H3_POINT_RES)
         params = {**params, "res": res, "layer": layer, **_cell_box(z, params["x"], params["y"], res, shifted)}
-        rows = conn.execute(text(_cells_sql(codes, pii)), params).all()
-        return _cells_tile(conn, layer, rows, ("n",), params, pii, shifted)
+        stale, _, cells, counts = conn.execute(text(
+            f"WITH q AS ({_cells_sql(codes, pii)}) SELECT {_stale_sql(check_fresh)}, {_SERIAL}, "
+            "ARRAY(SELECT cell FROM q ORDER BY cell), ARRAY(SELECT n FROM q ORDER BY cell)"), params).one()
+        return None if stale else _cells_tile(conn, layer, list(zip(cells, counts)), ("n",), params, pii, shifted)
     elif layer == "gaps":
-        rows = conn.execute(text(_gap_cells_sql(codes, pii, shifted)), params).all()
-        return _cells_tile(conn, layer, rows, ("households", "unlinked", "outside"), params, pii, shifted)
+        rows = conn.execute(text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()
+        return _cells_tile(conn, layer, [r[:-1] for r in rows], ("households", "unlinked", "outside"), params, pii,
+                           shifted)
     elif layer == "incidents":
         sql = _incidents_sql(codes, shifted)
         params = {**params, "at": at or datetime.now(UTC), "yellow": YELLOW_FRACTION}
     else:
         sql = _centres_sql(codes, shifted)
-    return bytes(conn.execute(text(sql), params).scalar() or b"")
+    stale, _, body = conn.execute(text(f"SELECT {_stale_sql(check_fresh)}, {_SERIAL}, ({sql})"), params).one()
+    return None if stale else bytes(body or b"")
 
 
 # -- click details --------------------------------------------------------------------------------
