@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 import h3
 import numpy as np
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from geodata import crs
 from geodata.store.cell_counts import parent_sql
@@ -297,7 +297,7 @@ def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     SELECT cell, n, unlinked, outside FROM n{keep}"""
 
 
-def _cells_tile(conn: Connection, layer: str, rows: Sequence[Row], names: tuple[str, ...], params: dict,
+def _cells_tile(conn: Connection, layer: str, rows: Sequence[Sequence], names: tuple[str, ...], params: dict,
                 pii: bool, shifted: bool = False) -> bytes:
     """MVT of H3 cell polygons with integer properties ``names`` (one value per name in each row after
     the cell); for callers without PII rights counts under ``K_ANONYMITY`` become absent (NULL). With
