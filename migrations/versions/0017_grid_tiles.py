@@ -21,7 +21,7 @@ from alembic import op
 from geoalchemy2 import Geometry
 
 revision = "0017_grid_tiles"
-down_revision = "0014_partition_by_street"
+down_revision = "0015_coverage_snapshots"
 branch_labels = None
 depends_on = None
 
