@@ -178,17 +178,37 @@ def _solve_by_paths(cost: np.ndarray, blk: _Block, n_full: int, sol: Solution) -
     tiered = False
     while True:
         with timed(sol, "flow"):
-            member_of, _, _ = successive_shortest_paths(cost, blk.m_min, blk.m_max, blk.W, tiered, w_free, order)
+            member_of, v, column_member = successive_shortest_paths(cost, blk.m_min, blk.m_max, blk.W, tiered, w_free,
+                                                                    order)
         sol.stats["rounds"] += 1
         sol.stats["arcs_solved"] += n_full
         load = np.bincount(member_of[member_of >= 0], minlength=len(blk.m_max))
         with timed(sol, "certificate"):
-            if dense_potentials(cost, member_of, load, blk.m_min, blk.m_max, blk.W, tiered) is None:
+            start = None if tiered else _start_potentials(cost, v, column_member, blk.W, w_free)
+            if dense_potentials(cost, member_of, load, blk.m_min, blk.m_max, blk.W, tiered, start=start) is None:
                 raise RuntimeError("negative cycle in the residual network: the flow was not optimal")
         if problem.escalate_to_tiers(tiered, load, blk.m_min, sol):
             tiered = True
             continue
         return member_of
+
+
+def _start_potentials(cost: np.ndarray, v: np.ndarray, column_member: np.ndarray, W: int, w_free: int) -> np.ndarray:
+    """Where Bellman–Ford starts the certificate of stage A (``s, t, members``): the solver's duals.
+
+    With ``π(t) = 0`` and ``π(s) = −W`` (the bypass), a member's potential is its column's dual
+    shifted by the "unlinked" column's reduced price ``w_free − v_free − W``; these are feasible for
+    the full residual network when the flow is optimal, so the certificate settles in one round
+    instead of about ten. The start changes the speed only (``bellman_ford.dense_potentials``);
+    it is shifted below the root distances Bellman–Ford would otherwise start from, so it is used as is.
+    """
+    pi_m = np.zeros(cost.shape[1], dtype=np.int64)
+    own = column_member >= 0
+    shift = w_free - int(v[~own][0]) - W if (~own).any() else -W
+    pi_m[column_member[own]] = v[own] + shift
+    pi = np.concatenate(([-W, 0], pi_m))
+    finite = cost[cost < problem.NO_ARC]
+    return pi - int(pi.max()) - (int(finite.max()) - int(finite.min()) + 1)
 
 
 def _unlinked_price(cost: np.ndarray, blk: _Block) -> int:
