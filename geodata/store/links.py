@@ -78,7 +78,7 @@ def household_streets(conn: Connection, household_ids: list[str]) -> dict[str, s
     """Street code of each household (``household_street``, the unpartitioned lookup); absent ones are None."""
     rows = conn.execute(text("SELECT household_id, street_code FROM household_street WHERE household_id = ANY(:ids)"),
                         {"ids": household_ids}).all()
-    found = dict(rows)
+    found: dict[str, str | None] = {str(h): s for h, s in rows}
     return {h: found.get(h) for h in household_ids}
 
 
@@ -115,7 +115,7 @@ def save_run(engine: Engine, region: str, links: pd.DataFrame, params: dict, sum
             "VALUES (:r, CAST(:p AS JSONB), CAST(:s AS JSONB), false) RETURNING run_id"),
             {"r": region, "p": dumps(params), "s": dumps(summary)}).scalar_one()
         _copy_links(conn, run_id, links, streets)
-        named = sorted({streets[h] for h in covered if streets.get(h) is not None})
+        named = sorted({s for h in covered if (s := streets.get(h)) is not None})
         superseded = conn.execute(
             text(SUPERSEDE_SQL.format(street=street_filter(named, any(streets.get(h) is None for h in covered)))),
             {"r": region, "id": run_id, "hh": covered, "streets": named}).rowcount
