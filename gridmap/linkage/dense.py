@@ -1,7 +1,12 @@
 """One block solved on its dense ``households × members`` cost matrix (the common case).
 
-Same algorithm and the same first pruned network as :mod:`gridmap.linkage.chunked`, on one dense
-matrix (no chunk bookkeeping), with two additions that save solver work:
+By default (``problem.DENSE_SOLVER = "paths"``) each stage is one compiled shortest-path solve of
+all arcs (:mod:`gridmap.linkage.transport`), certified by Bellman–Ford potentials of the full
+residual network started from the solver's duals: no pruning, no re-solve.
+
+With ``"pruned"``: the same algorithm and the same first pruned network as
+:mod:`gridmap.linkage.chunked` (OR-Tools), on one dense matrix (no chunk bookkeeping), with two
+additions that save solver work:
 
 * when the potentials of the *pruned* residual network flag a left-out arc, Bellman–Ford is
   continued from them on the contracted graph of *all* arcs; if it settles, the flow has no

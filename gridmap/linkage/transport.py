@@ -5,15 +5,20 @@ nothing about duals, so the block had to be pruned, solved, certified by Bellman
 re-solved. Here the block's whole dense cost matrix is solved at once by successive shortest paths,
 which keeps node potentials as it goes: the answer arrives with a dual solution, and the LP-duality
 certificate (:func:`gridmap.linkage.bellman_ford.dense_potentials` on *all* arcs, started from those
-duals) proves it optimal for the full block in one or two Bellman–Ford rounds.
+duals) proves it optimal for the full block, usually in one Bellman–Ford round.
 
-The network is the block's min-cost flow (package docstring) with every arc reversed, which is the
-same problem: source → member (capacity ``max_links``; in the tiered stage the first ``min_links``
-units cost ``-W``) → household (cost ``c(h, m)``, cm plus tiers) → sink (capacity 1). Households are
-contracted away inside Dijkstra: a linked household's only residual out-arc goes back to its member,
-an unlinked one's to the sink, so the search pops members only and scans one cost column per pop.
-Paths are augmented while one exists: every path is cheaper than the bypass ``W`` (tier weights), so
-this is the maximum flow of least cost, exactly what the pruned OR-Tools stage computes.
+The block's min-cost flow (package docstring) is the same problem as a *transportation problem*:
+every household goes to exactly one column — a member's minimum part (cost ``c(h, m) − W``,
+capacity ``min_links``; tiered stage only), its other places (cost ``c(h, m)``), or "unlinked"
+(cost ``W``, the bypass). Households are added one at a time; each is placed by a shortest
+augmenting path over the columns (Dijkstra on reduced costs ``c − u − v``, Hungarian style: a full
+column is passed through by moving one of its households to another column), and the column
+potentials ``v`` are updated so reduced costs stay non-negative. After the last household the
+placement is a least-cost one — with ``W`` above every path cost, the maximum flow of least cost
+that the OR-Tools stage computes. Distances are centimetres (int64) plus the tier weights.
+
+The certificate (``dense._solve_by_paths``) does not trust this: it builds the potentials of the
+full residual network by Bellman–Ford, started from these duals (one round when they are right).
 """
 
 from __future__ import annotations
