@@ -23,33 +23,12 @@ full residual network by Bellman–Ford, started from these duals (one round whe
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
+from numba import njit
 
 from gridmap.linkage.problem import NO_ARC
 
 
-def _import_njit():
-    """``numba.njit``, even when a script's folder holds a ``coverage.py`` (e.g. ``bench/``).
-
-    numba imports the ``coverage`` package if it can, and fails on a plain module of that name
-    found first on ``sys.path``; such a shadow is hidden from numba's import only.
-    """
-    spec = importlib.util.find_spec("coverage") if "coverage" not in sys.modules else None
-    shadowed = spec is not None and spec.submodule_search_locations is None
-    if shadowed:
-        sys.modules["coverage"] = None  # type: ignore[assignment]  # "import coverage" raises ImportError
-    try:
-        from numba import njit
-    finally:
-        if shadowed:
-            del sys.modules["coverage"]
-    return njit
-
-
-njit = _import_njit()
 
 #: "Not reached" in the searches (far above any path length, far below int64 overflow).
 _INF = np.int64(2 ** 62)
