@@ -57,7 +57,11 @@ def coverage_layers(engine, region: str, radius_m: float = SERVICE_RADIUS_M, gap
 def _snapshot(engine, region: str, radius_m: float, gap_res: int, layers):
     """The coverage snapshot of the region, with the ``GET /coverage`` tables and the community label points
     derived once when it is built (``derived["report"]``, ``derived["community_labels"]``)."""
+    from geodata.store.auth import region_kind
     from geodata.store.coverage_snapshots import SnapshotKey, cached
+
+    if region_kind(engine, region) is None:  # before the snapshot's bookkeeping: a refused read writes nothing
+        raise RegionNotFound(region)
 
     def derive(out: dict, summary: dict) -> dict:
         return {"report": coverage_tables(out, summary, region, radius_m),

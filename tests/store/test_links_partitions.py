@@ -56,10 +56,15 @@ def _placement(engine):
 
 def test_the_copy_writes_each_link_into_its_street_partition(linked_streets):
     # With the street-filling trigger off, only the COPY itself can put the street on the rows.
+    # The database is the session's: the trigger is switched back on whatever happens.
     with linked_streets.begin() as c:
         c.execute(sa.text("ALTER TABLE links DISABLE TRIGGER links_b_street_ins"))
-    s1, _ = store.recompute(linked_streets, "S1")
-    s2, _ = store.recompute(linked_streets, "C2")  # a community's run: its households' street too
+    try:
+        s1, _ = store.recompute(linked_streets, "S1")
+        s2, _ = store.recompute(linked_streets, "C2")  # a community's run: its households' street too
+    finally:
+        with linked_streets.begin() as c:
+            c.execute(sa.text("ALTER TABLE links ENABLE TRIGGER links_b_street_ins"))
     assert s1.links > 0 and s2.links > 0
     assert _placement(linked_streets) == [(_part("S1"), "S1", s1.links), (_part("S2"), "S2", s2.links)]
 
