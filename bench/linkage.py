@@ -3,9 +3,12 @@
 Seeded synthetic cities (``geodata.synth.synth_city``: grids of ~400 households, members 8 %) at
 50k and 500k households. In one run, on the same data:
 
-* **engine** — ``gridmap.linkage.solve_arrays`` (exact, decomposed by grid, pruned + certified),
-  in one process with its CPU time per stage (blocks, pairs = distance matrices, candidates,
-  flow = OR-Tools solves, certificate = Bellman–Ford + reduced costs); again with the special-group
+* **engine** — ``gridmap.linkage.solve_arrays`` (exact, decomposed by grid; each dense block solved
+  whole by compiled successive shortest paths and certified by Bellman–Ford potentials of its full
+  residual network), in one process with its CPU time per stage (blocks, pairs = distance
+  matrices, candidates = cost matrices, flow = the solves, certificate); the same engine with its
+  previous block solver (OR-Tools on pruned arcs, certified, re-solved: ``DENSE_SOLVER =
+  "pruned"``) beside it; again with the special-group
   priority (households tagged ``gridmap.contract.SPECIAL_TAGS`` linked first, ~10 % of them here);
   also with its blocks on 2 worker processes (CPU of both counted), and the whole
   ``link_households`` call (report and visiting order included);
@@ -14,7 +17,9 @@ Seeded synthetic cities (``geodata.synth.synth_city``: grids of ~400 households,
 * **(b) greedy** — nearest-with-capacity over the same candidates, shortest arcs first.
 
 Each method runs in a forked child so its peak RSS (``getrusage``) is its own; the parent's RSS
-before the fork (data already loaded) is printed so the difference is the method's memory.
+before the fork (data already loaded) is printed so the difference is the method's memory. The
+compiled solver (numba, cached on disk) is loaded in the parent first and that one-off time is
+printed apart. ``uptime`` is printed beside the figures: the machine is shared.
 
 Usage::
 
@@ -28,6 +33,7 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +46,7 @@ from ortools.graph.python import min_cost_flow  # noqa: E402
 
 from geodata.synth import synth_city  # noqa: E402
 from gridmap.contract import MAX_LINKS, MIN_LINKS  # noqa: E402
-from gridmap.linkage import COST_SCALE, link_households, solve_arrays  # noqa: E402
+from gridmap.linkage import COST_SCALE, link_households, problem, solve_arrays  # noqa: E402
 from gridmap.linkage.frame import special_households  # noqa: E402
 from gridmap.metric import metric_crs, point_xy  # noqa: E402
 
@@ -120,6 +126,27 @@ def engine(h_xy, m_xy, h_grid, m_grid, m_min, m_max, special=None):
     return sol.member_of, sol.seconds
 
 
+def engine_pruned(h_xy, m_xy, h_grid, m_grid, m_min, m_max):
+    """The engine with its previous dense-block solver: OR-Tools on pruned arcs, certified, re-solved."""
+    problem.DENSE_SOLVER = "pruned"  # in the forked child only
+    sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max)
+    return sol.member_of, sol.seconds
+
+
+def load_compiled() -> float:
+    """Load (or compile, the first time on a machine) the numba solver; CPU seconds."""
+    from gridmap.linkage.transport import successive_shortest_paths
+
+    c0 = time.process_time()
+    successive_shortest_paths(np.zeros((3, 2), np.int64), np.zeros(2, np.int64), np.ones(2, np.int64), 10, False, 10,
+                              np.arange(3))
+    return time.process_time() - c0
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def engine_two_workers(h_xy, m_xy, h_grid, m_grid, m_min, m_max):
     """The engine with its blocks spread over 2 worker processes (CPU below counts both)."""
     return solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, n_jobs=2).member_of
@@ -158,6 +185,12 @@ def evaluate(member_of, h_xy, m_xy, m_min, m_max):
     return km, len(member_of) - len(li), out_of_band
 
 
+def cm_objective(member_of, h_xy, m_xy):
+    """(linked, total centimetres as the solvers price them): equal for two exact answers (ties may differ)."""
+    li = np.flatnonzero(member_of >= 0)
+    return len(li), int(np.rint(np.linalg.norm(h_xy[li] - m_xy[member_of[li]], axis=1) * COST_SCALE).sum())
+
+
 def full_link(households, members):
     res = link_households(households, members)
     return res.summary
@@ -182,7 +215,11 @@ def bench(n: int, seed: int) -> None:
     rows_member_of: dict = {}
     special = special_households(hh)
     special_stages = {}
-    for name, fn, extra in (("engine", engine, ()), ("engine, special first", engine, (special,)),
+    pruned_stages: dict = {}
+    print(f"compiled solver loaded in {load_compiled():.2f} CPU s (once per process, not in the figures below)")
+    print("uptime before:", uptime())
+    for name, fn, extra in (("engine", engine, ()), ("engine, OR-Tools pruned", engine_pruned, ()),
+                            ("engine, special first", engine, (special,)),
                             ("engine, 2 workers", engine_two_workers, ()),
                             ("(a) global MCF k=30", anchor_global_flow, ()), ("(b) greedy", greedy_nearest, ())):
         member_of, (secs, cpu), rss = run_forked(fn, h_xy, m_xy, h_grid, m_grid, m_min, m_max, *extra)
@@ -190,6 +227,8 @@ def bench(n: int, seed: int) -> None:
             member_of, stages = member_of
             if extra:
                 special_stages = stages
+            elif fn is engine_pruned:
+                pruned_stages = stages
             else:
                 stage_seconds = stages
         if extra:
@@ -215,6 +254,14 @@ def bench(n: int, seed: int) -> None:
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print("engine stages (CPU s): " + "   ".join(f"{k} {v:.2f}" for k, v in stage_seconds.items())
           + f"   other {e[1] - sum(stage_seconds.values()):.2f}")
+    p = rows["engine, OR-Tools pruned"]
+    same = cm_objective(rows_member_of["engine, OR-Tools pruned"], h_xy, m_xy) == cm_objective(
+        rows_member_of["engine"], h_xy, m_xy)
+    print(f"previous block solver (OR-Tools, pruned): {p[1]:.2f} CPU s = (a)/it {a[1] / p[1]:.1f}x CPU, "
+          f"{a[0] / p[0]:.1f}x wall; engine is {p[1] / e[1]:.1f}x faster in CPU; same objective (linked, integer cm): "
+          f"{same}; stages (CPU s): "
+          + "   ".join(f"{k} {v:.2f}" for k, v in pruned_stages.items()) + f"   other {p[1] - sum(pruned_stages.values()):.2f}")
+    print("uptime after:", uptime())
     s = rows["engine, special first"]
     plain_special = int((special & (rows_member_of["engine"] >= 0)).sum())
     print(f"special first: {special_linked['engine, special first']:,} of {int(special.sum()):,} special-group "

@@ -49,7 +49,7 @@ from gridmap.metric import haversine_m
 EXACT_MAX_NNZ = 2_000_000
 
 #: Default OR-Tools MIP backend ("CBC", "SCIP", "HIGHS" or "SAT" = CP-SAT); CBC proved fastest on
-#: reduced MCLP models (bench/coverage.py), CP-SAT's bound is weak on this structure.
+#: reduced MCLP models (bench/coverage_gaps.py), CP-SAT's bound is weak on this structure.
 MIP_BACKEND = "CBC"
 
 METHOD_EXACT = "exact MIP (OR-Tools)"

@@ -10,7 +10,10 @@ change.
 
 The rebuild also stores each grid's outline shifted to GCJ-02 (the datum of Amap base maps) vertex by
 vertex with :func:`geodata.crs.wgs84_to_gcj02`, so shifted grid tiles are exact and as fast as plain
-ones. Outlines are recomputed only when ``grids`` was written (or a grid has none yet).
+ones. Outlines are recomputed only when ``grids`` was written (or a grid has none yet). The same goes
+for what a grids tile shows besides the figures (name, community and its name, kind, branch, the outline
+in Web Mercator; migration 0017), also after a write to ``communities``: a tile reads one table. A write
+to ``households`` or ``members`` also recounts that layer's H3 cells (:mod:`geodata.store.cell_counts`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from geodata.crs import wgs84_to_gcj02
+from geodata.store import cell_counts
 
 #: pg_advisory_xact_lock key serialising rebuilds (two tile requests never rebuild at once).
 _LOCK_KEY = 0x67726964_66696773  # "gridfigs"
@@ -69,7 +73,22 @@ def refresh(engine: Engine) -> bool:
                           "(SELECT 1 FROM grids g WHERE g.grid_code = f.grid_code)"))
         conn.execute(text(_COUNTS_SQL))
         _shift_outlines(conn, every=("grids" in marks))
+        _copy_grids(conn, every=bool(marks & {"grids", "communities"}))
+        cell_counts.rebuild(conn, sorted(marks & set(cell_counts.LAYERS)))
     return True
+
+
+def _copy_grids(conn: Connection, every: bool) -> None:
+    """Copy what a ``grids`` tile shows (name, community and its name, kind, branch, the outline in Web
+    Mercator, EPSG:3857 metres) into ``grid_figures`` (0017), so a tile reads one table."""
+    where = "" if every else " AND f.geom_3857 IS NULL"
+    conn.execute(text(
+        "UPDATE grid_figures f SET name = g.name, community_code = g.community_code, community_name = c.name, "
+        "kind = g.kind, has_branch = g.has_branch, geom_3857 = ST_Transform(ST_Multi(g.geom), 3857) "
+        "FROM grids g LEFT JOIN communities c ON c.code = g.community_code "
+        f"WHERE f.grid_code = g.grid_code{where} AND (f.name, f.community_code, f.community_name, f.kind, "
+        "f.has_branch, f.geom_3857) IS DISTINCT FROM (g.name, g.community_code, c.name, g.kind, g.has_branch, "
+        "ST_Transform(ST_Multi(g.geom), 3857))"))
 
 
 def _shift_outlines(conn: Connection, every: bool) -> None:

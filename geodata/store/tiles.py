@@ -1,6 +1,8 @@
 """Vector tiles (Mapbox Vector Tile, MVT) straight from PostGIS, and the details of one clicked feature.
 
 Each layer is one SQL statement built around ``ST_AsMVT`` / ``ST_AsMVTGeom`` / ``ST_TileEnvelope``.
+``ST_AsMVT`` skips rows whose MVT geometry is NULL (nothing of them reaches the tile), so no statement
+filters on it: such a filter made PostgreSQL compute every ``ST_AsMVTGeom`` twice.
 Geometries are stored in WGS84 (EPSG:4326) and transformed to Web Mercator (EPSG:3857) only inside
 the query; rows are selected with ``geom && <tile envelope in 4326>`` so the stored GiST index is used.
 
@@ -10,10 +12,16 @@ personal data (``pii=True``); for others every aggregate cell with fewer than :d
 households is left out (k-anonymity). Members are home points for ``pii=True`` callers, otherwise
 aggregated the same way. Region filtering is by grid codes: ``grid_codes=None`` means every region.
 
-H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES``); the parent cell at
-a coarser resolution is computed with bit operations on the index, and a parent's descendants are the
-contiguous BIGINT range :func:`_child_range_sql`, so cell counts are complete even where a cell
-crosses a tile edge. Cell outlines come from the ``h3`` library and are handed back to PostGIS.
+H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES``). Household and member
+aggregates are read from ``h3_counts`` (:mod:`geodata.store.cell_counts`, counts per cell, resolution
+and grid, rebuilt after a committed write), so a zoom-12 tile reads a few dozen rows, not every
+household under it. The gaps layer counts live: the parent cell at a coarser resolution is computed with
+bit operations on the index, and a parent's descendants are the contiguous BIGINT range
+:func:`_child_range_sql`, so cell counts are complete even where a cell crosses a tile edge. Cell
+outlines come from the ``h3`` library and are handed back to PostGIS.
+
+Partitions (0014, issue 18): a region-scoped caller's point, incident and gap tiles name the streets
+its grids lie in, so PostgreSQL reads only those streets' partitions (and the default one).
 
 Grid figures (households, members, linked households) are read from ``grid_figures``, rebuilt by
 :mod:`geodata.store.grid_figures` only after a committed write, so a grids tile costs about what tipg's does.
@@ -35,10 +43,12 @@ from datetime import UTC, datetime
 import h3
 import numpy as np
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from geodata import crs
-from geodata.store.grid_figures import ensure_fresh
+from geodata.store.cell_counts import parent_sql
+from geodata.store.grid_figures import refresh
+from geodata.store.partitions import region_streets
 from gridmap.contract import (
     DEFAULT_GRID_KIND,
     GRID_BANDS,
@@ -106,10 +116,8 @@ def _point_geom(column: str, shifted: bool) -> str:
 
 
 def _parent_sql(col: str) -> str:
-    """SQL of the parent H3 index at resolution ``:res`` of a resolution-10 BIGINT index: the resolution
-    field (bits 52–55) set to ``res`` and the digits of finer resolutions (3 bits each) set to 7."""
-    return (f"(({col} & ~(15::bigint << 52)) | (CAST(:res AS bigint) << 52) "
-            f"| ((1::bigint << (3 * (15 - CAST(:res AS int)))) - 1))")
+    """SQL of the parent H3 index at resolution ``:res`` of a resolution-10 BIGINT index."""
+    return parent_sql(col, ":res")
 
 
 def _child_range_sql(parent: str) -> tuple[str, str]:
@@ -122,7 +130,15 @@ def _child_range_sql(parent: str) -> tuple[str, str]:
 
 
 def _region_sql(codes: list[str] | None, col: str = "grid_code") -> str:
+    """The caller's grids (``:codes``); nothing for an every-region caller."""
     return "" if codes is None else f" AND {col} = ANY(:codes)"
+
+
+def _street_sql(codes: list[str] | None, alias: str = "") -> str:
+    """Partition pruning (issue 18) for a region-scoped caller: only the partitions of the streets
+    ``:streets_of`` and the default partition (rows in no street). Nothing for an every-region caller."""
+    col = f"{alias}.street_code" if alias else "street_code"
+    return "" if codes is None else f" AND ({col} = ANY(:streets_of) OR {col} IS NULL)"
 
 
 # -- GCJ-02 (Amap) ---------------------------------------------------------------------------------
@@ -178,23 +194,23 @@ def _gcj02_preimage_box(z: int, x: int, y: int) -> dict[str, float]:
 
 # -- layers ---------------------------------------------------------------------------------------
 def _grids_sql(codes, shifted: bool = False) -> str:
-    """Grids with their community name, household/member counts, link coverage and status. The counts
-    (and, for GCJ-02 tiles, the vertex-by-vertex shifted outline) come from ``grid_figures``, which
-    :func:`geodata.store.grid_figures.ensure_fresh` keeps current; the grid's own columns are read live."""
-    geom = "f.geom_gcj02" if shifted else "g.geom"
+    """Grids with their community name, household/member counts, link coverage and status, all from
+    ``grid_figures`` (one GiST scan of one table, like tipg's), which
+    :func:`geodata.store.grid_figures.ensure_fresh` keeps current: it holds each grid's figures, its
+    columns and community name, its outline in Web Mercator (EPSG:3857) and, for GCJ-02 tiles, the outline
+    shifted vertex by vertex (EPSG:4326 degrees)."""
+    if shifted:
+        box, geom = f"ST_Transform({_ENV_GCJ02}, 3857)", "ST_Transform(f.geom_gcj02, 3857)"
+    else:
+        box, geom = "ST_TileEnvelope(:z, :x, :y, margin => :margin)", "f.geom_3857"
     return f"""
-    WITH g AS (
-      SELECT g.grid_code, g.name, g.community_code, g.kind, g.has_branch, {geom} AS geom,
-             COALESCE(f.households, 0) AS households, COALESCE(f.members, 0) AS members,
-             COALESCE(f.linked_households, 0) AS linked
-      FROM grids g LEFT JOIN grid_figures f USING (grid_code)
-      WHERE g.geom && {_env(shifted)}{_region_sql(codes, 'g.grid_code')}
-    ), s AS (
-      SELECT g.*, c.name AS community_name,
-             COALESCE(g.has_branch, true) AS branch,
-             CASE WHEN COALESCE(g.kind, :default_kind) = 'rural' THEN :rural_min ELSE :urban_min END AS band_min,
-             CASE WHEN COALESCE(g.kind, :default_kind) = 'rural' THEN :rural_max ELSE :urban_max END AS band_max
-      FROM g LEFT JOIN communities c ON c.code = g.community_code
+    WITH s AS (
+      SELECT f.grid_code, f.name, f.community_code, f.community_name, f.households, f.members,
+             f.linked_households AS linked, {geom} AS geom, COALESCE(f.has_branch, true) AS branch,
+             CASE WHEN COALESCE(f.kind, :default_kind) = 'rural' THEN :rural_min ELSE :urban_min END AS band_min,
+             CASE WHEN COALESCE(f.kind, :default_kind) = 'rural' THEN :rural_max ELSE :urban_max END AS band_max
+      FROM grid_figures f
+      WHERE f.geom_3857 && {box}{_region_sql(codes, 'f.grid_code')}
     ), t AS (
       SELECT grid_code AS code, name, community_code, community_name, households::int, members::int,
              CASE WHEN households > 0 THEN round(100.0 * linked / households, 1)::float END AS link_coverage_pct,
@@ -204,10 +220,10 @@ def _grids_sql(codes, shifted: bool = False) -> str:
              CASE WHEN NOT branch OR (households > 0 AND members = 0) THEN 'blank'
                   WHEN households > band_max THEN 'over-size'
                   WHEN households < band_min THEN 'under-size' ELSE 'ok' END AS status,
-             {_mvt_geom()} AS geom
+             ST_AsMVTGeom(geom, ST_TileEnvelope(:z, :x, :y), {EXTENT}, {BUFFER}, true) AS geom
       FROM s
     )
-    SELECT ST_AsMVT(t, 'grids', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'grids', {EXTENT}, 'geom') FROM t"""
 
 
 def _grid_params() -> dict:
@@ -219,22 +235,38 @@ def _grid_params() -> dict:
 def _points_sql(layer: str, table: str, columns: str, codes, shifted: bool = False) -> str:
     return f"""
     WITH t AS (SELECT {columns}, {_point_geom('geom', shifted)} AS geom FROM {table}
-               WHERE geom && {_env(shifted)}{_region_sql(codes)})
-    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)})
+    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t"""
 
 
-def _cells_sql(table: str, codes, pii: bool, shifted: bool = False) -> str:
-    """Counts per H3 cell at ``:res`` of the cells that have a point inside the tile, counting every
-    point of the cell (also those beyond the tile edge); cells under ``:k`` are dropped unless ``pii``."""
-    lo, hi = _child_range_sql("c.cell")
-    having = "" if pii else " WHERE n >= :k"
+def _cells_sql(codes, pii: bool) -> str:
+    """Counts per H3 cell at ``:res`` of the cells whose centre lies in the box ``:cx0 … :cy1`` (the tile
+    widened by a cell's reach, :func:`_cell_box`), from ``h3_counts`` (:mod:`geodata.store.cell_counts`),
+    summed over the caller's grids: each cell carries its full count (also households beyond the tile
+    edge). Cells under ``:k`` are dropped unless ``pii``."""
+    region = "" if codes is None else " AND grid_code = ANY(:codes)"
+    having = "" if pii else " HAVING sum(n) >= :k"
     return f"""
-    WITH c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM {table}
-               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
-         n AS (SELECT c.cell, (SELECT count(*) FROM {table} p
-                               WHERE p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}) AS n
-               FROM c)
-    SELECT cell, n FROM n{having}"""
+    SELECT cell, sum(n) AS n FROM h3_counts
+    WHERE centre &&& ST_SetSRID(ST_3DMakeBox(ST_MakePoint(:cx0, :cy0, :res), ST_MakePoint(:cx1, :cy1, :res))::geometry,
+                                4326)
+      AND layer = :layer AND res = :res{region}
+    GROUP BY cell{having}"""
+
+
+def _cell_box(z: int, x: int, y: int, res: int, shifted: bool) -> dict[str, float]:
+    """WGS84 box (``cx0, cy0, cx1, cy1``, degrees) holding the centre of every H3 cell at ``res`` that
+    reaches into tile z/x/y or its buffer (for GCJ-02 tiles, into the tile's WGS84 preimage): the tile
+    widened by twice the cell's mean edge length (a hexagon's centre-to-corner distance is its edge)."""
+    if shifted:
+        box = _gcj02_preimage_box(z, x, y)
+        w, s, e, n = box["wx0"], box["wy0"], box["wx1"], box["wy1"]
+    else:
+        w, s, e, n = _tile_bounds(z, x, y, BUFFER / EXTENT)
+    reach_m = 2.0 * h3.average_hexagon_edge_length(res, "m")
+    dlat = reach_m / 110_540.0
+    dlon = reach_m / (111_320.0 * max(math.cos(math.radians(max(abs(s), abs(n)) + dlat)), 1e-6))
+    return {"cx0": w - dlon, "cy0": max(s - dlat, -90.0), "cx1": e + dlon, "cy1": min(n + dlat, 90.0)}
 
 
 def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
@@ -248,12 +280,12 @@ def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     WITH r AS (SELECT 1.01 * COALESCE(max(COALESCE(radius_m, :radius_m)), :radius_m) + 1 AS max_m
                FROM service_centres),
          c AS (SELECT DISTINCT {_parent_sql('h3')} AS cell FROM households
-               WHERE geom && {_env(shifted)}{_region_sql(codes)}),
+               WHERE geom && {_env(shifted)}{_region_sql(codes)}{_street_sql(codes)}),
          h AS (SELECT c.cell, p.household_id, p.geom FROM c JOIN households p
-               ON p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}),
+               ON p.h3 BETWEEN {lo} AND {hi}{_region_sql(codes, 'p.grid_code')}{_street_sql(codes, 'p')}),
          f AS (SELECT h.cell,
                       NOT EXISTS (SELECT 1 FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
-                                  WHERE l.household_id = h.household_id) AS unlinked,
+                                  WHERE l.household_id = h.household_id{_street_sql(codes, 'l')}) AS unlinked,
                       NOT EXISTS (SELECT 1 FROM service_centres s
                                   WHERE s.geom && ST_Expand(h.geom, r.max_m / (111320.0 * cos(radians(ST_Y(h.geom)))),
                                                             r.max_m / 110540.0)
@@ -265,7 +297,7 @@ def _gap_cells_sql(codes, pii: bool, shifted: bool = False) -> str:
     SELECT cell, n, unlinked, outside FROM n{keep}"""
 
 
-def _cells_tile(conn: Connection, layer: str, rows: Sequence[Row], names: tuple[str, ...], params: dict,
+def _cells_tile(conn: Connection, layer: str, rows: Sequence[Sequence], names: tuple[str, ...], params: dict,
                 pii: bool, shifted: bool = False) -> bytes:
     """MVT of H3 cell polygons with integer properties ``names`` (one value per name in each row after
     the cell); for callers without PII rights counts under ``K_ANONYMITY`` become absent (NULL). With
@@ -291,7 +323,7 @@ def _cells_tile(conn: Connection, layer: str, rows: Sequence[Row], names: tuple[
     sql = f"""
     WITH t AS (SELECT u.cell, {selects}, {_mvt_geom('ST_GeomFromText(u.wkt, 4326)')} AS geom
                FROM unnest(CAST(:cells AS text[]), CAST(:wkts AS text[]), {arrays}) AS u(cell, wkt, {aliases}))
-    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, '{layer}', {EXTENT}, 'geom') FROM t"""
     values = {f"v{i}": col for i, col in enumerate(columns)}
     return bytes(conn.execute(text(sql), {**params, "cells": cells, "wkts": wkts, **values}).scalar() or b"")
 
@@ -300,7 +332,7 @@ def _incidents_sql(codes, shifted: bool = False) -> str:
     """Incidents with category, status, level and 红黄绿灯 light at ``:at`` (as ``gridmap.dispatch.light``:
     red past the deadline, yellow in the last ``:yellow`` of the window, closed ones judged at closing)."""
     region = "" if codes is None else (" AND (grid_code = ANY(:codes) OR community_code = ANY(:comms)"
-                                       " OR street_code = ANY(:streets))")
+                                       " OR street_code = ANY(:streets))" + _street_sql(codes))
     return f"""
     WITH i AS (SELECT *, COALESCE(closed_at, :at) AS t FROM incidents
                WHERE geom && {_env(shifted)}{region}),
@@ -310,7 +342,7 @@ def _incidents_sql(codes, shifted: bool = False) -> str:
                            WHEN t >= deadline_at - (deadline_at - reported_at) * :yellow THEN 'yellow'
                            ELSE 'green' END AS light,
                       {_point_geom('geom', shifted)} AS geom FROM i)
-    SELECT ST_AsMVT(t, 'incidents', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'incidents', {EXTENT}, 'geom') FROM t"""
 
 
 def _centres_sql(codes, shifted: bool = False) -> str:
@@ -321,7 +353,7 @@ def _centres_sql(codes, shifted: bool = False) -> str:
     WITH t AS (SELECT s.centre_id AS id, s.name, s.kind, COALESCE(s.radius_m, :radius_m)::float AS radius_m,
                       {_point_geom('s.geom', shifted)} AS geom
                FROM service_centres s WHERE s.geom && {_env(shifted)}{region})
-    SELECT ST_AsMVT(t, 'centres', {EXTENT}, 'geom') FROM t WHERE geom IS NOT NULL"""
+    SELECT ST_AsMVT(t, 'centres', {EXTENT}, 'geom') FROM t"""
 
 
 # -- the entry point ------------------------------------------------------------------------------
@@ -362,13 +394,45 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
     if shifted:
         params.update(_gcj02_preimage_box(z, x, y))
-    if layer == "grids":
-        ensure_fresh(engine)
-    with engine.connect() as conn:
-        return _render(conn, layer, z, codes, params, pii, at, shifted)
+    fresh = layer in ("grids", "households", "members")  # drawn from grid_figures / h3_counts
+    body = _render_once(engine, layer, z, codes, params, pii, at, shifted, fresh)
+    if body is None:  # a committed write since the last rebuild: grid figures and H3 counts first
+        refresh(engine)
+        body = _render_once(engine, layer, z, codes, params, pii, at, shifted, False)
+    return body or b""
 
 
-def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool) -> bytes:
+# One statement per tile where it can be (under load every round trip waits for the server to be
+# scheduled again): it also says whether grid_figures / h3_counts are stale (as
+# geodata.store.grid_figures.is_stale), and it calls set_config, which PostgreSQL labels PARALLEL UNSAFE,
+# so no parallel workers are planned — a tile reads a few hundred rows, and starting workers cost 10×
+# the query (a z16 households tile at 1M households: 122 ms with them, 13 ms without). The connection is
+# in autocommit: no BEGIN / ROLLBACK round trips, and the setting ends with the statement.
+_SERIAL = "set_config('max_parallel_workers_per_gather', '0', true)"
+
+
+def _stale_sql(check_fresh: bool) -> str:
+    return "EXISTS (SELECT 1 FROM grid_figures_dirty)" if check_fresh else "false"
+
+
+def _render_once(engine: Engine, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool,  # noqa: PLR0913
+                 check_fresh: bool) -> bytes | None:
+    """The tile, or None when ``check_fresh`` and the derived tables are stale (nothing drawn then)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return _render(conn, layer, z, codes, params, pii, at, shifted, check_fresh)
+
+
+def _reads_partitions(layer: str, z: int, pii: bool) -> bool:
+    """Whether the tile reads the tables partitioned by street (0014) — points, incidents, gaps — rather
+    than derived per-grid or per-cell tables; region-scoped tiles then read only their streets."""
+    return (layer in ("incidents", "gaps") or (layer == "households" and pii and z >= POINT_MIN_ZOOM)
+            or (layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM))
+
+
+def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool,  # noqa: PLR0913
+            check_fresh: bool) -> bytes | None:
+    if codes is not None and _reads_partitions(layer, z, pii):
+        params = {**params, "streets_of": region_streets(conn, codes, params["comms"], params["streets"])}
     if layer == "grids":
         sql, params = _grids_sql(codes, shifted), {**params, **_grid_params()}
     elif layer == "households" and pii and z >= POINT_MIN_ZOOM:
@@ -376,18 +440,23 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
     elif layer == "members" and pii and z >= MEMBER_POINT_MIN_ZOOM:
         sql = _points_sql("members", "members", "member_id AS id, grid_code, kind, available", codes, shifted)
     elif layer in ("households", "members"):
-        params = {**params, "res": min(cell_res(z), _H3_POINT_RES)}
-        rows = conn.execute(text(_cells_sql(layer, codes, pii, shifted)), params).all()
-        return _cells_tile(conn, layer, rows, ("n",), params, pii, shifted)
+        res = min(cell_res(z), _H3_POINT_RES)
+        params = {**params, "res": res, "layer": layer, **_cell_box(z, params["x"], params["y"], res, shifted)}
+        stale, _, cells, counts = conn.execute(text(
+            f"WITH q AS ({_cells_sql(codes, pii)}) SELECT {_stale_sql(check_fresh)}, {_SERIAL}, "
+            "ARRAY(SELECT cell FROM q ORDER BY cell), ARRAY(SELECT n FROM q ORDER BY cell)"), params).one()
+        return None if stale else _cells_tile(conn, layer, list(zip(cells, counts)), ("n",), params, pii, shifted)
     elif layer == "gaps":
-        rows = conn.execute(text(_gap_cells_sql(codes, pii, shifted)), params).all()
-        return _cells_tile(conn, layer, rows, ("households", "unlinked", "outside"), params, pii, shifted)
+        rows = conn.execute(text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()
+        return _cells_tile(conn, layer, [r[:-1] for r in rows], ("households", "unlinked", "outside"), params, pii,
+                           shifted)
     elif layer == "incidents":
         sql = _incidents_sql(codes, shifted)
         params = {**params, "at": at or datetime.now(UTC), "yellow": YELLOW_FRACTION}
     else:
         sql = _centres_sql(codes, shifted)
-    return bytes(conn.execute(text(sql), params).scalar() or b"")
+    stale, _, body = conn.execute(text(f"SELECT {_stale_sql(check_fresh)}, {_SERIAL}, ({sql})"), params).one()
+    return None if stale else bytes(body or b"")
 
 
 # -- click details --------------------------------------------------------------------------------

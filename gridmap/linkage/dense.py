@@ -1,7 +1,12 @@
 """One block solved on its dense ``households × members`` cost matrix (the common case).
 
-Same algorithm and the same first pruned network as :mod:`gridmap.linkage.chunked`, on one dense
-matrix (no chunk bookkeeping), with two additions that save solver work:
+By default (``problem.DENSE_SOLVER = "paths"``) each stage is one compiled shortest-path solve of
+all arcs (:mod:`gridmap.linkage.transport`), certified by Bellman–Ford potentials of the full
+residual network started from the solver's duals: no pruning, no re-solve.
+
+With ``"pruned"``: the same algorithm and the same first pruned network as
+:mod:`gridmap.linkage.chunked` (OR-Tools), on one dense matrix (no chunk bookkeeping), with two
+additions that save solver work:
 
 * when the potentials of the *pruned* residual network flag a left-out arc, Bellman–Ford is
   continued from them on the contracted graph of *all* arcs; if it settles, the flow has no
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridmap.linkage import problem
+from gridmap.linkage.bellman_ford import dense_potentials
 from gridmap.linkage.certificate import dense_violations, next_candidates
 from gridmap.linkage.flow import solve_network
 from gridmap.linkage.problem import (
@@ -31,6 +37,7 @@ from gridmap.linkage.problem import (
     tier_weights,
     timed,
 )
+from gridmap.linkage.transport import successive_shortest_paths
 
 
 @dataclass
@@ -115,29 +122,118 @@ def _cost_matrix(pairs: _DensePairs, P: int, Q: int, bonus: int, prev_cell, spec
 def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Solution) -> None:
     """Solve one block exactly on its dense cost matrix; writes ``sol.member_of[hs]``.
 
-    Stage A (no minimum tier) then, only if a minimum is missed, stage B (tiered); each stage is
-    re-solved on more arcs until the certificate holds (package docstring).
+    Stage A (no minimum tier) then, only if a minimum is missed, stage B (tiered). By default each
+    stage is one compiled shortest-path solve of all arcs, certified by its own duals
+    (:mod:`gridmap.linkage.transport`); with ``problem.DENSE_SOLVER = "pruned"`` each stage is solved
+    by OR-Tools on pruned arcs and re-solved on more until the certificate holds (package docstring).
     """
     with timed(sol, "pairs"):
         pairs = _pairs(prob, hs, ms, sol)
-    n, m = pairs.dist.shape
     n_full = int(pairs.within.sum())
     sol.stats["blocks"] += 1
     sol.stats["arcs_full"] += n_full
     if n_full == 0:
         return
-    m_min, m_max = prob.m_min[ms], prob.m_max[ms]
+    blk = _block(prob, pairs, hs, ms)
+    if problem.DENSE_SOLVER == "paths":
+        with timed(sol, "candidates"):
+            cost = _cost_matrix(pairs, blk.P, blk.Q, blk.bonus, blk.prev_cell, blk.special)
+        member_of = _solve_by_paths(cost, blk, n_full, sol)
+    else:
+        member_of = _solve_pruned(prob, pairs, blk, n_full, sol)
+    linked = member_of >= 0
+    sol.member_of[hs[linked]] = ms[member_of[linked]]
+
+
+@dataclass
+class _Block:
+    """What both solvers of a dense block need: bands, previous links, tier weights (cm)."""
+
+    m_min: np.ndarray
+    m_max: np.ndarray
+    prev_cell: tuple
+    special: np.ndarray
+    any_cross: bool
+    bonus: int
+    P: int
+    Q: int
+    W: int
+
+
+def _block(prob: Problem, pairs: _DensePairs, hs: np.ndarray, ms: np.ndarray) -> _Block:
+    """Bands, previous links and the tier weights of a dense block."""
+    n, m = pairs.dist.shape
     prev_local = previous_local(prob, hs, ms)
     p_rows = np.flatnonzero(prev_local >= 0)
-    prev_cell = (p_rows, prev_local[p_rows])
     any_cross = pairs.cross is not None and bool((pairs.cross & pairs.within).any())
     dmax_m = pairs.dist.max() if pairs.all_within else pairs.dist[pairs.within].max()
     bonus = round(prob.keep_bonus_m * COST_SCALE)
     special = prob.special[hs]
     P, Q, W = tier_weights(n, m, int(np.rint(dmax_m * COST_SCALE)), bonus, any_cross, int(special.sum()))
+    return _Block(m_min=prob.m_min[ms], m_max=prob.m_max[ms], prev_cell=(p_rows, prev_local[p_rows]),
+                  special=special, any_cross=any_cross, bonus=bonus, P=P, Q=Q, W=W)
+
+
+def _solve_by_paths(cost: np.ndarray, blk: _Block, n_full: int, sol: Solution) -> np.ndarray:
+    """Each stage: one shortest-path solve of all arcs, certified on the full residual network
+    (Bellman–Ford potentials, :func:`gridmap.linkage.bellman_ford.dense_potentials`); ``member_of`` (columns)."""
+    sol.stats["unpruned_blocks"] += 1
+    w_free = _unlinked_price(cost, blk)
+    order = np.argsort(cost.min(axis=1), kind="stable")  # nearest first: later paths move fewer households
+    tiered = False
+    while True:
+        with timed(sol, "flow"):
+            member_of, v, column_member = successive_shortest_paths(cost, blk.m_min, blk.m_max, blk.W, tiered, w_free,
+                                                                    order)
+        sol.stats["rounds"] += 1
+        sol.stats["arcs_solved"] += n_full
+        load = np.bincount(member_of[member_of >= 0], minlength=len(blk.m_max))
+        with timed(sol, "certificate"):
+            start = None if tiered else _start_potentials(cost, v, column_member, blk.W, w_free)
+            if dense_potentials(cost, member_of, load, blk.m_min, blk.m_max, blk.W, tiered, start=start) is None:
+                raise RuntimeError("negative cycle in the residual network: the flow was not optimal")
+        if problem.escalate_to_tiers(tiered, load, blk.m_min, sol):
+            tiered = True
+            continue
+        return member_of
+
+
+def _start_potentials(cost: np.ndarray, v: np.ndarray, column_member: np.ndarray, W: int, w_free: int) -> np.ndarray:
+    """Where Bellman–Ford starts the certificate of stage A (``s, t, members``): the solver's duals.
+
+    With ``π(t) = 0`` and ``π(s) = −W`` (the bypass), a member's potential is its column's dual
+    shifted by the "unlinked" column's reduced price ``w_free − v_free − W``; these are feasible for
+    the full residual network when the flow is optimal, so the certificate settles in one round
+    instead of about ten. The start changes the speed only (``bellman_ford.dense_potentials``);
+    it is shifted below the root distances Bellman–Ford would otherwise start from, so it is used as is.
+    """
+    pi_m = np.zeros(cost.shape[1], dtype=np.int64)
+    own = column_member >= 0
+    shift = w_free - int(v[~own][0]) - W if (~own).any() else -W
+    pi_m[column_member[own]] = v[own] + shift
+    pi = np.concatenate(([-W, 0], pi_m))
+    finite = cost[cost < problem.NO_ARC]
+    return pi - int(pi.max()) - (int(finite.max()) - int(finite.min()) + 1)
+
+
+def _unlinked_price(cost: np.ndarray, blk: _Block) -> int:
+    """Cost of "unlinked" in the shortest-path solve: ``W``, or in a balanced block (every pair an
+    arc, more households than places: the households left over are as many in any maximum flow) a
+    price that leaves the right number of households nearest-member costlier than it, so that few
+    paths have to move households again (speed only: any price gives the same optimum)."""
+    places = int(blk.m_max.sum())
+    if cost.shape[0] <= places or np.any(cost >= problem.NO_ARC):
+        return blk.W
+    nearest = cost.min(axis=1)
+    return min(blk.W - 1, int(np.partition(nearest, places)[places]))
+
+
+def _solve_pruned(prob: Problem, pairs: _DensePairs, blk: _Block, n_full: int, sol: Solution) -> np.ndarray:
+    """Each stage: OR-Tools on pruned arcs, re-solved on more until certified; ``member_of`` (columns)."""
+    n, m = pairs.dist.shape
     with timed(sol, "candidates"):
-        cand = _first_candidates(prob, pairs, any_cross, prev_cell, m_max, special)
-        cost = _cost_matrix(pairs, P, Q, bonus, prev_cell, special)
+        cand = _first_candidates(prob, pairs, blk.any_cross, blk.prev_cell, blk.m_max, blk.special)
+        cost = _cost_matrix(pairs, blk.P, blk.Q, blk.bonus, blk.prev_cell, blk.special)
     pruned = int(cand.sum()) < n_full
     if not pruned:
         sol.stats["unpruned_blocks"] += 1
@@ -145,14 +241,15 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
     while True:
         with timed(sol, "flow"):
             a_h, a_m = np.nonzero(cand)  # row-major: the same arc order as the chunked path
-            flow = solve_network(n, m, a_h, a_m, cost[a_h, a_m], m_min, m_max, W, tiered)
+            flow = solve_network(n, m, a_h, a_m, cost[a_h, a_m], blk.m_min, blk.m_max, blk.W, tiered)
         sol.stats["rounds"] += 1
         sol.stats["arcs_solved"] += len(a_h)
         member_of = np.full(n, -1, dtype=np.int64)
         member_of[a_h[flow]] = a_m[flow]
         load = np.bincount(member_of[member_of >= 0], minlength=m)
         with timed(sol, "certificate"):
-            failed = pruned and dense_violations(cost, cand, pairs.within, member_of, load, m_min, m_max, W, tiered)
+            failed = pruned and dense_violations(cost, cand, pairs.within, member_of, load, blk.m_min, blk.m_max,
+                                                 blk.W, tiered)
         if failed:
             # Narrowing may shrink the set, so allow it only a few times per block: after that the
             # set only grows, which bounds the number of rounds.
@@ -161,9 +258,7 @@ def solve_dense_block(prob: Problem, hs: np.ndarray, ms: np.ndarray, sol: Soluti
                                    re_solves < problem.NARROW_ROUNDS, sol.stats)
             re_solves += 1
             continue
-        if problem.escalate_to_tiers(tiered, load, m_min, sol):
+        if problem.escalate_to_tiers(tiered, load, blk.m_min, sol):
             tiered = True
             continue
-        break
-    linked = member_of >= 0
-    sol.member_of[hs[linked]] = ms[member_of[linked]]
+        return member_of

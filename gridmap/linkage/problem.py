@@ -27,6 +27,9 @@ MEMBER_SIDE = 3.0
 NARROW_ROUNDS = 4
 #: Bellman–Ford rounds allowed when repairing pruned potentials into full ones (speed only).
 REPAIR_ROUNDS = 12
+#: How dense blocks are solved: ``"paths"`` (compiled shortest paths on all arcs, certified by their
+#: duals: ``transport``) or ``"pruned"`` (OR-Tools on candidate arcs, certified and re-solved).
+DENSE_SOLVER = "paths"
 #: Cost marking "no arc" in dense cost matrices (far above any real cost, far below int64 overflow).
 NO_ARC = np.int64(2 ** 61)
 

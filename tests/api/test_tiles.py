@@ -536,3 +536,147 @@ def test_grid_tile_query_no_longer_counts_households(city):
         plan = "\n".join(c.execute(sa.text("EXPLAIN " + tiles._grids_sql(None)), params).scalars())
     assert "grid_figures" in plan
     assert not any(t in plan for t in (" on households", " on members", " on links", " on link_runs")), plan
+    # one table, like tipg's (0017): the grid's own columns and its community's name are copied in too
+    assert not any(t in plan for t in (" on grids ", " on communities ")), plan
+    assert "ix_grid_figures_geom_3857" in plan or "Seq Scan on grid_figures" in plan, plan
+
+
+def test_grid_tiles_follow_a_renamed_community(city):
+    """The community name a grids tile shows is copied into grid_figures; renaming the community (a
+    write to ``communities``, trigger of 0017) refreshes it before the next tile."""
+    code = city["lonely_grid"]
+    before = _grid_props(city, code)["community_name"]
+    with city["engine"].begin() as c:
+        c.execute(sa.text("UPDATE communities SET name = '改名社区' WHERE code = (SELECT community_code FROM grids "
+                          "WHERE grid_code = :g)"), {"g": code})
+    try:
+        assert _grid_props(city, code)["community_name"] == "改名社区"
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("UPDATE communities SET name = :n WHERE code = (SELECT community_code FROM grids "
+                              "WHERE grid_code = :g)"), {"n": before, "g": code})
+    assert _grid_props(city, code)["community_name"] == before
+
+
+# -- partitions (issue 18) ----------------------------------------------------------------------------
+def _tile_statements(city, layer, z, x, y, regions) -> list[tuple[str, dict]]:
+    """The SQL statements (driver form, with parameters) ``render_tile`` runs for a caller of ``regions``."""
+    from geodata.store import auth as store_auth
+    from geodata.store import tiles
+
+    scope = store_auth.expand_regions(city["engine"], list(regions))
+    seen: list[tuple[str, dict]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, dict(parameters or {})))
+
+    sa.event.listen(city["engine"], "before_cursor_execute", keep)
+    try:
+        tiles.render_tile(city["engine"], layer, z, x, y, grid_codes=scope.grids, community_codes=scope.communities,
+                          street_codes=scope.streets, pii=True)
+    finally:
+        sa.event.remove(city["engine"], "before_cursor_execute", keep)
+    return seen
+
+
+def _partitions_read(engine, statement: str, parameters: dict) -> set[str]:
+    """Partitions of households/members/links/incidents an EXPLAIN ANALYZE of the statement shows read."""
+    with engine.connect() as c:
+        plan = c.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement,
+                                 parameters).scalar_one()
+    out: set[str] = set()
+
+    def walk(node):
+        name = node.get("Relation Name", "")
+        if "_p_" in name and node.get("Actual Loops", 1) != 0:
+            out.add(name)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return out
+
+
+@pytest.mark.parametrize("level", ["street", "community", "grid"])
+def test_region_tiles_read_only_their_streets_partitions(city, level):
+    """A street, community or grid leader's households, members, incidents and gaps tiles read the
+    partitions of that one street (and the default one), never another street's (EXPLAIN ANALYZE)."""
+    import h3
+
+    A, grid = city["A"], city["lonely_grid"]
+    region = {"street": A, "community": grid[:-2], "grid": grid}[level]
+    lon, lat = city["lonely"]
+    with city["engine"].begin() as c:  # an incident, so the incidents tile has a row to read
+        c.execute(sa.text("INSERT INTO incidents (incident_id, category, reported_at, grid_code, h3, geom) VALUES "
+                          "('I-PART', '环境卫生', now(), :g, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
+                  {"g": grid, "h": h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)), "x": lon, "y": lat})
+    try:
+        for layer, z in (("households", 16), ("members", 16), ("incidents", 15), ("gaps", 14)):
+            x, y = tile_of(lon, lat, z)
+            statements = [(s, p) for s, p in _tile_statements(city, layer, z, x, y, (region,))
+                          if "streets_of" in p]
+            assert statements, (layer, z)
+            for statement, parameters in statements:
+                # (a region code that is no street may ride along: it names no partition)
+                assert A in parameters["streets_of"] and city["B"] not in parameters["streets_of"]
+                read = _partitions_read(city["engine"], statement, parameters)
+                table = "households" if layer == "gaps" else layer
+                assert f"{table}_p_{A}" in read, (layer, z, read)
+                others = {r for r in read if not r.endswith(("_p_default", f"_p_{A}"))}
+                assert not others, (layer, z, others)
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM incidents WHERE incident_id = 'I-PART'"))
+
+
+def test_aggregate_tiles_read_the_cell_counts_not_the_people(city):
+    """Households and members as H3 aggregates come from h3_counts (0017): a street leader's tile reads no
+    partition of households or members — and the counts are those of the rows."""
+    import h3
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(lon, lat, 13)
+    for layer in ("households", "members"):
+        statements = [s for s in _tile_statements(city, layer, 13, x, y, (city["A"],)) if "h3_counts" in s[0]]
+        assert statements, layer
+        for statement, parameters in statements:
+            assert not _partitions_read(city["engine"], statement, parameters), (layer, statement)
+    x, y = tile_of(lon, lat, 15)
+    got = {f["properties"]["cell"]: f["properties"]["n"] for f in _features(city, "households", 15, x, y, "leader",
+                                                                             (city["A"],))}
+    cell = h3.latlng_to_cell(lat, lon, 9)
+    with city["engine"].connect() as c:
+        rows = c.execute(sa.text("SELECT h3 FROM households WHERE grid_code = ANY(:g)"),
+                         {"g": sorted(city["grids_of"][city["A"]])}).scalars().all()
+    assert got[cell] == sum(1 for r in rows if r and h3.cell_to_parent(h3.int_to_str(r), 9) == cell)
+
+
+def test_cell_counts_follow_committed_writes(city):
+    """A household added, moved to another grid's region or deleted changes its cell's count in the next
+    tile (h3_counts rewritten after the write; only changed rows)."""
+    import h3
+
+    lon, lat = city["lonely"]
+    x, y = tile_of(lon, lat, 15)
+    cell = h3.latlng_to_cell(lat, lon, 9)
+
+    def count(regions=(city["A"],)):
+        feats = _features(city, "households", 15, x, y, "leader", regions)
+        return {f["properties"]["cell"]: f["properties"]["n"] for f in feats}.get(cell, 0)
+
+    before, h = count(), h3.str_to_int(h3.latlng_to_cell(lat, lon, 10))
+    insert = sa.text("INSERT INTO households (household_id, grid_code, size, h3, geom) "
+                     "VALUES (:i, :g, 1, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))")
+    try:
+        with city["engine"].begin() as c:
+            for i in ("HCNT1", "HCNT2"):
+                c.execute(insert, {"i": i, "g": city["lonely_grid"], "h": h, "x": lon, "y": lat})
+        assert count() == before + 2
+        other = sorted(city["grids_of"][city["B"]])[0]  # now counted in street B's grid, not in A's
+        with city["engine"].begin() as c:
+            c.execute(sa.text("UPDATE households SET grid_code = :g WHERE household_id = 'HCNT2'"), {"g": other})
+        assert count() == before + 1 and count((city["B"],)) == 1
+    finally:
+        with city["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM households WHERE household_id LIKE 'HCNT%'"))
+    assert count() == before and count((city["B"],)) == 0

@@ -139,17 +139,18 @@ def random_instance(seed, n_grids=2, n_h=(12, 30), n_m=(2, 8), band=(1, 4), spre
 def assert_matches_reference(h_xy, m_xy, h_grid, m_grid, m_min, m_max, *, borrow=None, prev=None,
                              max_distance=None, keep_bonus=0.0, candidates=2):
     ref = milp_reference(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow, prev, max_distance, keep_bonus)
-    # Default pruning, then aggressive pruning (1 candidate, no member side) so the certificate works.
+    # The default solver (compiled shortest paths on all arcs), then OR-Tools on aggressively pruned
+    # arcs (few candidates, no member side) so the certificate and its re-solves work.
     sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
                        max_distance_m=max_distance, keep_bonus_m=keep_bonus)
     _check(sol, ref, h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow, prev, max_distance, keep_bonus)
-    saved = problem.MEMBER_SIDE
-    problem.MEMBER_SIDE = 0.0
+    saved = problem.MEMBER_SIDE, problem.DENSE_SOLVER
+    problem.MEMBER_SIDE, problem.DENSE_SOLVER = 0.0, "pruned"
     try:
         sol = solve_arrays(h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow=borrow, prev=prev,
                            max_distance_m=max_distance, keep_bonus_m=keep_bonus, candidates=candidates)
     finally:
-        problem.MEMBER_SIDE = saved
+        problem.MEMBER_SIDE, problem.DENSE_SOLVER = saved
     got = _check(sol, ref, h_xy, m_xy, h_grid, m_grid, m_min, m_max, borrow, prev, max_distance, keep_bonus)
     return sol, got, ref
 

@@ -114,16 +114,16 @@ def scarce_instance(seed, n_grids=2, n_h=(12, 24), n_m=(1, 4), band=(1, 3), spre
 
 def assert_priority_optimal(h_xy, m_xy, hg, mg, mn, mx, special, *, borrow=None, prev=None, max_distance=None,
                             keep_bonus=0.0):
-    """Engine (default pruning, then aggressive pruning so the certificate works) equals the MILP on every tier."""
+    """Engine (default solver, then OR-Tools with aggressive pruning so the certificate works) equals the MILP on every tier."""
     ref = milp_priority_reference(h_xy, m_xy, hg, mg, mn, mx, special, borrow, prev, max_distance, keep_bonus)
     kw = dict(borrow=borrow, prev=prev, special=special, max_distance_m=max_distance, keep_bonus_m=keep_bonus)
     sols = [solve_arrays(h_xy, m_xy, hg, mg, mn, mx, **kw)]
-    saved = problem.MEMBER_SIDE
-    problem.MEMBER_SIDE = 0.0
+    saved = problem.MEMBER_SIDE, problem.DENSE_SOLVER
+    problem.MEMBER_SIDE, problem.DENSE_SOLVER = 0.0, "pruned"
     try:
         sols.append(solve_arrays(h_xy, m_xy, hg, mg, mn, mx, candidates=1, **kw))
     finally:
-        problem.MEMBER_SIDE = saved
+        problem.MEMBER_SIDE, problem.DENSE_SOLVER = saved
     for sol in sols:
         got = engine_tiers(sol.member_of, h_xy, m_xy, hg, mg, mn, mx, special, prev, keep_bonus)
         for tier in ("special", "linked", "shortfall", "cross"):

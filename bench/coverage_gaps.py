@@ -6,7 +6,7 @@
    (PuLP + CBC on the full cost matrix) in the same run — households covered and seconds as ratios
    (target: covered ≥ spopt, time ≤ 1/10).
 
-Run:  .venv/bin/python bench/coverage.py [--households 1000000] [--skip-spopt]
+Run:  .venv/bin/python bench/coverage_gaps.py [--households 1000000] [--skip-spopt]
 Prints figures; it is not a timed test. Times are CPU seconds of this process (wall clock in
 brackets): the machine is shared, and CPU time is what stays comparable between runs. spopt's
 CBC runs in a child process; its CPU time is included.
