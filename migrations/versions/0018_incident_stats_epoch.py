@@ -6,13 +6,13 @@
   trigger in the writer's own transaction (insert-only: concurrent writers never wait on each other).
 
 Revision ID: 0018_incident_stats_epoch
-Revises: 0015_coverage_snapshots (the lead re-chains at merge)
+Revises: 0017_grid_tiles (the lead re-chains at merge)
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0018_incident_stats_epoch"
-down_revision = "0015_coverage_snapshots"
+down_revision = "0017_grid_tiles"
 branch_labels = None
 depends_on = None
 
