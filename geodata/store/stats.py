@@ -197,7 +197,17 @@ def overdue_incidents(engine: Engine, region: str | None, *, at: datetime, t0: d
 
 
 def member_names(engine: Engine, member_ids: list[str]) -> dict[str, dict]:
-    """``member_id`` → ``{name, grid_code}`` of the given members (personal data: mask before showing)."""
+    """``member_id`` → ``{name, grid_code}`` of the given members (personal data: mask before showing).
+
+    Kept between calls for the same ids (a whole city's 2,550 holders cost a scan of every street's
+    partition): never older than the last committed change of a member's id, name or grid."""
+    from geodata.store import stats_cache
+
+    return dict(stats_cache.cached(engine, ("member_names", tuple(member_ids)),
+                                   lambda: _member_names(engine, member_ids)))
+
+
+def _member_names(engine: Engine, member_ids: list[str]) -> dict[str, dict]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT m.member_id, m.name, m.grid_code FROM unnest(CAST(:m AS text[])) AS u(id) "
                                  "JOIN members m ON m.member_id = u.id"), {"m": list(member_ids)})

@@ -6,8 +6,9 @@ region's sums over its closed incidents (about 85 % of a city's) are computed on
 ones are summed on each request (:func:`geodata.store.stats.incident_counts`).
 
 Freshness rests on an *epoch* that only readers advance, as :mod:`geodata.store.coverage_snapshots` does:
-migration ``0018_incident_stats_epoch`` adds statement-level triggers on ``incidents`` that insert a row into
-``incident_stats_dirty`` inside the writer's own transaction.
+migration ``0018_incident_stats_epoch`` adds statement-level triggers on ``incidents`` (and on ``members``, for
+the holders' names kept beside the sums) that insert a row into ``incident_stats_dirty`` inside the writer's
+own transaction.
 
 1. :func:`current_epoch` looks for dirty marks. A mark is visible only once its write has committed; the
    reader then deletes the marks and advances the epoch in one transaction under an advisory lock.

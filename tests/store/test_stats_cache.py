@@ -82,3 +82,15 @@ def test_emptied_tables_start_a_new_epoch(histories):
     _city(histories)
     truncate_all(histories)
     assert _city(histories)["total"][0]["incidents"] == 0
+
+
+def test_a_renamed_member_is_seen_at_once_and_a_shift_change_keeps_the_sums(histories):
+    stats_cache.clear()
+    assert stats.member_names(histories, ["M1"])["M1"]["name"] is not None
+    epoch = stats_cache.current_epoch(histories)
+    with histories.begin() as c:
+        c.execute(sa.text("UPDATE members SET available = NOT available WHERE member_id = 'M1'"))
+    assert stats_cache.current_epoch(histories) == epoch  # 在岗/离岗 changes no name and no sum
+    with histories.begin() as c:
+        c.execute(sa.text("UPDATE members SET name = '新名字' WHERE member_id = 'M1'"))
+    assert stats.member_names(histories, ["M1"])["M1"]["name"] == "新名字"
