@@ -140,11 +140,14 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
 _PDF_SLOTS = threading.BoundedSemaphore(1)
 
 
-def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 20_000, chromium: str = CHROMIUM) -> bytes:
+def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 60_000, chromium: str = CHROMIUM) -> bytes:
     """An A4 landscape PDF of the print view at ``url`` (Chromium print to PDF), visited with ``cookies``.
 
-    Waits until the page marks ``body[data-map-ready]`` (map drawn and copied for print) or
-    ``map_wait_ms`` has passed — the tables print either way.
+    Waits for the page and its own files (``load``: styles, scripts, fonts), then until the page marks
+    ``body[data-map-ready]`` — set on the map's ``idle`` (every tile of the printed layers loaded and drawn)
+    once the frame is copied for print — for at most ``map_wait_ms``; the tables print either way. Not
+    ``networkidle``: that waited 500 ms past the last tile of every layer, and the page now asks only for
+    the layers it prints (grids and service centres).
     """
     from urllib.parse import urlsplit
 
@@ -159,9 +162,9 @@ def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 20_000, c
             context.add_cookies([{"name": k, "value": v, "domain": parts.hostname, "path": "/"}
                                  for k, v in cookies.items()])
             page = context.new_page()
-            page.goto(url, wait_until="networkidle")
+            page.goto(url, wait_until="load")
             try:
-                page.wait_for_selector("body[data-map-ready]", timeout=map_wait_ms)
+                page.wait_for_selector("body[data-map-ready]", state="attached", timeout=map_wait_ms)
             except PlaywrightTimeout:
                 pass
             return page.pdf(format="A4", landscape=True, print_background=True,

@@ -1,10 +1,10 @@
 """Incident figures for the leaders' pages (``GET /incidents/stats``) and the region tree, straight from PostGIS.
 
-One query counts a region's incidents per street, community, grid and member (``GROUPING SETS``) with
-the flags the KPIs need, so a whole city's incidents are summed by the database, not in Python. It sums
-in two steps: once per (street, community, grid, member, category) — one hash table over the incidents —
-then the grouping sets over those partial sums (averages carried as sums and counts), which costs a
-third less than six hash tables over every incident.
+The database sums a region's incidents per (street, community, grid, member, category) with the flags
+the KPIs need — one hash table over the incidents; those partial sums (a few thousand rows for a city,
+averages carried as sums and counts) are then added up per level here. The partial sums of closed
+incidents do not change with the clock and are kept until the next write to ``incidents``
+(:mod:`geodata.store.stats_cache`); only the open ones are summed on every call.
 
 Clocks (all times ``timestamptz``; shown in China time by the pages):
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -44,10 +45,7 @@ WITH i AS (
          CASE WHEN closed_at IS NOT NULL THEN closed_at ELSE CAST(:at AS timestamptz) END AS light_time,
          status = ANY(:closed_states) AS is_closed
   FROM incidents
-  WHERE (CAST(:region AS text) IS NULL OR grid_code = :region OR community_code = :region OR street_code = :region)
-    AND (CAST(:t0 AS timestamptz) IS NULL OR reported_at >= :t0)
-    AND (CAST(:t1 AS timestamptz) IS NULL OR reported_at < :t1)
-    AND (CAST(:category AS text) IS NULL OR category = :category){only}
+  WHERE {where}
 ), f AS (
   SELECT *,
     CASE WHEN deadline_at IS NULL OR (is_closed AND closed_at IS NULL) THEN NULL
@@ -63,37 +61,28 @@ WITH i AS (
 )
 """
 
-_GROUPED = _FLAGS + """
-, partial AS (
-  SELECT street_code, community_code, grid_code, assigned_member_id, category,
-         count(*) AS incidents,
-         count(*) FILTER (WHERE light = 'red') AS red,
-         count(*) FILTER (WHERE light = 'yellow') AS yellow,
-         count(*) FILTER (WHERE light = 'green') AS green,
-         count(*) FILTER (WHERE NOT is_closed AND light = 'red') AS overdue_open,
-         count(*) FILTER (WHERE is_closed) AS closed,
-         count(*) FILTER (WHERE accept_due_now) AS accept_due,
-         count(*) FILTER (WHERE accepted_on_time) AS accepted_on_time,
-         count(*) FILTER (WHERE close_due_now) AS close_due,
-         count(*) FILTER (WHERE closed_on_time) AS closed_on_time,
-         sum(response_hours) AS response_hours_sum, count(response_hours) AS responses,
-         count(*) FILTER (WHERE rating IS NOT NULL) AS rated,
-         count(*) FILTER (WHERE rating >= 4) AS satisfied,
-         sum(rating) AS rating_sum
-  FROM f GROUP BY 1, 2, 3, 4, 5
-)
+#: Sums per (street, community, grid, member, category) — the partial sums the levels are added up from.
+_PARTIAL = _FLAGS + """
 SELECT street_code, community_code, grid_code, assigned_member_id, category,
-       GROUPING(street_code, community_code, grid_code, assigned_member_id, category) AS grouping_id,
-       sum(incidents)::bigint AS incidents, sum(red)::bigint AS red, sum(yellow)::bigint AS yellow,
-       sum(green)::bigint AS green, sum(overdue_open)::bigint AS overdue_open, sum(closed)::bigint AS closed,
-       sum(accept_due)::bigint AS accept_due, sum(accepted_on_time)::bigint AS accepted_on_time,
-       sum(close_due)::bigint AS close_due, sum(closed_on_time)::bigint AS closed_on_time,
-       sum(response_hours_sum) / NULLIF(sum(responses), 0) AS avg_response_hours,
-       sum(rated)::bigint AS rated, sum(satisfied)::bigint AS satisfied,
-       sum(rating_sum)::numeric / NULLIF(sum(rated), 0) AS avg_rating
-FROM partial
-GROUP BY GROUPING SETS ((), (street_code), (community_code), (grid_code), (assigned_member_id), (category))
+       count(*) AS incidents,
+       count(*) FILTER (WHERE light = 'red') AS red,
+       count(*) FILTER (WHERE light = 'yellow') AS yellow,
+       count(*) FILTER (WHERE light = 'green') AS green,
+       count(*) FILTER (WHERE NOT is_closed AND light = 'red') AS overdue_open,
+       count(*) FILTER (WHERE is_closed) AS closed,
+       count(*) FILTER (WHERE accept_due_now) AS accept_due,
+       count(*) FILTER (WHERE accepted_on_time) AS accepted_on_time,
+       count(*) FILTER (WHERE close_due_now) AS close_due,
+       count(*) FILTER (WHERE closed_on_time) AS closed_on_time,
+       COALESCE(sum(response_hours), 0)::float8 AS response_hours_sum, count(response_hours) AS responses,
+       count(*) FILTER (WHERE rating IS NOT NULL) AS rated,
+       count(*) FILTER (WHERE rating >= 4) AS satisfied,
+       COALESCE(sum(rating), 0)::bigint AS rating_sum
+FROM f GROUP BY 1, 2, 3, 4, 5
 """
+
+#: Incidents whose figures no longer depend on the clock ``at`` (closed at a known time): their sums are cached.
+_SETTLED = "status = ANY(:closed_states) AND closed_at IS NOT NULL"
 
 _OVERDUE = _FLAGS + """
 SELECT incident_id, category, status, street_code, community_code, grid_code, assigned_member_id,
@@ -107,27 +96,44 @@ LIMIT :limit
 """
 
 #: The overdue list's rows filtered before the flags are computed (the same rows its ``light = 'red'`` keeps).
-_ONLY_OPEN_PAST_DEADLINE = """
-    AND NOT (status = ANY(:closed_states)) AND deadline_at < CAST(:at AS timestamptz)"""
+_OPEN_PAST_DEADLINE = "NOT (status = ANY(:closed_states)) AND deadline_at < CAST(:at AS timestamptz)"
 
-#: GROUPING() bit masks (5 grouped columns, leftmost = highest bit) → the level a row sums.
-_GROUPING_LEVEL = {0b11111: "total", 0b01111: "street", 0b10111: "community", 0b11011: "grid",
-                   0b11101: "member", 0b11110: "category"}
+#: The levels a region's incidents are summed by, and the partial sums' column each level is keyed by.
+_LEVEL_KEYS = {"street": "street_code", "community": "community_code", "grid": "grid_code",
+               "member": "assigned_member_id", "category": "category"}
+_COUNTS = ("incidents", "red", "yellow", "green", "overdue_open", "closed", "accept_due", "accepted_on_time",
+           "close_due", "closed_on_time", "rated", "satisfied")
+_SUMS = (*_COUNTS, "response_hours_sum", "responses", "rating_sum")
 
 
-def _params(conn: Connection, region: str | None, t0: datetime | None, t1: datetime | None,
-            category: str | None, at: datetime) -> tuple[dict, str]:
-    window = f"reported_at + interval '{int(ORDINARY_RESPONSE_HOURS)} hours'"
-    accept_due = f"COALESCE(respond_due_at, {window})"
-    params = {"region": region, "t0": t0, "t1": t1, "category": category, "at": at,
-              "closed_states": [rules.CLOSED, rules.RATED], "yellow": YELLOW_FRACTION}
-    return params, accept_due
+#: The response deadline (受理): the one set at report time, else 24 h after the report.
+_ACCEPT_DUE = f"COALESCE(respond_due_at, reported_at + interval '{int(ORDINARY_RESPONSE_HOURS)} hours')"
+
+
+def _params(region: str | None, t0: datetime | None, t1: datetime | None,
+            category: str | None, at: datetime) -> dict:
+    return {"region": region, "t0": t0, "t1": t1, "category": category, "at": at,
+            "closed_states": [rules.CLOSED, rules.RATED], "yellow": YELLOW_FRACTION}
+
+
+def _where(params: dict, *extra: str) -> str:
+    """The incidents' filter, with only the conditions asked for: a condition ``:x IS NULL OR …`` left in
+    would be evaluated for every row of every partition (and keeps a generic plan from pruning)."""
+    parts = ["(grid_code = :region OR community_code = :region OR street_code = :region)"
+             if params["region"] is not None else "",
+             "reported_at >= :t0" if params["t0"] is not None else "",
+             "reported_at < :t1" if params["t1"] is not None else "",
+             "category = :category" if params["category"] is not None else "", *extra]
+    return " AND ".join(p for p in parts if p) or "TRUE"
 
 
 def incident_counts(engine: Engine, region: str | None, *, at: datetime, t0: datetime | None = None,
                     t1: datetime | None = None, category: str | None = None) -> dict[str, list[dict]]:
     """Counts of the incidents reported in ``[t0, t1)`` in ``region`` (street/community/grid code;
     None = all), optionally of one ``category``, summed per level.
+
+    The sums of closed incidents are kept between calls (:mod:`geodata.store.stats_cache`, never older
+    than the last committed write to ``incidents``); the open ones are summed on each call.
 
     Returns
     -------
@@ -138,28 +144,53 @@ def incident_counts(engine: Engine, region: str | None, *, at: datetime, t0: dat
         ``accepted_on_time``, ``close_due``, ``closed_on_time``, ``avg_response_hours`` (hours),
         ``rated``, ``satisfied`` (rated 4–5) and ``avg_rating``.
     """
-    out: dict[str, list[dict]] = {level: [] for level in _GROUPING_LEVEL.values()}
+    from geodata.store import stats_cache
+
+    params = _params(region, t0, t1, category, at)
+    settled = stats_cache.cached(engine, ("incident_counts", region, t0, t1, category),
+                                 lambda: _partial_sums(engine, params, _SETTLED))
+    live = _partial_sums(engine, params, f"NOT ({_SETTLED})")
+    return _levels(pd.concat([settled, live], ignore_index=True) if len(live) else settled)
+
+
+def _partial_sums(engine: Engine, params: dict, only: str) -> pd.DataFrame:
+    """The sums per (street, community, grid, member, category) of the incidents that pass ``only``."""
     with engine.connect() as conn:
-        params, accept_due = _params(conn, region, t0, t1, category, at)
-        rows = conn.execute(text(_GROUPED.format(accept_due=accept_due, only="")), params)
-        for r in rows:
-            row = dict(r._mapping)
-            level = _GROUPING_LEVEL[row.pop("grouping_id")]
-            key = {"street": "street_code", "community": "community_code", "grid": "grid_code",
-                   "member": "assigned_member_id", "category": "category"}.get(level)
-            code = row[key] if key else None
-            for c in ("street_code", "community_code", "grid_code", "assigned_member_id", "category"):
-                row.pop(c)
-            out[level].append({"code": code, **row})
-    if not out["total"]:
-        out["total"] = [_empty_total()]
+        _serial(conn)
+        rows = conn.execute(text(_PARTIAL.format(accept_due=_ACCEPT_DUE, where=_where(params, only))), params)
+        frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
+    return frame.astype({c: "int64" for c in _SUMS if c != "response_hours_sum"} | {"response_hours_sum": "float64"})
+
+
+def _serial(conn: Connection) -> None:
+    """No parallel workers in this transaction: on a busy machine starting them costs more than the few
+    thousand rows a request reads."""
+    conn.execute(text("SELECT set_config('max_parallel_workers_per_gather', '0', true)"))
+
+
+def _levels(partial: pd.DataFrame) -> dict[str, list[dict]]:
+    """The partial sums added up per level (what ``GROUPING SETS`` gave), each level's rows sorted by code."""
+    out: dict[str, list[dict]] = {"total": _rows([None], partial[list(_SUMS)].sum().to_frame().T) if len(partial)
+                                  else [_empty_total()]}
+    for level, key in _LEVEL_KEYS.items():
+        sums = partial.groupby(key, dropna=False, sort=False)[list(_SUMS)].sum()
+        rows = _rows([None if pd.isna(code) else code for code in sums.index.tolist()], sums)
+        out[level] = sorted(rows, key=lambda r: (r["code"] is None, r["code"] or ""))
     return out
 
 
+def _rows(codes: list, sums: pd.DataFrame) -> list[dict]:
+    """One row per code: the counts as ints, the averages from their sums (None where nothing was counted)."""
+    counts = sums[list(_COUNTS)].to_numpy(dtype="int64").tolist()  # plain ints, made in one pass
+    hours, responses = sums["response_hours_sum"].tolist(), sums["responses"].tolist()
+    ratings, rated = sums["rating_sum"].tolist(), sums["rated"].tolist()
+    return [{"code": code, **dict(zip(_COUNTS, c, strict=True)),
+             "avg_response_hours": h / n if n else None, "avg_rating": r / k if k else None}
+            for code, c, h, n, r, k in zip(codes, counts, hours, responses, ratings, rated, strict=True)]
+
+
 def _empty_total() -> dict:
-    zero = ("incidents", "red", "yellow", "green", "overdue_open", "closed", "accept_due", "accepted_on_time",
-            "close_due", "closed_on_time", "rated", "satisfied")
-    return {"code": None, **{k: 0 for k in zero}, "avg_response_hours": None, "avg_rating": None}
+    return {"code": None, **{k: 0 for k in _COUNTS}, "avg_response_hours": None, "avg_rating": None}
 
 
 def overdue_incidents(engine: Engine, region: str | None, *, at: datetime, t0: datetime | None = None,
@@ -168,14 +199,25 @@ def overdue_incidents(engine: Engine, region: str | None, *, at: datetime, t0: d
     holds each (``assigned_member_id``), ``overdue_hours`` (since the deadline) and ``held_hours``
     (since it was assigned, or reported when nobody holds it)."""
     with engine.connect() as conn:
-        params, accept_due = _params(conn, region, t0, t1, category, at)
-        rows = conn.execute(text(_OVERDUE.format(accept_due=accept_due, only=_ONLY_OPEN_PAST_DEADLINE)),
+        params = _params(region, t0, t1, category, at)
+        _serial(conn)
+        rows = conn.execute(text(_OVERDUE.format(accept_due=_ACCEPT_DUE, where=_where(params, _OPEN_PAST_DEADLINE))),
                             {**params, "limit": int(limit)})
         return [dict(r._mapping) for r in rows]
 
 
 def member_names(engine: Engine, member_ids: list[str]) -> dict[str, dict]:
-    """``member_id`` → ``{name, grid_code}`` of the given members (personal data: mask before showing)."""
+    """``member_id`` → ``{name, grid_code}`` of the given members (personal data: mask before showing).
+
+    Kept between calls for the same ids (a whole city's 2,550 holders cost a scan of every street's
+    partition): never older than the last committed change of a member's id, name or grid."""
+    from geodata.store import stats_cache
+
+    return dict(stats_cache.cached(engine, ("member_names", tuple(member_ids)),
+                                   lambda: _member_names(engine, member_ids)))
+
+
+def _member_names(engine: Engine, member_ids: list[str]) -> dict[str, dict]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT m.member_id, m.name, m.grid_code FROM unnest(CAST(:m AS text[])) AS u(id) "
                                  "JOIN members m ON m.member_id = u.id"), {"m": list(member_ids)})

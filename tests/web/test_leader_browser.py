@@ -86,3 +86,25 @@ def test_pdf_report_has_map_page_and_tables(server, browser, incidents):  # noqa
         assert words in text, words
     assert errors == [], errors
     context.close()
+
+
+def test_print_view_draws_only_the_printed_layers_before_it_is_ready(server, browser, incidents):  # noqa: F811
+    """The print view asks for grids and service centres only (no incident heat of all time, no gap cells),
+    and marks itself ready once those are drawn and copied for print: a snapshot of the map, labels, scale."""
+    context, page, _, _ = _open(browser, server, "desk")
+    asked: list[str] = []
+    failed: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/tiles/" in r.url else None)
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("pageerror", lambda e: failed.append(str(e)))
+    page.goto(server + "/leader/print?region=S1", wait_until="load")
+    page.wait_for_selector("body[data-map-ready='1']", state="attached", timeout=60_000)
+    layers = {re.search(r"/tiles/([a-z_]+)/", u).group(1) for u in asked}
+    assert "grids" in layers and layers <= {"grids", "centres"}, layers
+    snapshot = page.locator("#print-map img.map-snapshot")
+    assert snapshot.count() == 1 and snapshot.get_attribute("src").startswith("data:image/png")
+    assert "中山社区" in page.inner_text("#print-map")  # community label
+    assert page.locator("#print-map .maplibregl-ctrl-scale").count() == 1
+    assert "网格" in page.inner_text("#print-map .gridmap-legend")
+    assert failed == [], failed
+    context.close()
