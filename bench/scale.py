@@ -78,7 +78,7 @@ def make_street(layout: dict, index: int, seed: int, root: str) -> dict:
 
 
 def make_inputs(n: int, folder: Path, workers: int) -> dict:
-    """The city of ``n`` households as street-partitioned GeoParquet (on a cluster) and as one GeoPackage."""
+    """The city of ``n`` households as street-partitioned GeoParquet, one task per street on a LocalCluster."""
     from distributed import Client, LocalCluster, as_completed
 
     from geodata.parquet import write_meta
@@ -98,15 +98,14 @@ def make_inputs(n: int, folder: Path, workers: int) -> dict:
             counts.setdefault(name, {})[d["street"]] = rows
     write_meta(root, [d["street"] for d in done], counts, 1000.0, {d["street"]: d["bounds"] for d in done})
     seconds = time.perf_counter() - t
-    gpkg, gpkg_s = write_gpkg(root, [d["street"] for d in done], [d["street_row"] for d in done], folder / "city.gpkg")
     streets = len(done)
-    return {"root": root, "gpkg": gpkg, "seconds": seconds, "gpkg_s": gpkg_s, "streets": streets,
+    return {"root": root, "street_rows": [d["street_row"] for d in done], "seconds": seconds, "streets": streets,
             "workers": sorted(usage.values(), key=lambda u: u["peak_mb"]),
             "synth_s_mean": sum(d["synth_s"] for d in done) / streets,
             "write_s_mean": sum(d["write_s"] for d in done) / streets}
 
 
-def write_gpkg(root: Path, streets: list[str], street_rows: list, gpkg: Path) -> tuple[Path, float]:
+def write_gpkg(root: Path, streets: list[str], street_rows: list, gpkg: Path) -> float:
     """One GeoPackage of the whole city, appended one street at a time from the partitions (bounded memory)."""
     import pandas as pd
     import pyogrio
@@ -121,7 +120,7 @@ def write_gpkg(root: Path, streets: list[str], street_rows: list, gpkg: Path) ->
             if part is not None and len(part):
                 pyogrio.write_dataframe(part.drop(columns=["bbox"], errors="ignore"), gpkg, layer=name,
                                         append=gpkg.exists() and name in _written(gpkg))
-    return gpkg, time.perf_counter() - t
+    return time.perf_counter() - t
 
 
 def _written(gpkg: Path) -> set[str]:
@@ -151,6 +150,15 @@ def _proc_mb(pid: int) -> tuple[float, float, float]:
     return int(status.get("VmRSS", 0)) / 1024, int(status.get("VmHWM", 0)) / 1024, cpu
 
 
+def _epoch(hhmm: str | None) -> float:
+    """Epoch seconds of today's UTC ``HH:MM`` (infinity without one)."""
+    if not hhmm:
+        return float("inf")
+    h, m = (int(x) for x in hhmm.split(":"))
+    now = time.gmtime()
+    return time.mktime((now.tm_year, now.tm_mon, now.tm_mday, h, m, 0, 0, 0, 0)) - time.timezone
+
+
 def _available_mb() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -158,8 +166,9 @@ def _available_mb() -> float:
     return float("inf")
 
 
-def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float) -> dict:
-    """The single-process plan in a watched child; stopped (and said so) past ``cap_mb`` or below ``min_free_mb``."""
+def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float, until: float) -> dict:
+    """The single-process plan in a watched child; stopped (and said so) past ``cap_mb``, below ``min_free_mb``
+    or at the epoch second ``until`` (the machine is shared and the session has an end)."""
     log = out.with_suffix(".log")
     t = time.perf_counter()
     with log.open("w") as fh:
@@ -172,8 +181,9 @@ def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float) -> dict
             except (FileNotFoundError, ProcessLookupError, IndexError):
                 break
             peak = max(peak, hwm)
-            if rss > cap_mb or _available_mb() < min_free_mb:
-                stopped = f"stopped at RSS {rss:.0f} MB, machine available {_available_mb():.0f} MB"
+            if rss > cap_mb or _available_mb() < min_free_mb or time.time() > until:
+                stopped = (f"stopped after {time.perf_counter() - t:.0f} s at RSS {rss:.0f} MB, machine available "
+                           f"{_available_mb():.0f} MB" + (" (time limit)" if time.time() > until else ""))
                 child.send_signal(signal.SIGKILL)
                 child.wait()
                 break
@@ -222,22 +232,29 @@ def report(n: int, k: int, inputs: dict, single: dict | None, cluster: dict) -> 
     """Print the figures and the projection; returns them as one record."""
     print(f"inputs (streamed, LocalCluster({k})): {inputs['streets']} streets in {inputs['seconds']:.1f} s; per street "
           f"{inputs['synth_s_mean']:.2f} s generate + {inputs['write_s_mean']:.2f} s write (export); workers "
-          f"{_workers_text(inputs['workers'])}; GeoPackage for the single run {inputs['gpkg_s']:.1f} s")
+          f"{_workers_text(inputs['workers'])}")
     if single is not None:
         tail = f" — {single['stopped']} (last: {single['last_step']})" if single["stopped"] else ""
-        print(f"single process: {single['seconds']:.1f} s wall, {single['cpu_s']:.1f} cpu-s, "
+        print(f"single process (input GeoPackage appended in {single['gpkg_s']:.1f} s): "
+              f"{single['seconds']:.1f} s wall, {single['cpu_s']:.1f} cpu-s, "
               f"peak {single['peak_mb']:.0f} MB{tail}")
     print(f"LocalCluster({k}): {cluster['seconds']:.1f} s wall; workers {_workers_text(cluster['workers'])}; "
           f"{cluster['streets']} streets, plan {cluster['street_seconds_mean']:.2f} s per street "
           f"(max {cluster['street_seconds_max']:.2f})")
     street_s = cluster["street_seconds_mean"] + inputs["write_s_mean"]
-    print(f"projection (measured per-street cost {street_s:.2f} s = plan + export write, × ceil(streets / K); "
-          "not measured):")
+    cpu_s = sum(w["cpu_s"] for w in cluster["workers"]) / cluster["streets"]
+    cpu_s += sum(w["cpu_s"] for w in inputs["workers"]) / inputs["streets"] * inputs["write_s_mean"] / (
+        inputs["write_s_mean"] + inputs["synth_s_mean"])
+    print(f"per street: {street_s:.2f} s wall (plan + export write, under this load), {cpu_s:.2f} cpu-s "
+          "(workers' CPU / streets, incl. the write's share of the input tasks)")
+    print("projection (per-street cost × ceil(streets / K); not measured):  wall-based | cpu-based (a free core each)")
     for total in (25_000_000, 500_000_000):
         for workers in (8, 32, 128, 512):
-            print(f"  {total:>11,} households, K={workers:>3}: {projection(street_s, total, workers) / 60:8.1f} min")
-    return {"households": n, "workers": k, "inputs": {k_: v for k_, v in inputs.items() if k_ not in ("root", "gpkg")},
-            "single": single, "cluster": cluster, "street_cost_s": street_s}
+            print(f"  {total:>11,} households, K={workers:>3}: {projection(street_s, total, workers) / 60:8.1f} min | "
+                  f"{projection(cpu_s, total, workers) / 60:8.1f} min")
+    return {"households": n, "workers": k, "inputs": {k_: v for k_, v in inputs.items()
+                                                       if k_ not in ("root", "street_rows")},
+            "single": single, "cluster": cluster, "street_cost_s": street_s, "street_cpu_s": cpu_s}
 
 
 def main() -> None:
@@ -247,6 +264,7 @@ def main() -> None:
     parser.add_argument("--single-cap-mb", type=float, default=15_000, help="stop the single process past this RSS")
     parser.add_argument("--min-free-mb", type=float, default=2_000, help="stop it when the machine has less left")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--single-until", default=None, help="UTC HH:MM at which to stop the single process")
     parser.add_argument("--tmp", default=None, help="folder for the inputs and outputs (default: system temp)")
     args = parser.parse_args()
     print(f"start {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
@@ -254,11 +272,15 @@ def main() -> None:
         folder = Path(tmp)
         inputs = make_inputs(args.households, folder, args.workers)
         print(f"inputs done {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
+        cluster = run_cluster(inputs["root"], folder / "cluster", args.workers)
+        print(f"cluster done {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
         single = None
         if not args.skip_single:
-            single = run_single(inputs["gpkg"], folder / "single", args.single_cap_mb, args.min_free_mb)
-            print(f"single done {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
-        cluster = run_cluster(inputs["root"], folder / "cluster", args.workers)
+            gpkg = folder / "city.gpkg"
+            gpkg_s = write_gpkg(inputs["root"], [r["code"].iloc[0] for r in inputs["street_rows"]],
+                                inputs["street_rows"], gpkg)
+            single = {**run_single(gpkg, folder / "single", args.single_cap_mb, args.min_free_mb,
+                                   _epoch(args.single_until)), "gpkg_s": gpkg_s}
         print(f"end {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
         record = report(args.households, args.workers, inputs, single, cluster)
         if single is not None and single["linked"] is not None:

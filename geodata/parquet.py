@@ -191,11 +191,11 @@ def write_street(layers: dict, out, street: str, bounds: dict[str, list[float]] 
         write_partition(gdf, Path(out) / name, street)
         counts[name] = len(gdf)
         if bounds is not None and len(gdf):
-            _widen(bounds, street, gdf.total_bounds)
+            widen_bounds(bounds, street, gdf.total_bounds)
     return counts
 
 
-def _widen(bounds: dict[str, list[float]], street: str, box) -> None:
+def widen_bounds(bounds: dict[str, list[float]], street: str, box) -> None:
     """Grow ``bounds[street]`` (minx, miny, maxx, maxy) to hold ``box``."""
     old = bounds.get(street)
     box = [float(v) for v in box]
@@ -212,7 +212,7 @@ def _write_layer(gdf: gpd.GeoDataFrame, street: pd.Series, folder: Path,
         part = gdf.iloc[rows.to_numpy()]
         write_partition(part, folder, str(code))
         counts[str(code)] = len(rows)
-        _widen(bounds, str(code), part.total_bounds)
+        widen_bounds(bounds, str(code), part.total_bounds)
     return counts
 
 
