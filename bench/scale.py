@@ -78,31 +78,55 @@ def make_street(layout: dict, index: int, seed: int, root: str) -> dict:
 
 
 def make_inputs(n: int, folder: Path, workers: int) -> dict:
-    """The city of ``n`` households as street-partitioned GeoParquet, one task per street on a LocalCluster."""
+    """The city of ``n`` households as street-partitioned GeoParquet, one task per street on a LocalCluster.
+
+    Streets already written under ``folder`` (a kept ``--workdir``: their last layer, communities,
+    exists) are taken as they are, so an interrupted run resumes; only new streets are timed.
+    """
     from distributed import Client, LocalCluster, as_completed
 
     from geodata.parquet import write_meta
-    from geodata.synth import street_layout
+    from geodata.synth import street_code, street_layout
 
     layout, root = street_layout(n, PER_STREET), folder / "parquet"
+    todo = [i for i in range(layout["streets"]) if not (root / "communities" / f"street={street_code(i)}").is_dir()]
     t = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        futures = [client.submit(make_street, layout, i, 1, str(root), pure=False) for i in range(layout["streets"])]
-        done = [f.result() for f in as_completed(futures)]
+        futures = [client.submit(make_street, layout, i, 1, str(root), pure=False) for i in todo]
+        made = [f.result() for f in as_completed(futures)]
+        kept = client.gather(client.map(street_files, [str(root)] * (layout["streets"] - len(todo)),
+                                        [street_code(i) for i in range(layout["streets"]) if i not in set(todo)]))
         usage = client.run(_worker_usage)
-    done.sort(key=lambda d: d["street"])
+    done = sorted(made + kept, key=lambda d: d["street"])
     counts: dict = {}
     for d in done:
         for name, rows in d["counts"].items():
             counts.setdefault(name, {})[d["street"]] = rows
     write_meta(root, [d["street"] for d in done], counts, 1000.0, {d["street"]: d["bounds"] for d in done})
-    seconds = time.perf_counter() - t
-    streets = len(done)
-    return {"root": root, "street_rows": [d["street_row"] for d in done], "seconds": seconds, "streets": streets,
-            "workers": sorted(usage.values(), key=lambda u: u["peak_mb"]),
-            "synth_s_mean": sum(d["synth_s"] for d in done) / streets,
-            "write_s_mean": sum(d["write_s"] for d in done) / streets}
+    timed = made or [{"synth_s": float("nan"), "write_s": float("nan")}]
+    return {"root": root, "street_rows": [d["street_row"] for d in done], "seconds": time.perf_counter() - t,
+            "streets": len(done), "generated": len(made), "workers": sorted(usage.values(), key=lambda u: u["peak_mb"]),
+            "synth_s_mean": sum(d["synth_s"] for d in timed) / len(timed),
+            "write_s_mean": sum(d["write_s"] for d in timed) / len(timed)}
+
+
+def street_files(root: str, code: str) -> dict:
+    """Counts, bounds and the street row of a street written by an earlier (interrupted) run."""
+    import geopandas as gpd
+
+    from geodata.parquet import STREET_LAYERS, read_layer_street, widen_bounds
+
+    counts, bounds = {}, {}
+    for name in STREET_LAYERS:
+        part = read_layer_street(root, name, code)
+        if part is not None and len(part):
+            counts[name] = len(part)
+            widen_bounds(bounds, code, part.total_bounds)
+    comms = read_layer_street(root, "communities", code)
+    row = gpd.GeoDataFrame({"code": [code], "name": [f"街道{code[-3:]}"]}, geometry=[comms.union_all()],
+                           crs="EPSG:4326")
+    return {"street": code, "counts": counts, "bounds": bounds[code], "street_row": row}
 
 
 def write_gpkg(root: Path, streets: list[str], street_rows: list, gpkg: Path) -> float:
@@ -198,22 +222,47 @@ def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float, until: 
     return {**record, "peak_mb": peak, "stopped": None, "last_step": steps[-1]}
 
 
-def run_cluster(root: Path, out: Path, workers: int) -> dict:
-    """The plan on a fresh LocalCluster of ``workers`` processes; peak memory and CPU read from each worker."""
+class _Deadline(Exception):
+    """The cluster plan ran out of the bench's time: the streets done so far are reported."""
+
+
+def run_cluster(root: Path, out: Path, workers: int, until: float) -> dict:
+    """The plan on a fresh LocalCluster of ``workers`` processes; peak memory and CPU read from each worker.
+
+    Stopped at the epoch second ``until``: then the figures are of the streets finished by then
+    (per-street wall = elapsed × workers / streets done).
+    """
     from distributed import Client, LocalCluster
 
     from api.usecases.plan import PlanOptions
     from api.usecases.scale import run_plan_cluster
 
+    finished: list[str] = []
+
+    def progress(done: int, total: int, street: str) -> None:
+        finished.append(street)
+        if done % 25 == 0:
+            print(f"  plan: {done}/{total} streets {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
+        if time.time() > until and done < total:
+            raise _Deadline
+
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster:
         t = time.perf_counter()
-        result = run_plan_cluster(PlanOptions(scenario=root, outdir=out, maps=False), cluster.scheduler_address)
+        try:
+            result = run_plan_cluster(PlanOptions(scenario=root, outdir=out, maps=False), cluster.scheduler_address,
+                                      on_progress=progress)
+        except _Deadline:
+            result = None
         seconds = time.perf_counter() - t
         with Client(cluster) as client:
             usage = client.run(_worker_usage)
+    record = {"seconds": seconds, "workers": sorted(usage.values(), key=lambda u: u["peak_mb"]), "streets": len(finished)}
+    if result is None:
+        mean = seconds * workers / max(1, len(finished))
+        return {**record, "stopped": f"time limit: {len(finished)} streets done", "street_seconds_mean": mean,
+                "street_seconds_max": float("nan"), "linked": None, "failed": {}}
     per_street = result.summary["street_seconds"]
-    return {"seconds": seconds, "workers": sorted(usage.values(), key=lambda u: u["peak_mb"]),
-            "streets": len(per_street), "street_seconds_mean": sum(per_street.values()) / len(per_street),
+    return {**record, "stopped": None, "street_seconds_mean": sum(per_street.values()) / len(per_street),
             "street_seconds_max": max(per_street.values()), "linked": result.summary["links"]["linked"],
             "failed": result.failed}
 
@@ -230,7 +279,8 @@ def _workers_text(workers: list[dict]) -> str:
 
 def report(n: int, k: int, inputs: dict, single: dict | None, cluster: dict) -> dict:
     """Print the figures and the projection; returns them as one record."""
-    print(f"inputs (streamed, LocalCluster({k})): {inputs['streets']} streets in {inputs['seconds']:.1f} s; per street "
+    print(f"inputs (streamed, LocalCluster({k})): {inputs['streets']} streets ({inputs['generated']} made now) in "
+          f"{inputs['seconds']:.1f} s; per street "
           f"{inputs['synth_s_mean']:.2f} s generate + {inputs['write_s_mean']:.2f} s write (export); workers "
           f"{_workers_text(inputs['workers'])}")
     if single is not None:
@@ -238,12 +288,13 @@ def report(n: int, k: int, inputs: dict, single: dict | None, cluster: dict) -> 
         print(f"single process (input GeoPackage appended in {single['gpkg_s']:.1f} s): "
               f"{single['seconds']:.1f} s wall, {single['cpu_s']:.1f} cpu-s, "
               f"peak {single['peak_mb']:.0f} MB{tail}")
-    print(f"LocalCluster({k}): {cluster['seconds']:.1f} s wall; workers {_workers_text(cluster['workers'])}; "
+    stop = f" — stopped, {cluster['stopped']}" if cluster["stopped"] else ""
+    print(f"LocalCluster({k}){stop}: {cluster['seconds']:.1f} s wall; workers {_workers_text(cluster['workers'])}; "
           f"{cluster['streets']} streets, plan {cluster['street_seconds_mean']:.2f} s per street "
           f"(max {cluster['street_seconds_max']:.2f})")
     street_s = cluster["street_seconds_mean"] + inputs["write_s_mean"]
     cpu_s = sum(w["cpu_s"] for w in cluster["workers"]) / cluster["streets"]
-    cpu_s += sum(w["cpu_s"] for w in inputs["workers"]) / inputs["streets"] * inputs["write_s_mean"] / (
+    cpu_s += sum(w["cpu_s"] for w in inputs["workers"]) / max(1, inputs["generated"]) * inputs["write_s_mean"] / (
         inputs["write_s_mean"] + inputs["synth_s_mean"])
     print(f"per street: {street_s:.2f} s wall (plan + export write, under this load), {cpu_s:.2f} cpu-s "
           "(workers' CPU / streets, incl. the write's share of the input tasks)")
@@ -265,14 +316,16 @@ def main() -> None:
     parser.add_argument("--min-free-mb", type=float, default=2_000, help="stop it when the machine has less left")
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--single-until", default=None, help="UTC HH:MM at which to stop the single process")
+    parser.add_argument("--until", default=None, help="UTC HH:MM at which to stop the cluster plan")
+    parser.add_argument("--workdir", default=None, help="keep inputs here (an interrupted generation resumes)")
     parser.add_argument("--tmp", default=None, help="folder for the inputs and outputs (default: system temp)")
     args = parser.parse_args()
     print(f"start {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gridmap-scale-", dir=args.tmp) as tmp:
-        folder = Path(tmp)
+        folder = Path(args.workdir or tmp)
         inputs = make_inputs(args.households, folder, args.workers)
         print(f"inputs done {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
-        cluster = run_cluster(inputs["root"], folder / "cluster", args.workers)
+        cluster = run_cluster(inputs["root"], folder / "cluster", args.workers, _epoch(args.until))
         print(f"cluster done {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
         single = None
         if not args.skip_single:
@@ -283,7 +336,7 @@ def main() -> None:
                                    _epoch(args.single_until)), "gpkg_s": gpkg_s}
         print(f"end {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
         record = report(args.households, args.workers, inputs, single, cluster)
-        if single is not None and single["linked"] is not None:
+        if single is not None and single["linked"] is not None and cluster["linked"] is not None:
             assert cluster["linked"] == single["linked"] and not cluster["failed"]
         print(json.dumps(record, default=str))
 
