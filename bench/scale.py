@@ -267,6 +267,41 @@ def run_cluster(root: Path, out: Path, workers: int, until: float) -> dict:
             "failed": result.failed}
 
 
+def store_export(streets: int, workers: int) -> dict:
+    """Per-street export cost from PostGIS: ``streets`` synthetic streets imported into a fresh database,
+    exported whole (one process) and street by street on a LocalCluster (``export --from-db --cluster``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import create_database, drop_database
+
+    from api.usecases.scale import export_database
+    from geodata.parquet_store import export_store
+    from geodata.store import migrate
+    from geodata.store.importer import import_layer
+    from geodata.store.session import make_engine
+    from geodata.synth import street_layout, synth_street
+
+    url = create_database("gridmap_bench_scale")
+    try:
+        migrate.upgrade(url)
+        layout = street_layout(streets * PER_STREET, PER_STREET)
+        t = time.perf_counter()
+        for i in range(streets):
+            city = synth_street(layout, i, seed=1)
+            for name in LAYERS:
+                import_layer(make_engine(url), name, city[name])
+        load_s = time.perf_counter() - t
+        with tempfile.TemporaryDirectory(prefix="gridmap-scale-export-") as tmp:
+            t = time.perf_counter()
+            export_store(make_engine(url), Path(tmp) / "whole")
+            whole_s = time.perf_counter() - t
+            by = export_database(url, Path(tmp) / "streets", cluster=f"local:{workers}")
+    finally:
+        drop_database(url)
+    per = list(by["street_seconds"].values())
+    return {"streets": streets, "import_s": load_s, "whole_s": whole_s, "by_street_s": by["seconds"],
+            "street_export_s_mean": sum(per) / len(per)}
+
+
 def projection(street_s: float, households: int, workers: int) -> float:
     """Projected wall seconds: streets of 30k spread over ``workers`` (independent tasks, no shared state)."""
     streets = -(-households // PER_STREET)
@@ -317,10 +352,19 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--single-until", default=None, help="UTC HH:MM at which to stop the single process")
     parser.add_argument("--until", default=None, help="UTC HH:MM at which to stop the cluster plan")
+    parser.add_argument("--store-export", type=int, default=0, metavar="STREETS",
+                        help="only measure the export from PostGIS: this many streets imported, exported both ways")
     parser.add_argument("--workdir", default=None, help="keep inputs here (an interrupted generation resumes)")
     parser.add_argument("--tmp", default=None, help="folder for the inputs and outputs (default: system temp)")
     args = parser.parse_args()
     print(f"start {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
+    if args.store_export:
+        record = store_export(args.store_export, args.workers)
+        print(f"export from PostGIS, {args.store_export} streets of {PER_STREET:,}: whole store {record['whole_s']:.1f} s; "
+              f"street by street on LocalCluster({args.workers}) {record['by_street_s']:.1f} s, "
+              f"{record['street_export_s_mean']:.2f} s per street task (import took {record['import_s']:.1f} s)")
+        print(f"end {time.strftime('%H:%M:%S')} load {_uptime()}\n{json.dumps(record)}", flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="gridmap-scale-", dir=args.tmp) as tmp:
         folder = Path(args.workdir or tmp)
         inputs = make_inputs(args.households, folder, args.workers)

@@ -349,6 +349,7 @@ def export_database_by_street(database_url: str, out: Path, cluster: str, radius
     streets = store_streets(engine)
     bounds: dict = {}
     counts: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}
     centres, centre_radius = export_store_centres(engine, out, bounds)
     if centres:
         counts["service_centres"] = centres
@@ -359,6 +360,7 @@ def export_database_by_street(database_url: str, out: Path, cluster: str, radius
         for i, fut in enumerate(as_completed(futures), start=1):
             part = fut.result()
             widen_street(bounds, part)
+            seconds[part["street"]] = round(part["seconds"], 3)
             for name, rows in part["counts"].items():
                 counts.setdefault(name, {})[part["street"]] = rows
             if on_progress:
@@ -370,7 +372,7 @@ def export_database_by_street(database_url: str, out: Path, cluster: str, radius
     counts = {name: dict(sorted(per.items())) for name, per in counts.items()}
     halo = max(float(radius_m or SERVICE_RADIUS_M), centre_radius or 0.0)
     meta = write_meta(out, streets, counts, halo, bounds)
-    return {**meta, "seconds": round(time.perf_counter() - started, 3)}
+    return {**meta, "seconds": round(time.perf_counter() - started, 3), "street_seconds": dict(sorted(seconds.items()))}
 
 
 def widen_street(bounds: dict, part: dict) -> None:
