@@ -267,6 +267,16 @@ def run_cluster(root: Path, out: Path, workers: int, until: float) -> dict:
             "failed": result.failed}
 
 
+def _multi(gdf):
+    """Polygons as one-part MultiPolygons, the store's column type (``read_layer`` does the same)."""
+    import shapely
+
+    if len(gdf) and "Polygon" in gdf.geometry.iloc[0].geom_type:
+        gdf = gdf.copy()
+        gdf.geometry.values[:] = [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in gdf.geometry.values]
+    return gdf
+
+
 def store_export(streets: int, workers: int) -> dict:
     """Per-street export cost from PostGIS: ``streets`` synthetic streets imported into a fresh database,
     exported whole (one process) and street by street on a LocalCluster (``export --from-db --cluster``)."""
@@ -288,7 +298,7 @@ def store_export(streets: int, workers: int) -> dict:
         for i in range(streets):
             city = synth_street(layout, i, seed=1)
             for name in LAYERS:
-                import_layer(make_engine(url), name, city[name])
+                import_layer(make_engine(url), name, _multi(city[name]))
         load_s = time.perf_counter() - t
         with tempfile.TemporaryDirectory(prefix="gridmap-scale-export-") as tmp:
             t = time.perf_counter()
