@@ -165,6 +165,28 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": use.ru_utime + us
 """
 
 
+#: The same plan on the street-partitioned GeoParquet read whole (no GeoPackage to write first at 10M).
+SINGLE_PARQUET = """import json, resource, sys, time
+from pathlib import Path
+from api.usecases.plan import PLAN_STEPS, PlanContext, PlanOptions, _write_outputs, step_name
+from geodata.parquet import read_scenario
+t = time.perf_counter()
+print("step read 0.0", flush=True)
+layers = read_scenario(sys.argv[1])
+out = Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+ctx = PlanContext(layers=layers, outdir=out, options=PlanOptions(scenario=Path(sys.argv[1]), outdir=out, maps=False))
+for step in PLAN_STEPS:
+    print(f"step {step_name(step)} {time.perf_counter() - t:.1f}", flush=True)
+    step(ctx)
+print(f"step write {time.perf_counter() - t:.1f}", flush=True)
+_write_outputs(ctx)
+use = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": use.ru_utime + use.ru_stime,
+                  "linked": ctx.summary["links"]["linked"], "steps": {}}), flush=True)
+"""
+
+
 def _proc_mb(pid: int) -> tuple[float, float, float]:
     """``(VmRSS, VmHWM)`` of ``pid`` in MB and its CPU seconds so far (user + system)."""
     status = {ln.split(":")[0]: ln.split()[1] for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -190,13 +212,13 @@ def _available_mb() -> float:
     return float("inf")
 
 
-def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float, until: float) -> dict:
+def run_single(gpkg: Path, out: Path, cap_mb: float, min_free_mb: float, until: float, code: str = SINGLE) -> dict:
     """The single-process plan in a watched child; stopped (and said so) past ``cap_mb``, below ``min_free_mb``
     or at the epoch second ``until`` (the machine is shared and the session has an end)."""
     log = out.with_suffix(".log")
     t = time.perf_counter()
     with log.open("w") as fh:
-        child = subprocess.Popen([sys.executable, "-c", SINGLE, str(gpkg), str(out)], stdout=fh,
+        child = subprocess.Popen([sys.executable, "-c", code, str(gpkg), str(out)], stdout=fh,
                                  stderr=subprocess.STDOUT, text=True)
         peak, cpu, stopped = 0.0, 0.0, None
         while child.poll() is None:
@@ -364,10 +386,21 @@ def main() -> None:
     parser.add_argument("--until", default=None, help="UTC HH:MM at which to stop the cluster plan")
     parser.add_argument("--store-export", type=int, default=0, metavar="STREETS",
                         help="only measure the export from PostGIS: this many streets imported, exported both ways")
+    parser.add_argument("--single-parquet", action="store_true",
+                        help="only the single process, on --workdir's GeoParquet read whole (after a run with --workdir)")
     parser.add_argument("--workdir", default=None, help="keep inputs here (an interrupted generation resumes)")
     parser.add_argument("--tmp", default=None, help="folder for the inputs and outputs (default: system temp)")
     args = parser.parse_args()
     print(f"start {time.strftime('%H:%M:%S')} load {_uptime()}", flush=True)
+    if args.single_parquet:
+        root = Path(args.workdir) / "parquet"
+        single = run_single(root, Path(args.workdir) / "single-parquet", args.single_cap_mb, args.min_free_mb,
+                            _epoch(args.single_until), SINGLE_PARQUET)
+        tail = f" — {single['stopped']} (last: {single['last_step']})" if single["stopped"] else ""
+        print(f"single process on the GeoParquet read whole: {single['seconds']:.1f} s wall, {single['cpu_s']:.1f} "
+              f"cpu-s, peak {single['peak_mb']:.0f} MB{tail}\nend {time.strftime('%H:%M:%S')} load {_uptime()}\n"
+              f"{json.dumps(single)}", flush=True)
+        return
     if args.store_export:
         record = store_export(args.store_export, args.workers)
         print(f"export from PostGIS, {args.store_export} streets of {PER_STREET:,}: whole store {record['whole_s']:.1f} s; "

@@ -352,3 +352,12 @@ def read_street(root, street: str, halo_m: float | None = None) -> tuple[dict[st
         halo = halo.drop(columns=[STREET_COLUMN])
         layers["service_centres"] = pd.concat([c for c in (centres, halo) if c is not None], ignore_index=True)
     return layers, own
+
+
+def read_scenario(root) -> dict[str, gpd.GeoDataFrame]:
+    """Every layer of an export, all streets at once (WGS84; street order, rows in their written order).
+
+    For a single-process plan of a partitioned input; it holds the whole scenario in memory, which is
+    what the per-street tasks avoid.
+    """
+    return {name: read_partitioned(Path(root) / name).drop(columns=[STREET_COLUMN]) for name in read_meta(root)["layers"]}
