@@ -269,3 +269,14 @@ def test_export_by_street_refuses_rows_in_no_street(scenario, engine, db_url, tm
     with pytest.raises(InputError, match="no street"):
         export_database(db_url, tmp_path / "out", cluster="local:1")
     assert not (tmp_path / "out" / "households").exists()
+
+
+def test_cli_export_cluster_needs_the_store(scenario, tmp_path):
+    """``export SCENARIO --cluster``: files are read whole, so --cluster is refused (it splits the store's partitions)."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    r = CliRunner().invoke(app, ["export", str(scenario), "--parquet", str(tmp_path / "pq"), "--cluster", "local:1"])
+    assert r.exit_code != 0 and "--from-db" in r.output
+    assert not (tmp_path / "pq").exists()
