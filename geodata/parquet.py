@@ -152,25 +152,67 @@ def export_parquet(layers: dict, out, radius_m: float | None = None) -> dict:
     grid_street = _grid_streets(layers)
     by_grid = dict(zip(layers["grids"]["grid_code"].astype(str), grid_street))
     counts: dict[str, dict[str, int]] = {}
+    bounds: dict[str, list[float]] = {}
     for name in STREET_LAYERS:
         gdf = layers.get(name)
         if gdf is None or not isinstance(gdf, gpd.GeoDataFrame):
             continue
         street = _street_of_layer(name, gdf, layers, grid_street, by_grid)
-        counts[name] = _write_layer(gdf, street, out / name)
-    meta = {"streets": sorted(set(grid_street)), "layers": sorted(counts), "halo_m": _halo_m(layers, radius_m),
-            "counts": counts, "crs": "EPSG:4326", "partition": STREET_COLUMN}
-    (out / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        counts[name] = _write_layer(gdf, street, out / name, bounds)
+    return write_meta(out, sorted(set(grid_street)), counts, _halo_m(layers, radius_m), bounds)
+
+
+def write_meta(out, streets: list[str], counts: dict[str, dict[str, int]], halo_m: float,
+               bounds: dict[str, list[float]]) -> dict:
+    """Write ``_gridmap_parquet.json``: streets, per-layer row counts, halo (metres), each street's WGS84 bounds.
+
+    The bounds let a street's halo be read from its neighbours' partitions only (not every street's).
+    """
+    meta = {"streets": sorted(streets), "layers": sorted(counts), "halo_m": float(halo_m), "counts": counts,
+            "bounds": {k: bounds[k] for k in sorted(bounds)}, "crs": "EPSG:4326", "partition": STREET_COLUMN}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return meta
 
 
-def _write_layer(gdf: gpd.GeoDataFrame, street: pd.Series, folder: Path) -> dict[str, int]:
+def write_street(layers: dict, out, street: str, bounds: dict[str, list[float]] | None = None) -> dict[str, int]:
+    """Write the layers of one street (rows known to be that street's) under ``out``; returns rows per layer.
+
+    The streamed export: a caller that already holds one street at a time (a synthetic street, a
+    street partition of the store) writes it without the whole scenario in memory. Only
+    :data:`STREET_LAYERS` are written; ``bounds`` (street → WGS84 box) is widened in place.
+    """
+    counts = {}
+    for name in STREET_LAYERS:
+        gdf = layers.get(name)
+        if gdf is None or not isinstance(gdf, gpd.GeoDataFrame):
+            continue
+        gdf = gdf.to_crs("EPSG:4326")
+        write_partition(gdf, Path(out) / name, street)
+        counts[name] = len(gdf)
+        if bounds is not None and len(gdf):
+            widen_bounds(bounds, street, gdf.total_bounds)
+    return counts
+
+
+def widen_bounds(bounds: dict[str, list[float]], street: str, box) -> None:
+    """Grow ``bounds[street]`` (minx, miny, maxx, maxy) to hold ``box``."""
+    old = bounds.get(street)
+    box = [float(v) for v in box]
+    bounds[street] = box if old is None else [min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]),
+                                              max(old[3], box[3])]
+
+
+def _write_layer(gdf: gpd.GeoDataFrame, street: pd.Series, folder: Path,
+                 bounds: dict[str, list[float]]) -> dict[str, int]:
     """One GeoParquet file per street under ``folder/street=CODE/``; rows keep their input order."""
     gdf = gdf.to_crs("EPSG:4326")
     counts = {}
     for code, rows in pd.Series(range(len(gdf))).groupby(street.to_numpy(), sort=True):
-        write_partition(gdf.iloc[rows.to_numpy()], folder, str(code))
+        part = gdf.iloc[rows.to_numpy()]
+        write_partition(part, folder, str(code))
         counts[str(code)] = len(rows)
+        widen_bounds(bounds, str(code), part.total_bounds)
     return counts
 
 
@@ -182,20 +224,27 @@ def write_partition(gdf: gpd.GeoDataFrame, folder: Path, street: str) -> None:
     gdf.to_parquet(target / "part-0.parquet", index=False, write_covering_bbox=True)
 
 
-def _dataset(folder):
-    """A lazy pyarrow dataset over ``folder/street=*/`` with the street code read as text (not a number)."""
+def _dataset(folder, only=None):
+    """A lazy pyarrow dataset over ``folder/street=*/`` with the street code read as text (not a number).
+
+    ``only`` (street codes) opens just those streets' files instead of listing every partition.
+    """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     partitioning = ds.partitioning(pa.schema([(STREET_COLUMN, pa.string())]), flavor="hive")
-    return ds.dataset(str(folder), format="parquet", partitioning=partitioning)
+    if only is None:
+        return ds.dataset(str(folder), format="parquet", partitioning=partitioning)
+    files = [str(f) for s in only for f in sorted((Path(folder) / f"{STREET_COLUMN}={s}").glob("*.parquet"))]
+    return ds.dataset(files, format="parquet", partitioning=partitioning, partition_base_dir=str(folder))
 
 
-def read_partitioned(folder, streets=None, bbox=None) -> gpd.GeoDataFrame:
+def read_partitioned(folder, streets=None, bbox=None, only=None) -> gpd.GeoDataFrame:
     """A street-partitioned layer (an export's or a cluster plan's), lazily filtered; ``street`` as a column.
 
     ``streets`` keeps only those codes; ``bbox`` (WGS84 minx, miny, maxx, maxy) keeps rows whose
-    covering box meets it. Only matching partitions and row groups are decoded.
+    covering box meets it. Only matching partitions and row groups are decoded. ``only`` (codes)
+    opens those streets' files alone, without listing the folder.
     """
     import pyarrow.compute as pc
     from geopandas.io.arrow import _arrow_to_geopandas
@@ -206,7 +255,7 @@ def read_partitioned(folder, streets=None, bbox=None) -> gpd.GeoDataFrame:
     if bbox is not None:
         box = _bbox_filter(bbox)
         condition = box if condition is None else condition & box
-    table = _dataset(folder).to_table(filter=condition)
+    table = _dataset(folder, only).to_table(filter=condition)
     # the dataset keeps the GeoParquet metadata but hands the CRS back as PROJJSON text
     gdf = _arrow_to_geopandas(table).set_crs("EPSG:4326", allow_override=True)
     return gdf.drop(columns=["bbox"], errors="ignore")
@@ -242,17 +291,30 @@ def _expanded_bounds(gdf: gpd.GeoDataFrame, margin_m: float) -> tuple[float, flo
 def read_halo(root, name: str, street: str, around: gpd.GeoDataFrame, margin_m: float) -> gpd.GeoDataFrame | None:
     """Rows of ``name`` in *other* streets within ``margin_m`` metres of ``around``'s bounding box (WGS84).
 
-    Read lazily: the bbox covering column of every partition is filtered by pyarrow, so only the
-    row groups near the street are decoded.
+    Only the partitions of streets whose bounds (from the metadata) meet that box are opened, so a
+    street's halo costs its neighbours, not every street of a province; inside them pyarrow filters
+    on the bbox covering column. Exports without bounds fall back to every other street.
     """
     folder = Path(root) / name
     if not folder.is_dir() or len(around) == 0:
         return None
-    others = [d.name.split("=", 1)[1] for d in folder.glob(f"{STREET_COLUMN}=*") if d.name != f"{STREET_COLUMN}={street}"]
+    box = _expanded_bounds(around, margin_m)
+    others = _neighbour_streets(root, folder, street, box)
     if not others:
         return None
-    halo = read_partitioned(folder, streets=others, bbox=_expanded_bounds(around, margin_m))
+    halo = read_partitioned(folder, bbox=box, only=others)
     return halo if len(halo) else None
+
+
+def _neighbour_streets(root, folder: Path, street: str, box) -> list[str]:
+    """Streets other than ``street`` with a partition of ``folder`` whose bounds meet ``box`` (WGS84)."""
+    bounds = read_meta(root).get("bounds")
+    if bounds is None:
+        codes = [d.name.split("=", 1)[1] for d in folder.glob(f"{STREET_COLUMN}=*")]
+    else:
+        codes = [s for s, (x0, y0, x1, y1) in bounds.items()
+                 if x0 <= box[2] and x1 >= box[0] and y0 <= box[3] and y1 >= box[1]]
+    return sorted(s for s in codes if s != street and (folder / f"{STREET_COLUMN}={s}").is_dir())
 
 
 def _bbox_filter(bbox):
@@ -290,3 +352,12 @@ def read_street(root, street: str, halo_m: float | None = None) -> tuple[dict[st
         halo = halo.drop(columns=[STREET_COLUMN])
         layers["service_centres"] = pd.concat([c for c in (centres, halo) if c is not None], ignore_index=True)
     return layers, own
+
+
+def read_scenario(root) -> dict[str, gpd.GeoDataFrame]:
+    """Every layer of an export, all streets at once (WGS84; street order, rows in their written order).
+
+    For a single-process plan of a partitioned input; it holds the whole scenario in memory, which is
+    what the per-street tasks avoid.
+    """
+    return {name: read_partitioned(Path(root) / name).drop(columns=[STREET_COLUMN]) for name in read_meta(root)["layers"]}

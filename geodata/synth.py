@@ -346,3 +346,92 @@ def synth_city(n_households: int, seed: int = 0, households_per_grid: int = 400,
     for k in ("streets", "communities", "grids", "buildings"):
         out[k] = out[k].to_crs("EPSG:4326")
     return out
+
+
+# streamed generation: one street at a time --------------------------------------------------------
+
+#: Grids of one synthetic street: 15 × 5 grids (5 communities of 3 × 5), ≈ 30k households at 400 a grid.
+STREET_GRIDS = (15, 5)
+STREET_COMMUNITY_GRIDS = (3, 5)
+
+
+def street_layout(n_households: int, households_per_street: int = 30_000) -> dict:
+    """How :func:`synth_street` splits ``n_households`` into streets: their count, households each and columns.
+
+    Streets are blocks of ``15 × 5`` grids of 300 m (4.5 km × 1.5 km) in a near-square city; every
+    street gets the same share (the first ``n % streets`` one more), so a street's households and
+    their ids are known without generating the others.
+    """
+    streets = max(1, -(-n_households // households_per_street))
+    base, extra = divmod(n_households, streets)
+    return {"n_households": n_households, "streets": streets, "base": base, "extra": extra,
+            "columns": max(1, int(np.ceil(np.sqrt(streets * STREET_GRIDS[1] / STREET_GRIDS[0]))))}
+
+
+def street_code(index: int) -> str:
+    """Code of the ``index``-th synthetic street (0-based): nine digits, ``330`` + six (``330000001``)."""
+    return f"330{index + 1:06d}"
+
+
+def _street_households(layout: dict, index: int) -> tuple[int, int]:
+    """``(first household number, households)`` of street ``index`` in ``layout``."""
+    base, extra = layout["base"], layout["extra"]
+    return 1 + index * base + min(index, extra), base + (1 if index < extra else 0)
+
+
+def _street_lattice(rng, layout: dict, index: int, crs: str, origin: tuple[float, float], grid_side_m: float):
+    """Grid polygons (metric ``crs``), grid codes and community codes of street ``index``."""
+    nx, ny = STREET_GRIDS
+    gx, gy = STREET_COMMUNITY_GRIDS
+    col, row = index % layout["columns"], index // layout["columns"]
+    o = gpd.GeoSeries(gpd.points_from_xy([origin[0]], [origin[1]]), crs="EPSG:4326").to_crs(crs).iloc[0]
+    corner = (o.x + col * nx * grid_side_m, o.y + row * ny * grid_side_m)
+    polys, ii, jj = _jittered_lattice(rng, corner, nx, ny, grid_side_m)  # outer edges straight: streets tile
+    street = street_code(index)
+    comm = (ii // gx) + (jj // gy) * (nx // gx)
+    comm_codes = np.array([f"{street}{c + 1:03d}" for c in comm], dtype=object)
+    seq = np.zeros(len(polys), dtype=int)
+    for c in np.unique(comm):
+        at = np.flatnonzero(comm == c)
+        seq[at] = np.arange(1, len(at) + 1)
+    grid_codes = np.array([f"{c}{s:02d}" for c, s in zip(comm_codes, seq)], dtype=object)
+    return polys, grid_codes, comm_codes
+
+
+def synth_street(layout: dict, index: int, seed: int = 0, households_per_grid: int = 400,
+                 member_rate: float = 0.08, grid_side_m: float = 300.0, centres_per_grid: float = 1 / 6,
+                 spread: float = 0.45, origin: tuple[float, float] = (120.10, 30.20)) -> dict[str, gpd.GeoDataFrame]:
+    """Street ``index`` of a synthetic city laid out by :func:`street_layout` (WGS84 output).
+
+    The streamed counterpart of :func:`synth_city` for 10M+ households: each street is generated
+    alone, from its own random stream (``seed``, ``index``), so streets can be made in any order or
+    in parallel and memory is bounded by one street. The same building and people model as
+    ``synth_city`` (grids of ``households_per_grid × U(1-spread, 1+spread)``, metres for sizes); ids
+    carry the street (``M`` / ``C`` + street number) or a city-wide number (``H`` + nine digits).
+
+    Returns
+    -------
+    dict of GeoDataFrames: ``streets`` (one row), ``communities``, ``grids``, ``households``,
+    ``members``, ``service_centres``.
+    """
+    rng = np.random.default_rng([seed, index])
+    crs = f"EPSG:{32600 + int((origin[0] + 180) // 6) + 1}"
+    polys, grid_codes, comm_codes = _street_lattice(rng, layout, index, crs, origin, grid_side_m)
+    first, n = _street_households(layout, index)
+    w = rng.uniform(1 - spread, 1 + spread, len(polys)) * households_per_grid
+    counts = np.floor(w / w.sum() * n).astype(int)
+    counts[rng.choice(len(counts), n - counts.sum(), replace=False)] += 1
+    b_xy, b_grid, b_hh = _lattice_buildings(rng, polys, counts)
+    grids, comms, streets = _admin_layers(polys, grid_codes, comm_codes, crs)
+    reps = np.repeat(np.arange(len(b_hh)), b_hh)
+    hxy = b_xy[reps] + np.column_stack([rng.uniform(-11, 11, len(reps)), rng.uniform(-14, 14, len(reps))])
+    households = _people(rng, hxy, crs, grid_codes[b_grid[reps]])
+    households["household_id"] = [f"H{i:09d}" for i in range(first, first + n)]
+    members = _members_from(rng, households, member_rate)
+    members["member_id"] = [f"M{index + 1:06d}{i:04d}" for i in range(1, len(members) + 1)]
+    centres = _centres(rng, gpd.GeoSeries(polys, crs=crs).to_crs("EPSG:4326").values,
+                       int(round(len(polys) * centres_per_grid)))
+    centres["centre_id"] = [f"C{index + 1:06d}{i:02d}" for i in range(1, len(centres) + 1)]
+    out = {"streets": streets, "communities": comms, "grids": grids, "households": households, "members": members,
+           "service_centres": centres}
+    return {k: v.to_crs("EPSG:4326") for k, v in out.items()}

@@ -317,12 +317,70 @@ def export_scenario(scenario, out, coords: str = "wgs84", radius_m: float | None
     return export_parquet(load_scenario(scenario, coords=coords), out, radius_m=radius_m)
 
 
-def export_database(database_url: str, out, radius_m: float | None = None) -> dict:
-    """``gridmap export --parquet OUT --from-db``: the PostGIS store's planning layers (no personal data) by street."""
+def export_database(database_url: str, out, radius_m: float | None = None, cluster: str | None = None,
+                    on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """``gridmap export --parquet OUT --from-db``: the PostGIS store's planning layers (no personal data) by street.
+
+    With ``cluster`` (``local:N`` or ``tcp://HOST:PORT``) each street is one task reading its own
+    partitions (:func:`geodata.parquet_store.export_store_street`), so the export is parallel and no
+    process holds more than one street; ``on_progress(done, total, street)`` as each finishes. Without
+    it the whole store is read at once (also placing rows that have no street, by location).
+    """
     from geodata.parquet_store import export_store
     from geodata.store.session import make_engine
 
-    return export_store(make_engine(database_url), out, radius_m=radius_m)
+    if cluster is None:
+        return export_store(make_engine(database_url), out, radius_m=radius_m)
+    return export_database_by_street(database_url, Path(out), cluster, radius_m, on_progress)
+
+
+def export_database_by_street(database_url: str, out: Path, cluster: str, radius_m: float | None,
+                              on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """The per-street export on ``cluster`` (see :func:`export_database`); returns the metadata written."""
+    from distributed import as_completed
+
+    from geodata.parquet import write_meta
+    from geodata.parquet_store import export_store_centres, export_store_street, store_streets
+    from geodata.store.session import make_engine
+    from gridmap.contract import SERVICE_RADIUS_M
+
+    started = time.perf_counter()
+    engine = make_engine(database_url)
+    streets = store_streets(engine)
+    bounds: dict = {}
+    counts: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}
+    centres, centre_radius = export_store_centres(engine, out, bounds)
+    if centres:
+        counts["service_centres"] = centres
+    client, local = connect(cluster)
+    try:
+        futures = client.map(export_store_street, [database_url] * len(streets), streets, [str(out)] * len(streets),
+                             key=[f"export-street-{s}" for s in streets], retries=1, pure=False)
+        for i, fut in enumerate(as_completed(futures), start=1):
+            part = fut.result()
+            widen_street(bounds, part)
+            seconds[part["street"]] = round(part["seconds"], 3)
+            for name, rows in part["counts"].items():
+                counts.setdefault(name, {})[part["street"]] = rows
+            if on_progress:
+                on_progress(i, len(streets), part["street"])
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+    counts = {name: dict(sorted(per.items())) for name, per in counts.items()}
+    halo = max(float(radius_m or SERVICE_RADIUS_M), centre_radius or 0.0)
+    meta = write_meta(out, streets, counts, halo, bounds)
+    return {**meta, "seconds": round(time.perf_counter() - started, 3), "street_seconds": dict(sorted(seconds.items()))}
+
+
+def widen_street(bounds: dict, part: dict) -> None:
+    """Fold one street task's WGS84 box into ``bounds``."""
+    from geodata.parquet import widen_bounds
+
+    if part["bounds"] is not None:
+        widen_bounds(bounds, part["street"], part["bounds"])
 
 
 def run_plan_cluster(options: PlanOptions, cluster: str,

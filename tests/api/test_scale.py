@@ -202,3 +202,81 @@ def test_cli_export_then_plan_on_cluster(scenario, tmp_path):
     assert not (tmp_path / "out" / "streets").exists()  # --no-maps: no per-street maps
     r = CliRunner().invoke(app, ["plan", str(tmp_path / "pq"), "--out", str(tmp_path / "bad"), "--cluster", "lokal:2"])
     assert r.exit_code != 0 and "--cluster" in r.output
+
+
+def _store_with_communities(engine, scenario, folder: Path) -> dict:
+    """The scenario in the store with its communities, so every grid, household and member has a street."""
+    import shapely
+
+    from geodata.io import read_layer
+    from geodata.scenario import load_scenario
+    from geodata.store.importer import import_layer
+
+    layers = load_scenario(scenario)
+    comms = gpd.read_file(HANGZHOU / "communities.geojson")
+    comms = comms[comms["street_code"].isin(STREETS)].copy()
+    comms["geometry"] = shapely.make_valid(comms.geometry.values)  # the source repeats some communities
+    comms.dissolve("code", as_index=False)[["code", "name", "street_code", "geometry"]].to_file(
+        folder / "communities.geojson")
+    comms = read_layer(folder / "communities.geojson", "communities", fix=True)
+    for name, gdf in (("streets", layers["streets"]), ("communities", comms), ("grids", layers["grids"]),
+                      ("households", layers["households"]), ("members", layers["members"]),
+                      ("service_centres", layers["service_centres"])):
+        import_layer(engine, name, gdf)
+    return layers
+
+
+@pytest.mark.db
+def test_export_from_postgis_street_by_street_equals_whole_export(scenario, engine, db_url, tmp_path):
+    """``export --from-db --cluster local:2``: each street read from its partitions, the same files as one read."""
+    from api.usecases.scale import export_database
+    from geodata.parquet import read_layer_street, read_meta
+    from geodata.parquet_store import export_store
+
+    _store_with_communities(engine, scenario, tmp_path)
+    whole = export_store(engine, tmp_path / "whole")
+    progress = []
+    by_street = export_database(db_url, tmp_path / "streets", cluster="local:2",
+                                on_progress=lambda done, total, street: progress.append((done, total)))
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert by_street["streets"] == whole["streets"] == sorted(STREETS)
+    assert by_street["halo_m"] == whole["halo_m"]
+    assert by_street["bounds"] == read_meta(tmp_path / "streets")["bounds"]
+    for name in ("grids", "households", "members", "service_centres"):
+        assert by_street["counts"][name] == whole["counts"][name], name
+        for street in STREETS:
+            a = read_layer_street(tmp_path / "whole", name, street)
+            b = read_layer_street(tmp_path / "streets", name, street)
+            assert list(a.columns) == list(b.columns), name
+            pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    for street in STREETS:  # each street's bounds hold all of its rows
+        x0, y0, x1, y1 = by_street["bounds"][street]
+        hh = read_layer_street(tmp_path / "streets", "households", street)
+        assert (hh.geometry.x >= x0).all() and (hh.geometry.x <= x1).all() and (hh.geometry.y >= y0).all()
+
+
+@pytest.mark.db
+def test_export_by_street_refuses_rows_in_no_street(scenario, engine, db_url, tmp_path):
+    """Without communities no grid has a street: the per-street export says so instead of dropping rows."""
+    from api.usecases.scale import export_database
+    from geodata.errors import InputError
+    from geodata.scenario import load_scenario
+    from geodata.store.importer import import_layer
+
+    layers = load_scenario(scenario)
+    for name in ("streets", "grids", "households"):
+        import_layer(engine, name, layers[name])
+    with pytest.raises(InputError, match="no street"):
+        export_database(db_url, tmp_path / "out", cluster="local:1")
+    assert not (tmp_path / "out" / "households").exists()
+
+
+def test_cli_export_cluster_needs_the_store(scenario, tmp_path):
+    """``export SCENARIO --cluster``: files are read whole, so --cluster is refused (it splits the store's partitions)."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    r = CliRunner().invoke(app, ["export", str(scenario), "--parquet", str(tmp_path / "pq"), "--cluster", "local:1"])
+    assert r.exit_code != 0 and "--from-db" in r.output
+    assert not (tmp_path / "pq").exists()
