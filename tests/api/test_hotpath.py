@@ -391,3 +391,23 @@ def test_hot_routes_come_first_and_no_other_route_claims_their_paths(town):
         scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": []}
         full = [r for r in routes if r.matches(dict(scope))[0] == Match.FULL]
         assert full == [routes[at + 1]], path  # moving it ahead of the others changes which route answers nothing
+
+
+def test_a_server_freezes_its_start_up_objects_out_of_the_collector(town):
+    """gc.freeze at start-up (setting ``gc_freeze``, on under ``gridmap serve``): the hot paths' p99 was
+    full collections walking every object the app imported (bench/dispatch.py: 55 → 11 ms)."""
+    import gc
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(town["url"])):
+        assert gc.get_freeze_count() == 0  # off by default: tests build many apps in one process
+    try:
+        with TestClient(create_app(Settings(database_url=town["url"], gc_freeze=True))) as client:
+            assert gc.get_freeze_count() > 10_000
+            r = client.get("/responders/nearest", params={"lon": LON0, "lat": LAT0}, headers=town["hdr"]("dispatcher"))
+            assert r.status_code == 200 and len(r.json()) == 5
+    finally:
+        gc.unfreeze()
