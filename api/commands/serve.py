@@ -8,7 +8,6 @@ settings are handed to the workers in a private ``.env`` file that uvicorn loads
 
 from __future__ import annotations
 
-import os
 
 import socket
 import tempfile
@@ -79,9 +78,10 @@ def serve_command(
 
     overrides = {k: v for k, v in {"database_url": database_url,
                                    "holidays": holidays.resolve() if holidays else None}.items() if v is not None}
-    if "GRIDMAP_GC_FREEZE" not in os.environ:  # on for a server unless the deployment says otherwise
+    base = command_settings()
+    if "gc_freeze" not in base.model_fields_set:  # on for a server unless the deployment says otherwise
         overrides["gc_freeze"] = True
-    settings = command_settings().model_copy(update=overrides)
+    settings = base.model_copy(update=overrides)
     _check_holidays(settings.holidays)
     try:
         sock = bind(host, port)
