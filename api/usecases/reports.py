@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import threading
 from datetime import datetime
+from typing import NamedTuple
 
 from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
@@ -140,14 +141,26 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
 _PDF_SLOTS = threading.BoundedSemaphore(1)
 
 
-def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 60_000, chromium: str = CHROMIUM) -> bytes:
+class PrintedPage(NamedTuple):
+    """A print view already rendered: its HTML ``body`` and its response ``headers`` (type, CSP)."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def print_pdf(url: str, cookies: dict[str, str], *, page: PrintedPage | None = None, map_wait_ms: int = 60_000,
+              chromium: str = CHROMIUM) -> bytes:
     """An A4 landscape PDF of the print view at ``url`` (Chromium print to PDF), visited with ``cookies``.
+
+    With ``page`` (the view at ``url`` already rendered by the caller) Chromium is handed that HTML for
+    ``url`` instead of asking the server for it: the figures are built once per PDF. Everything the page
+    loads (styles, scripts, map tiles) still comes from the server with ``cookies``.
 
     Waits for the page and its own files (``load``: styles, scripts, fonts), then until the page marks
     ``body[data-map-ready]`` — set on the map's ``idle`` (every tile of the printed layers loaded and drawn)
     once the frame is copied for print — for at most ``map_wait_ms``; the tables print either way. Not
     ``networkidle``: that waited 500 ms past the last tile of every layer, and the page now asks only for
-    the layers it prints (grids and service centres).
+    the layers it prints.
     """
     from urllib.parse import urlsplit
 
@@ -161,13 +174,27 @@ def print_pdf(url: str, cookies: dict[str, str], *, map_wait_ms: int = 60_000, c
             context = browser.new_context(locale="zh-CN", viewport={"width": 1123, "height": 794})
             context.add_cookies([{"name": k, "value": v, "domain": parts.hostname, "path": "/"}
                                  for k, v in cookies.items()])
-            page = context.new_page()
-            page.goto(url, wait_until="load")
+            tab = context.new_page()
+            if page is not None:
+                _serve_printed(tab, url, page)
+            tab.goto(url, wait_until="load")
             try:
-                page.wait_for_selector("body[data-map-ready]", state="attached", timeout=map_wait_ms)
+                tab.wait_for_selector("body[data-map-ready]", state="attached", timeout=map_wait_ms)
             except PlaywrightTimeout:
                 pass
-            return page.pdf(format="A4", landscape=True, print_background=True,
-                            margin={"top": "10mm", "bottom": "10mm", "left": "10mm", "right": "10mm"})
+            return tab.pdf(format="A4", landscape=True, print_background=True,
+                           margin={"top": "10mm", "bottom": "10mm", "left": "10mm", "right": "10mm"})
         finally:
             browser.close()
+
+
+def _serve_printed(tab, url: str, page: PrintedPage) -> None:
+    """Answer Chromium's one request for the print view at ``url`` with ``page`` (a pattern the browser
+    side matches, used once: no other request waits on Python)."""
+    import re
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    pattern = re.compile("^" + re.escape(f"{parts.scheme}://{parts.netloc}{parts.path}") + r"(\?.*)?$")
+    headers = {k: v for k, v in page.headers.items() if k.lower() not in ("content-length", "set-cookie")}
+    tab.route(pattern, lambda route: route.fulfill(status=200, headers=headers, body=page.body), times=1)

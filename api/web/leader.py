@@ -172,13 +172,13 @@ def leader_excel(request: Request, principal: PagePrincipal,
     return secure(response)
 
 
-def _print_context(request: Request, principal: Principal, region, start, end, category) -> dict:
+def _print_context(principal: Principal, view: dict, start: date | None, end: date | None,
+                   category: str | None) -> dict:
+    """What the print view shows of a leader view already built (and checked)."""
     from api.usecases.reports import SOURCE_NOTE, window_text
 
-    t0, t1 = page_window(start, end)
-    view = checked_view(principal, region, t0, t1, category)
     return {"view": view, "bounds": _bounds(principal, view), "source_note": SOURCE_NOTE,
-            "window_text": window_text(t0, t1, category), "title": "网格党建报表"}
+            "window_text": window_text(start, end, category), "title": "网格党建报表"}
 
 
 @router.get("/leader/print")
@@ -190,8 +190,9 @@ def leader_print(request: Request, principal: PagePrincipal,
                  category: Annotated[str | None, Query(max_length=64)] = None):
     """The print view (A4 landscape): a map page with street name, date, legend, scale, north arrow,
     grid names and the data source, then the tables. Browsers print it; the PDF export renders it."""
-    return render(request, "leader/print.html",
-                  **_print_context(request, principal, region, start, end, category))
+    t0, t1 = page_window(start, end)
+    view = checked_view(principal, region, t0, t1, category)
+    return render(request, "leader/print.html", **_print_context(principal, view, t0, t1, category))
 
 
 @router.get("/leader/report.pdf")
@@ -208,14 +209,18 @@ def leader_pdf(request: Request, principal: PagePrincipal,
     from fastapi.responses import Response
 
     from api.auth import SESSION_COOKIE
-    from api.usecases.reports import print_pdf
+    from api.usecases.reports import PrintedPage, print_pdf
     from api.web.render import china_now, secure
     from geodata.store.auth import record_audit
 
     t0, t1 = page_window(start, end)
     view = checked_view(principal, region, t0, t1, category)  # refuse before starting a browser
     url = str(request.url_for("leader_print")) + "?" + _export_query(view["region"], start, end, category)
-    body = print_pdf(url, {SESSION_COOKIE: request.cookies[SESSION_COOKIE]})
+    # the print view of this very view: Chromium is handed it for the print URL instead of asking the
+    # server to build the view a second time (its styles, scripts and tiles still come with the session)
+    printed = render(request, "leader/print.html", **_print_context(principal, view, t0, t1, category))
+    body = print_pdf(url, {SESSION_COOKIE: request.cookies[SESSION_COOKIE]},
+                     page=PrintedPage(bytes(printed.body), dict(printed.headers)))
     record_audit(principal.engine, token_id=None, role=principal.role, member_id=principal.member_id,
                  action="export", what="leader_report", ids=[view["region"]], detail={"format": "pdf"})
     filename = f"网格党建报表-{view['region']}-{china_now():%Y%m%d}.pdf"

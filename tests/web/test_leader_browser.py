@@ -108,3 +108,41 @@ def test_print_view_draws_only_the_printed_layers_before_it_is_ready(server, bro
     assert "网格" in page.inner_text("#print-map .gridmap-legend")
     assert failed == [], failed
     context.close()
+
+
+def _session(base: str, username: str):
+    import httpx
+
+    from tests.web.conftest import PASSWORD, csrf_from
+
+    client = httpx.Client(base_url=base, timeout=120)
+    page = client.get("/login")
+    client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf_from(page.text)})
+    return client
+
+
+def test_pdf_builds_the_leader_view_once_and_refuses_other_regions(server, incidents, monkeypatch):  # noqa: F811
+    """One PDF, one leader view: Chromium is handed the print view built for the permission check (the
+    server is not asked for /leader/print). A leader of another region, and a region that does not exist,
+    get the same 404 without a view being built or a browser started."""
+    import subprocess
+    from contextlib import closing
+
+    import api.usecases.leader as usecase
+
+    built: list[str] = []
+    real = usecase.leader_view
+    monkeypatch.setattr(usecase, "leader_view", lambda engine, principal, region, **kw: (
+        built.append(region), real(engine, principal, region, **kw))[1])
+    with closing(_session(server, "leader1")) as own:
+        response = own.get("/leader/report.pdf", params={"region": "S1"})
+        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+        assert built == ["S1"]
+        text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=response.content, capture_output=True,
+                              check=True).stdout.decode()
+        assert "外滩街道" in text and "第一网格" in text and "受理率" in text
+    with closing(_session(server, "leader2")) as other:
+        refused = other.get("/leader/report.pdf", params={"region": "S1"})
+        missing = other.get("/leader/report.pdf", params={"region": "S404"})
+    assert refused.status_code == missing.status_code == 404 and refused.text == missing.text
+    assert built == ["S1"]
