@@ -146,3 +146,51 @@ def test_pdf_builds_the_leader_view_once_and_refuses_other_regions(server, incid
         missing = other.get("/leader/report.pdf", params={"region": "S404"})
     assert refused.status_code == missing.status_code == 404 and refused.text == missing.text
     assert built == ["S1"]
+
+
+def _legend(page, where: str = "#leader-map .gridmap-legend") -> str:
+    """The legend as the user reads it (rows taken off the map are not rendered, so not in innerText)."""
+    return page.inner_text(where) if page.locator(where).is_visible() else ""
+
+
+def test_map_legend_follows_the_layer_switches(server, browser, incidents):  # noqa: F811
+    """Incident points are off by default: no incident lights in the legend until they are switched on; gap
+    cells and grids leave the legend when switched off; the page's own rows (heat, sites, incident points)
+    follow their switches; colouring grids by coverage gives the coverage legend. The printout's legend
+    names exactly the printed layers (grids and service centres)."""
+    context, page, errors, _ = _open(browser, server, "desk")
+    page.wait_for_selector("#leader-map.mounted canvas")
+    page.wait_for_function("() => document.querySelector('#leader-map').dataset.heatFeatures !== undefined")
+    shown = _legend(page)
+    assert "空白网格" in shown and "未联户" in shown and "红灯" not in shown, shown
+    assert not page.is_visible("#leader-legend [data-legend=incidents]")
+    assert not page.is_visible("#leader-legend [data-legend=sites]")
+    assert page.is_visible("#leader-legend [data-legend=heat]")
+    page.check("#map-layers input[value=incidents]")
+    shown = _legend(page)
+    assert "事件·红灯（超时）" in shown and "事件·绿灯（按时）" in shown, shown
+    assert page.is_visible("#leader-legend [data-legend=incidents]")
+    page.uncheck("#map-layers input[value=gaps]")
+    page.uncheck("#map-layers input[value=heat]")
+    page.check("#map-layers input[value=sites]")
+    shown = _legend(page)
+    assert "未联户" not in shown and "红灯" in shown, shown
+    assert not page.is_visible("#leader-legend [data-legend=heat]")
+    assert page.is_visible("#leader-legend [data-legend=sites]")
+    page.select_option("#grid-colour", "coverage")
+    shown = _legend(page)
+    assert "网格联户率 100%" in shown and "空白网格" not in shown, shown
+    page.uncheck("#map-layers input[value=grids]")
+    page.uncheck("#map-layers input[value=incidents]")
+    assert _legend(page) == ""  # nothing of the tiles is drawn: no legend box at all
+    page.check("#map-layers input[value=incidents]")
+    shown = _legend(page)
+    assert "红灯" in shown and "网格" not in shown.replace("事件", ""), shown
+    assert errors == [], errors
+
+    page.goto(server + "/leader/print?region=S1", wait_until="load")
+    page.wait_for_selector("body[data-map-ready='1']", state="attached", timeout=60_000)
+    printed = _legend(page, "#print-map .gridmap-legend")
+    assert "空白网格" in printed and "党群服务中心" in printed, printed
+    assert "红灯" not in printed and "未联户" not in printed and "住户" not in printed, printed
+    context.close()

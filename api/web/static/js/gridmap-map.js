@@ -12,7 +12,9 @@
  * - bounds: [west, south, east, north] in WGS84 degrees.
  * - token: a bearer token sent with every tile and details request (pages with a session cookie omit it).
  * Grid names are drawn as HTML markers: no glyph server is needed for Chinese text.
- * The legend is a <details> box, folded at first on screens up to 600 px wide (phones).
+ * The legend is a <details> box, folded at first on screens up to 600 px wide (phones). It lists only the
+ * layers drawn: switching a layer off (map.setLayoutProperty(id, 'visibility', 'none')) takes its rows out,
+ * on puts them back; handle.setLegend(layer, rows) replaces a layer's rows (another colouring).
  * Text from the service is always inserted with textContent, never as HTML.
  */
 (function () {
@@ -137,6 +139,17 @@
    *  third of the map. */
   var NARROW_PX = 600;
 
+  function legendRow(layer, colour, label) {
+    var line = el('div');
+    line.setAttribute('data-layer', layer);
+    var swatch = el('span');
+    swatch.style.cssText = 'display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-2px;' +
+      'border:1px solid rgba(0,0,0,.25);box-sizing:border-box;background:' + colour;
+    line.appendChild(swatch);
+    line.appendChild(document.createTextNode(label));
+    return line;
+  }
+
   function legend(layers) {
     // <details>: folding and unfolding work by touch and keyboard with no script of ours
     var box = el('details', 'gridmap-legend');
@@ -149,16 +162,45 @@
     title.title = '展开或收起图例';
     box.appendChild(title);
     LEGEND.forEach(function (row) {
-      if (layers.indexOf(row[0]) < 0) { return; }
-      var line = el('div');
-      var swatch = el('span');
-      swatch.style.cssText = 'display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-2px;' +
-        'background:' + row[1];
-      line.appendChild(swatch);
-      line.appendChild(document.createTextNode(row[2]));
-      box.appendChild(line);
+      if (layers.indexOf(row[0]) >= 0) { box.appendChild(legendRow(row[0], row[1], row[2])); }
     });
     return box;
+  }
+
+  /** The legend lists only what is drawn: a layer's rows show while any of its style layers is meant to be
+   *  visible (a page's switches go through map.setLayoutProperty; a deferred layer counts as meant), and the
+   *  box hides when no row is left. Returns the function that re-reads the rows (after setLegend). */
+  function trackLegend(map, box) {
+    var hidden = {};  // style layer id → set to 'none'
+    var sync = function () {
+      var any = false;
+      box.querySelectorAll('[data-layer]').forEach(function (row) {
+        var on = styleIds(row.getAttribute('data-layer')).some(function (id) { return !hidden[id]; });
+        row.hidden = !on;
+        row.style.display = on ? '' : 'none';
+        any = any || on;
+      });
+      box.hidden = !any;
+      box.style.display = any ? '' : 'none';
+    };
+    var set = map.setLayoutProperty.bind(map);
+    map.setLayoutProperty = function (id, name, value, options) {
+      if (name === 'visibility') { hidden[id] = value === 'none'; sync(); }
+      return set(id, name, value, options);
+    };
+    sync();
+    return sync;
+  }
+
+  /** Replace the legend rows of `layer` by `rows` ([[colour, label], …]; null: the default rows), e.g. when a
+   *  page colours the grids by another measure. */
+  function setLegend(box, sync, layer, rows) {
+    var old = box.querySelectorAll('[data-layer="' + layer + '"]');
+    var next = old.length ? old[old.length - 1].nextSibling : null;
+    var defaults = LEGEND.filter(function (r) { return r[0] === layer; }).map(function (r) { return [r[1], r[2]]; });
+    old.forEach(function (row) { row.remove(); });
+    (rows || defaults).forEach(function (r) { box.insertBefore(legendRow(layer, r[0], r[1]), next); });
+    sync();
   }
 
   // -- requests -----------------------------------------------------------------------------------
@@ -319,9 +361,11 @@
     var map = new window.maplibregl.Map(mapOptions);
     map.addControl(new window.maplibregl.NavigationControl({showCompass: false}), 'top-right');
     if (getComputedStyle(element).position === 'static') { element.style.position = 'relative'; }
-    element.appendChild(legend(layers));
+    var legendBox = legend(layers);
+    element.appendChild(legendBox);
     var markers = [];
     markTimings(map, layers, deferLayers(map, deferred));
+    var syncLegend = trackLegend(map, legendBox);
     map.on('idle', function () { labelGrids(map, markers); });
     layers.forEach(function (layer) {
       LAYER_STYLES[layer].forEach(function (spec, i) {
@@ -335,7 +379,9 @@
         map.on('mouseleave', id, function () { map.getCanvas().style.cursor = ''; });
       });
     });
-    return {map: map, destroy: function () { markers.forEach(function (m) { m.remove(); }); map.remove(); }};
+    return {map: map, legend: legendBox,
+      setLegend: function (layer, rows) { setLegend(legendBox, syncLegend, layer, rows); },
+      destroy: function () { markers.forEach(function (m) { m.remove(); }); map.remove(); }};
   }
 
   window.GridmapMap = {mount: mount, wgs84ToGcj02: wgs84ToGcj02};

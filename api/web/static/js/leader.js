@@ -11,6 +11,14 @@
       ['interpolate', ['linear'], ['get', 'link_coverage_pct'], 0, '#d7301f', 80, '#fdae61', 95, '#a6d96a', 100, '#1a9641']],
     size: ['interpolate', ['linear'], ['get', 'households'], 0, '#f7fbff', 300, '#9ecae1', 500, '#3182bd', 800, '#08306b']
   };
+  // The legend rows of each grid colouring ([colour, label]; null: the map's own rows, by status).
+  var GRID_LEGEND = {
+    status: null,
+    coverage: [['#d7301f', '网格联户率 0%'], ['#fdae61', '网格联户率 80%'], ['#a6d96a', '网格联户率 95%'],
+      ['#1a9641', '网格联户率 100%'], ['#cccccc', '网格无住户']],
+    size: [['#f7fbff', '网格 0 户'], ['#9ecae1', '网格 300 户（城市下限）'], ['#3182bd', '网格 500 户（城市上限）'],
+      ['#08306b', '网格 800 户及以上']]
+  };
   // A sober single-hue ramp: where incidents cluster, not an alarm (the lights say what is late).
   var HEAT_RAMP = ['interpolate', ['linear'], ['heatmap-density'], 0, 'rgba(236,231,242,0)', 0.2, '#d0d1e6',
     0.45, '#a6bddb', 0.7, '#3690c0', 1, '#034e7b'];
@@ -135,14 +143,21 @@
     var wire = function () {
       if (wired) return;
       wired = true;
-      wireSwitches(handle.map, el, markers);
+      wireSwitches(handle, el, markers);
     };
     handle.map.once('style.load', wire);  // fired once the style (not its tiles) is in place
     handle.map.once('load', wire);
     labelCommunities(handle.map, el);
   }
 
-  function wireSwitches(map, el, markers) {
+  // The page's own legend rows (heat, centres, sites, incident points) follow their switches.
+  function showLegendRow(box) {
+    var row = document.querySelector('#leader-legend [data-legend="' + box.value + '"]');
+    if (row) row.hidden = !box.checked;
+  }
+
+  function wireSwitches(handle, el, markers) {
+    var map = handle.map;
     var form = document.getElementById("map-layers");
     if (!form) return;
     form.addEventListener("submit", function (e) { e.preventDefault(); });
@@ -151,18 +166,21 @@
       var visible = function () { return box.checked; };
       if (own && box.checked) loadOwn(map, el, own, markers, visible);
       else setVisible(map, box.value, box.checked, markers);
+      showLegendRow(box);  // a browser may restore a switch's state on going back
       box.addEventListener("change", function () {
         if (own && box.checked) loadOwn(map, el, own, markers, visible);
         setVisible(map, box.value, box.checked, markers);
-        var row = document.querySelector('[data-legend="' + box.value + '"]');
-        if (row) row.hidden = !box.checked;
+        showLegendRow(box);
       });
     });
     var colour = document.getElementById("grid-colour");
     if (colour) {
-      colour.addEventListener("change", function () {
+      var recolour = function () {
         if (map.getLayer("grids-0")) map.setPaintProperty("grids-0", "fill-color", GRID_FILL[colour.value]);
-      });
+        if (handle.setLegend) handle.setLegend("grids", GRID_LEGEND[colour.value]);
+      };
+      if (colour.value !== "status") recolour();
+      colour.addEventListener("change", recolour);
     }
   }
 
