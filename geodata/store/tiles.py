@@ -15,10 +15,12 @@ aggregated the same way. Region filtering is by grid codes: ``grid_codes=None`` 
 H3 cells are stored as BIGINT at resolution 10 (``gridmap.contract.H3_POINT_RES``). Household and member
 aggregates are read from ``h3_counts`` (:mod:`geodata.store.cell_counts`, counts per cell, resolution
 and grid, rebuilt after a committed write), so a zoom-12 tile reads a few dozen rows, not every
-household under it. The gaps layer counts live: the parent cell at a coarser resolution is computed with
-bit operations on the index, and a parent's descendants are the contiguous BIGINT range
-:func:`_child_range_sql`, so cell counts are complete even where a cell crosses a tile edge. Cell
-outlines come from the ``h3`` library and are handed back to PostGIS.
+household under it. The gaps layer (:mod:`geodata.store.gap_tiles`) reads the same counts and the per-grid
+link figures, and tests one by one only the households a circle's edge or a partly linked grid leaves open;
+its live fallback (:func:`_gap_cells_sql`) computes the parent cell at a coarser resolution with bit
+operations on the index, a parent's descendants being the contiguous BIGINT range :func:`_child_range_sql`,
+so cell counts are complete even where a cell crosses a tile edge. Cell outlines come from the ``h3``
+library and are handed back to PostGIS.
 
 Partitions (0014, issue 18): a region-scoped caller's point, incident and gap tiles name the streets
 its grids lie in, so PostgreSQL reads only those streets' partitions (and the default one).
@@ -394,7 +396,7 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
               "comms": sorted(community_codes or ()), "streets": sorted(street_codes or ())}
     if shifted:
         params.update(_gcj02_preimage_box(z, x, y))
-    fresh = layer in ("grids", "households", "members")  # drawn from grid_figures / h3_counts
+    fresh = layer in ("grids", "households", "members", "gaps")  # drawn from grid_figures / h3_counts
     body = _render_once(engine, layer, z, codes, params, pii, at, shifted, fresh)
     if body is None:  # a committed write since the last rebuild: grid figures and H3 counts first
         refresh(engine)
@@ -447,9 +449,7 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
             "ARRAY(SELECT cell FROM q ORDER BY cell), ARRAY(SELECT n FROM q ORDER BY cell)"), params).one()
         return None if stale else _cells_tile(conn, layer, list(zip(cells, counts)), ("n",), params, pii, shifted)
     elif layer == "gaps":
-        rows = conn.execute(text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()
-        return _cells_tile(conn, layer, [r[:-1] for r in rows], ("households", "unlinked", "outside"), params, pii,
-                           shifted)
+        return _gaps_tile(conn, z, codes, params, pii, shifted, check_fresh)
     elif layer == "incidents":
         sql = _incidents_sql(codes, shifted)
         params = {**params, "at": at or datetime.now(UTC), "yellow": YELLOW_FRACTION}
@@ -457,6 +457,23 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
         sql = _centres_sql(codes, shifted)
     stale, _, body = conn.execute(text(f"SELECT {_stale_sql(check_fresh)}, {_SERIAL}, ({sql})"), params).one()
     return None if stale else bytes(body or b"")
+
+
+def _gaps_tile(conn: Connection, z: int, codes, params: dict, pii: bool, shifted: bool,  # noqa: PLR0913
+               check_fresh: bool) -> bytes | None:
+    """The gaps tile from the cached per-cell counts (:mod:`geodata.store.gap_tiles`), None when they are
+    stale; counted live when the cached cells under the tile are incomplete."""
+    from geodata.store import gap_tiles
+
+    if check_fresh and conn.execute(text(f"SELECT {_stale_sql(True)}")).scalar():
+        return None
+    res = params["res"]
+    params = {**params, **gap_tiles.boxes(_cell_box(z, params["x"], params["y"], res, shifted), res)}
+    rows = gap_tiles.gap_rows(conn, codes, params, pii, K_ANONYMITY)
+    if rows is None:
+        rows = [r[:-1] for r in conn.execute(
+            text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()]
+    return _cells_tile(conn, "gaps", rows, ("households", "unlinked", "outside"), params, pii, shifted)
 
 
 # -- click details --------------------------------------------------------------------------------

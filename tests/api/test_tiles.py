@@ -610,6 +610,11 @@ def test_region_tiles_read_only_their_streets_partitions(city, level):
         c.execute(sa.text("INSERT INTO incidents (incident_id, category, reported_at, grid_code, h3, geom) VALUES "
                           "('I-PART', '环境卫生', now(), :g, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
                   {"g": grid, "h": h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)), "x": lon, "y": lat})
+        # one household of the grid linked: the grid is partly linked, so the gaps tile reads its households
+        run = c.execute(sa.text("INSERT INTO link_runs (region, is_current) VALUES ('PART-RUN', true) "
+                                "RETURNING run_id")).scalar_one()
+        c.execute(sa.text("INSERT INTO links (run_id, household_id, member_id) VALUES (:r, 'HLONE1', 'M-PART')"),
+                  {"r": run})
     try:
         for layer, z in (("households", 16), ("members", 16), ("incidents", 15), ("gaps", 14)):
             x, y = tile_of(lon, lat, z)
@@ -627,6 +632,7 @@ def test_region_tiles_read_only_their_streets_partitions(city, level):
     finally:
         with city["engine"].begin() as c:
             c.execute(sa.text("DELETE FROM incidents WHERE incident_id = 'I-PART'"))
+            c.execute(sa.text("DELETE FROM link_runs WHERE region = 'PART-RUN'"))
 
 
 def test_aggregate_tiles_read_the_cell_counts_not_the_people(city):
@@ -680,3 +686,115 @@ def test_cell_counts_follow_committed_writes(city):
         with city["engine"].begin() as c:
             c.execute(sa.text("DELETE FROM households WHERE household_id LIKE 'HCNT%'"))
     assert count() == before and count((city["B"],)) == 0
+
+
+# -- gaps from the cached counts ----------------------------------------------------------------------
+_LIVE_GAPS = """
+SELECT h.h3, h.grid_code,
+       NOT EXISTS (SELECT 1 FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
+                   WHERE l.household_id = h.household_id) AS unlinked,
+       NOT EXISTS (SELECT 1 FROM service_centres s
+                   WHERE ST_DWithin(s.geom::geography, h.geom::geography, COALESCE(s.radius_m, 1000))) AS outside
+FROM households h"""
+
+
+def _live_gaps(city, res: int, grids=None) -> dict[str, tuple[int, int, int]]:
+    """Per H3 cell at ``res``: households, unlinked, outside — every household tested, none cached."""
+    import h3
+
+    out: dict[str, list[int]] = {}
+    with city["engine"].connect() as c:
+        for cell, grid, unlinked, outside in c.execute(sa.text(_LIVE_GAPS)):
+            if grids is not None and grid not in grids:
+                continue
+            s = out.setdefault(h3.cell_to_parent(h3.int_to_str(cell), res), [0, 0, 0])
+            s[0], s[1], s[2] = s[0] + 1, s[1] + int(unlinked), s[2] + int(outside)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _gap_tiles_match(city, role: str, regions, grids, pii: bool, k: int = 5) -> tuple[int, set[str]]:
+    """Every gaps feature of the tiles at zooms 12–15 over the lonely corner equals the live count of its cell
+    (values under k absent for roles without personal data), and every cell the live count puts inside a
+    tile with a gap worth showing is there. Returns the features compared and the kinds of cells seen."""
+    import h3
+
+    from geodata.store.tiles import cell_res
+
+    lon, lat = city["lonely"]
+    compared, kinds = 0, set()
+    for z in (12, 13, 14, 15):
+        live = _live_gaps(city, cell_res(z), grids)
+        x, y = tile_of(lon, lat, z)
+        got = {f["properties"]["cell"]: f["properties"] for f in _features(city, "gaps", z, x, y, role, regions)}
+        for cell, p in got.items():
+            n, unlinked, outside = live[cell]
+            shown = {key: v if pii or v >= k or v == 0 else None
+                     for key, v in (("households", n), ("unlinked", unlinked), ("outside", outside))}
+            assert {key: p.get(key) for key in shown} == shown, (z, cell, p, live[cell])
+            kinds |= {"outside-all" if outside == n else "outside-none" if outside == 0 else "outside-some",
+                      "linked-all" if unlinked == 0 else "linked-none" if unlinked == n else "linked-some"}
+            compared += 1
+        for cell, (_, unlinked, outside) in live.items():
+            cy, cx = h3.cell_to_latlng(cell)
+            if tile_of(cx, cy, z) == (x, y) and (pii or unlinked >= k or outside >= k):
+                assert cell in got, (z, cell, live[cell])
+    return compared, kinds
+
+
+def test_gaps_tiles_equal_the_live_count_before_and_after_writes(city):
+    """The gaps layer is read from h3_counts / grid_figures plus the households a circle's edge or a partly
+    linked grid leaves open: each feature equals every household tested live — for an admin and a street's
+    planner (no personal data: k-anonymity), with grids fully, partly and not linked, cells wholly inside, wholly outside and
+    across a circle — and again after committed writes (a household added, a link saved, a circle shrunk)."""
+    import h3
+
+    A = city["A"]
+    grids = sorted(city["grids_of"][A])
+    lon, lat = city["lonely"]
+    engine = city["engine"]
+    with engine.connect() as c:
+        radii = dict(c.execute(sa.text("SELECT centre_id, radius_m FROM service_centres")).all())
+        near = c.execute(sa.text("SELECT centre_id FROM service_centres ORDER BY geom <-> "
+                                 "ST_SetSRID(ST_MakePoint(:x, :y), 4326) LIMIT 2"), {"x": lon, "y": lat}).scalars().all()
+    try:
+        with engine.begin() as c:  # grid 0 all linked, grid 1 half linked, the rest not; two small circles
+            run = c.execute(sa.text("INSERT INTO link_runs (region, is_current) VALUES ('GAPS-RUN', true) "
+                                    "RETURNING run_id")).scalar_one()
+            c.execute(sa.text("INSERT INTO links (run_id, household_id, member_id) SELECT :r, household_id, 'M-GAP' "
+                              "FROM households WHERE grid_code = :g0 OR (grid_code = :g1 AND random() < 0.5)"),
+                      {"r": run, "g0": grids[0], "g1": grids[1]})
+            c.execute(sa.text("UPDATE service_centres SET radius_m = 180 WHERE centre_id = ANY(:ids)"), {"ids": near})
+        compared, kinds = _gap_tiles_match(city, "admin", ("*",), None, pii=True)
+        assert compared > 10 and kinds == {"outside-all", "outside-none", "outside-some", "linked-all",
+                                           "linked-none", "linked-some"}, (compared, kinds)
+        assert _gap_tiles_match(city, "planner", (A,), set(grids), pii=False)[0] > 0
+        with engine.begin() as c:  # writes: a household, a link, a circle
+            c.execute(sa.text("INSERT INTO households (household_id, grid_code, size, h3, geom) "
+                              "VALUES ('HGAP1', :g, 1, :h, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
+                      {"g": grids[1], "h": h3.str_to_int(h3.latlng_to_cell(lat + 0.001, lon + 0.001, 10)),
+                       "x": lon + 0.001, "y": lat + 0.001})
+            c.execute(sa.text("INSERT INTO links (run_id, household_id, member_id) SELECT :r, household_id, 'M-GAP' "
+                              "FROM households WHERE grid_code = :g ORDER BY household_id LIMIT 1"),
+                      {"r": run, "g": grids[2]})
+            c.execute(sa.text("UPDATE service_centres SET radius_m = 600 WHERE centre_id = :i"), {"i": near[0]})
+        assert _gap_tiles_match(city, "admin", ("*",), None, pii=True)[0] > 10
+        assert _gap_tiles_match(city, "planner", (A,), set(grids), pii=False)[0] > 0
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text("DELETE FROM households WHERE household_id = 'HGAP1'"))
+            c.execute(sa.text("DELETE FROM link_runs WHERE region = 'GAPS-RUN'"))
+            for centre, radius in radii.items():
+                c.execute(sa.text("UPDATE service_centres SET radius_m = :m WHERE centre_id = :i"),
+                          {"m": radius, "i": centre})
+
+
+def test_gaps_count_live_when_the_cached_cells_do_not_add_up():
+    """A parent cell whose resolution-10 cells were not all found (none, or fewer households than the parent
+    holds) makes the tile count live rather than draw a wrong figure."""
+    from geodata.store.gap_tiles import complete
+
+    row = (7, 70, "G1", 4, 4, "all", -900.0)  # parent, cell, grid, n, parent's n, link state, margin
+    assert complete([row, (7, 71, "G1", 2, 6, "none", None)][:1])
+    assert not complete([row[:4] + (6,) + row[5:]])
+    assert not complete([(7, None, None, None, 4, "some", None)])
+    assert complete([])
