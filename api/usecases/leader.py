@@ -172,7 +172,7 @@ def headline_figures(summary: dict) -> list[dict]:
         ("members_needed", "还需党员", summary.get("members_needed"), "名", "0 名",
          summary.get("members_needed") == 0, "按每名党员联系 10 户计"),
         ("within_straight_pct", "15分钟服务圈内住户", within, "%", "98%",
-         _ge(within, TARGET_WITHIN_CIRCLE_PCT), "按直线 1,000 米计（未载入道路，非步行距离）"),
+         _ge(within, TARGET_WITHIN_CIRCLE_PCT), _circle_note(summary)),
         ("in_band_pct", "户数达标的网格", summary.get("in_band_pct"), "%", "城市 300–500 户／农村 100–200 户",
          _ge(summary.get("in_band_pct"), 100.0), f"{summary['grids_in_band']:,} / {summary['grids']:,} 个网格"),
         ("grid_workers", "专职网格员", summary.get("grid_workers"), "名",
@@ -182,6 +182,15 @@ def headline_figures(summary: dict) -> list[dict]:
     ]
     return [{"key": k, "label": label, "value": v, "unit": unit, "target": target, "ok": bool(ok), "note": note}
             for k, label, v, unit, target, ok, note in items]
+
+
+def _circle_note(summary: dict) -> str:
+    """How the service-circle figure is counted, or why there is none (no households, no centres)."""
+    if summary.get("within_straight_pct") is not None:
+        return "按直线 1,000 米计（未载入道路，非步行距离）"
+    if not summary.get("households"):
+        return "辖区内还没有住户，无法计算"
+    return "辖区内外都没有登记党群服务中心，无法计算（请先导入服务中心）"
 
 
 def _ge(value, target: float) -> bool:

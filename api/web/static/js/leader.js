@@ -89,7 +89,10 @@
     var out = document.querySelector('[data-legend-note="' + name + '"]');
     if (!out) return;
     if (name === 'heat') out.textContent = "共 " + data.incidents + " 件";
-    if (name === 'centres') out.textContent = (data.features.filter(function (f) { return f.properties.shape === 'centre'; }).length) + " 处";
+    if (name === 'centres') {
+      var n = data.features.filter(function (f) { return f.properties.shape === 'centre'; }).length;
+      out.textContent = n ? "（共 " + n + " 处）" : "（本辖区及周边没有登记党群服务中心）";
+    }
     if (name === 'sites') {
       var sites = data.features.filter(function (f) { return f.properties.shape === 'site'; });
       var gain = sites.reduce(function (s, f) { return s + f.properties.newly_covered; }, 0);
