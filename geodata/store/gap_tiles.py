@@ -88,17 +88,24 @@ def children_sql(codes) -> str:
 
 def households_sql(codes) -> str:
     """Unlinked and outside households, counted one by one, of the ``(:cells, :grids)`` pairs (resolution-10
-    cell and grid; NULL grid = households in no grid): the live test of ``geodata.store.tiles._gap_cells_sql``."""
+    cell and grid; NULL grid = households in no grid): unlinked in the cells ``:cells_u``, outside in the
+    cells ``:cells_o``. The live test of ``geodata.store.tiles._gap_cells_sql`` written as anti-joins on
+    the households of those cells (one pass over the current links, one index probe of the centres per
+    household), grouped by cell and grid, then matched to the pairs."""
+    def counted(cells: str, absent: str) -> str:
+        return (f"SELECT p.h3 AS cell, p.grid_code AS grid, count(*) AS n FROM households p "
+                f"WHERE p.h3 = ANY(CAST(:{cells} AS bigint[])){_street(codes, 'p')} AND NOT EXISTS ({absent}) "
+                "GROUP BY p.h3, p.grid_code")
+
+    linked = ("SELECT 1 FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current "
+              f"WHERE l.household_id = p.household_id{_street(codes, 'l')}")
     return f"""
     WITH q AS (SELECT * FROM unnest(CAST(:cells AS bigint[]), CAST(:grids AS text[])) AS q(cell, grid)),
-         h AS (SELECT q.cell, q.grid, p.household_id, p.geom FROM q JOIN households p
-               ON p.h3 = q.cell AND p.grid_code IS NOT DISTINCT FROM q.grid{_street(codes, 'p')})
-    SELECT cell, grid,
-           count(*) FILTER (WHERE NOT EXISTS (
-               SELECT 1 FROM links l JOIN link_runs r ON r.run_id = l.run_id AND r.is_current
-               WHERE l.household_id = h.household_id{_street(codes, 'l')})) AS unlinked,
-           count(*) FILTER (WHERE NOT EXISTS ({_within_sql('h.geom')})) AS outside
-    FROM h GROUP BY cell, grid"""
+         u AS ({counted('cells_u', linked)}),
+         o AS ({counted('cells_o', _within_sql('p.geom'))})
+    SELECT q.cell, q.grid, COALESCE(u.n, 0) AS unlinked, COALESCE(o.n, 0) AS outside FROM q
+    LEFT JOIN u ON u.cell = q.cell AND u.grid IS NOT DISTINCT FROM q.grid
+    LEFT JOIN o ON o.cell = q.cell AND o.grid IS NOT DISTINCT FROM q.grid"""
 
 
 def _within_sql(point: str) -> str:
@@ -160,6 +167,8 @@ def gap_rows(conn: Connection, codes, params: dict, pii: bool, k: int) -> list[t
     if pending:
         counted = conn.execute(text(f"SELECT q.*, {SERIAL} FROM ({households_sql(codes)}) q"), {
             **params, "cells": [c for c, _ in pending], "grids": [g for _, g in pending],
+            "cells_u": sorted({p[0] for p in pending if known[p][2] is None}),
+            "cells_o": sorted({p[0] for p in pending if known[p][3] is None}),
             "max_m": _max_radius(conn, params) * 1.01 + 1}).all()
         for cell, grid, unlinked, outside, _ in counted:
             entry = known[(int(cell), grid)]
