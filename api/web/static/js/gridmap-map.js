@@ -139,12 +139,16 @@
    *  third of the map. */
   var NARROW_PX = 600;
 
+  /** Layers drawn as points get a round swatch, so a centre (dark red dot) is not read as a blank grid. */
+  var POINT_LAYERS = {centres: true, incidents: true, members: true};
+
   function legendRow(layer, colour, label) {
     var line = el('div');
     line.setAttribute('data-layer', layer);
     var swatch = el('span');
     swatch.style.cssText = 'display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-2px;' +
-      'border:1px solid rgba(0,0,0,.25);box-sizing:border-box;background:' + colour;
+      'border:1px solid rgba(0,0,0,.25);box-sizing:border-box;background:' + colour +
+      (POINT_LAYERS[layer] ? ';border-radius:50%' : '');
     line.appendChild(swatch);
     line.appendChild(document.createTextNode(label));
     return line;
