@@ -462,18 +462,23 @@ def _render(conn: Connection, layer: str, z: int, codes, params: dict, pii: bool
 def _gaps_tile(conn: Connection, z: int, codes, params: dict, pii: bool, shifted: bool,  # noqa: PLR0913
                check_fresh: bool) -> bytes | None:
     """The gaps tile from the cached per-cell counts (:mod:`geodata.store.gap_tiles`), None when they are
-    stale; counted live when the cached cells under the tile are incomplete."""
+    stale; counted live when the cached cells under the tile are incomplete. Its few statements read one
+    snapshot (a write committing meanwhile is in all of them or in none)."""
     from geodata.store import gap_tiles
 
-    if check_fresh and conn.execute(text(f"SELECT {_stale_sql(True)}")).scalar():
-        return None
-    res = params["res"]
-    params = {**params, **gap_tiles.boxes(_cell_box(z, params["x"], params["y"], res, shifted), res)}
-    rows = gap_tiles.gap_rows(conn, codes, params, pii, K_ANONYMITY)
-    if rows is None:
-        rows = [r[:-1] for r in conn.execute(
-            text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()]
-    return _cells_tile(conn, "gaps", rows, ("households", "unlinked", "outside"), params, pii, shifted)
+    conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    try:
+        if check_fresh and conn.execute(text(f"SELECT {_stale_sql(True)}")).scalar():
+            return None
+        res = params["res"]
+        params = {**params, **gap_tiles.boxes(_cell_box(z, params["x"], params["y"], res, shifted), res)}
+        rows = gap_tiles.gap_rows(conn, codes, params, pii, K_ANONYMITY)
+        if rows is None:
+            rows = [r[:-1] for r in conn.execute(
+                text(f"SELECT q.*, {_SERIAL} FROM ({_gap_cells_sql(codes, pii, shifted)}) q"), params).all()]
+        return _cells_tile(conn, "gaps", rows, ("households", "unlinked", "outside"), params, pii, shifted)
+    finally:
+        conn.exec_driver_sql("ROLLBACK")  # read only: nothing to keep
 
 
 # -- click details --------------------------------------------------------------------------------
