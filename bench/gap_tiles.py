@@ -11,8 +11,8 @@ a time: ``render_tile`` as served, and the live statement (``tiles._gap_cells_sq
 Prints p50 / p95 (ms) per zoom for an every-region caller with personal-data rights and for one street's
 caller without them, and checks that both ways give the same figures for every cell both drew. The machine's
 1-minute load average is printed beside every row: figures are comparable only within one run. A live
-statement is cancelled after :data:`LIVE_TIMEOUT_S` seconds (its plan can go wrong: a subquery per household
-scanning every link) and counted as that long.
+statement is cancelled after ``--live-timeout`` seconds (default :data:`LIVE_TIMEOUT_S`; its plan can go
+wrong: a subquery per household scanning every link) and counted as that long.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from tiles import household_positions, open_city, tile_of  # noqa: E402 - bench/
 from geodata.store.session import make_engine  # noqa: E402
 
 ZOOMS = range(12, 16)
-#: A live statement still running after this many seconds is cancelled and counted as this long.
+#: A live statement still running after this many seconds is cancelled and counted as this long
+#: (``--live-timeout``).
 LIVE_TIMEOUT_S = 60
 LINK_SQL = """
 WITH g AS (SELECT grid_code, row_number() OVER (ORDER BY grid_code) % 3 AS third FROM grids)
@@ -69,7 +70,7 @@ def live_rows(engine, z, x, y, codes, pii, scope) -> tuple[float, dict]:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if codes is not None:
             params["streets_of"] = tiles.region_streets(conn, codes, params["comms"], params["streets"])
-        conn.execute(text(f"SET statement_timeout = {LIVE_TIMEOUT_S * 1000}"))
+        conn.execute(text(f"SET statement_timeout = {int(LIVE_TIMEOUT_S * 1000)}"))
         try:
             rows = conn.execute(text(f"SELECT q.*, {tiles._SERIAL} FROM ({tiles._gap_cells_sql(codes, pii)}) q"),
                                 params).all()
@@ -129,7 +130,10 @@ def main() -> None:
     p.add_argument("--per-zoom", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--db", help="build the city into this database once and keep it; later runs reuse it")
+    p.add_argument("--live-timeout", type=float, default=LIVE_TIMEOUT_S, help="seconds a live statement may run")
     args = p.parse_args()
+    global LIVE_TIMEOUT_S  # noqa: PLW0603 - one knob of a script, read by live_rows
+    LIVE_TIMEOUT_S = args.live_timeout
     url, drop = open_city(args)
     try:
         from geodata.store import auth as auth_store

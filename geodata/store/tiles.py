@@ -467,6 +467,9 @@ def _gaps_tile(conn: Connection, z: int, codes, params: dict, pii: bool, shifted
     from geodata.store import gap_tiles
 
     conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    # no JIT: the live fallback's estimates (a probe per household) pass jit_above_cost, and compiling took
+    # seconds, longer than the statements (1M households, z12: 6 s of 7)
+    conn.exec_driver_sql("SET LOCAL jit = off")
     try:
         if check_fresh and conn.execute(text(f"SELECT {_stale_sql(True)}")).scalar():
             return None

@@ -793,8 +793,8 @@ def test_gaps_count_live_when_the_cached_cells_do_not_add_up():
     holds) makes the tile count live rather than draw a wrong figure."""
     from geodata.store.gap_tiles import complete
 
-    row = (7, 70, "G1", 4, 4, "all", -900.0)  # parent, cell, grid, n, parent's n, link state, margin
-    assert complete([row, (7, 71, "G1", 2, 6, "none", None)][:1])
+    row = (7, 70, "G1", 4, 4, "all", 120.1, 30.2)  # parent, cell, grid, n, parent's n, link state, lon, lat
+    assert complete([row])
     assert not complete([row[:4] + (6,) + row[5:]])
-    assert not complete([(7, None, None, None, 4, "some", None)])
+    assert not complete([(7, None, None, None, 4, None, None, None)])
     assert complete([])
