@@ -798,3 +798,20 @@ def test_gaps_count_live_when_the_cached_cells_do_not_add_up():
     assert not complete([row[:4] + (6,) + row[5:]])
     assert not complete([(7, None, None, None, 4, None, None, None)])
     assert complete([])
+
+
+def test_gcj02_gaps_tile_carries_the_live_counts(city):
+    """On an Amap base map the gaps tile is asked at its GCJ-02 address: the cells there carry the live
+    counts of their households (the cached path reads the WGS84 preimage of the tile)."""
+    from geodata.crs import wgs84_to_gcj02
+
+    lon, lat = city["lonely"]
+    glon, glat = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    for z in (13, 15):
+        x, y = tile_of(glon, glat, z)
+        live = _live_gaps(city, 9 if z == 15 else 8)
+        feats = _decoded(city, "gaps", z, x, y)
+        assert feats, z
+        for f in feats:
+            p = f["properties"]
+            assert (p["households"], p["unlinked"], p["outside"]) == live[p["cell"]], (z, p)
