@@ -57,7 +57,7 @@ def link_some(engine) -> None:
         c.execute(text("VACUUM ANALYZE links"))
 
 
-def live_rows(engine, z, x, y, codes, pii, scope) -> tuple[float, dict]:
+def live_rows(engine, z, x, y, codes, pii, scope, timeout_s: float = LIVE_TIMEOUT_S) -> tuple[float, dict]:  # noqa: PLR0913
     """The live statement on tile z/x/y: (seconds, {cell: (households, unlinked, outside)})."""
     from geodata.store import tiles
 
@@ -70,12 +70,12 @@ def live_rows(engine, z, x, y, codes, pii, scope) -> tuple[float, dict]:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if codes is not None:
             params["streets_of"] = tiles.region_streets(conn, codes, params["comms"], params["streets"])
-        conn.execute(text(f"SET statement_timeout = {int(LIVE_TIMEOUT_S * 1000)}"))
+        conn.execute(text(f"SET statement_timeout = {int(timeout_s * 1000)}"))
         try:
             rows = conn.execute(text(f"SELECT q.*, {tiles._SERIAL} FROM ({tiles._gap_cells_sql(codes, pii)}) q"),
                                 params).all()
         except OperationalError:  # cancelled at the timeout: counted as the timeout, compared with nothing
-            return float(LIVE_TIMEOUT_S), {}
+            return float(timeout_s), {}
         finally:
             conn.execute(text("RESET statement_timeout"))
     return time.perf_counter() - t0, {int(r[0]): tuple(int(v) for v in r[1:4]) for r in rows}
@@ -99,7 +99,7 @@ def cached_rows(engine, z, x, y, scope, pii) -> tuple[float, dict]:
                                                                  ("households", "unlinked", "outside")) for f in feats}
 
 
-def measure(engine, callers, lon, lat, per_zoom: int, seed: int) -> None:
+def measure(engine, callers, lon, lat, per_zoom: int, seed: int, timeout_s: float) -> None:  # noqa: PLR0913
     rng = np.random.default_rng(seed)
     print(f"{'caller':<28}{'z':>3} | {'cached p50':>10} {'p95':>7} | {'live p50':>9} {'p95':>7} | cells | load")
     for name, scope, pii in callers:
@@ -109,7 +109,7 @@ def measure(engine, callers, lon, lat, per_zoom: int, seed: int) -> None:
             for i in rng.integers(0, len(lon), per_zoom):
                 x, y = tile_of(lon[i], lat[i], z)
                 t_ours, got = cached_rows(engine, z, x, y, scope, pii)
-                t_live, want = live_rows(engine, z, x, y, codes, pii, scope)
+                t_live, want = live_rows(engine, z, x, y, codes, pii, scope, timeout_s)
                 for cell in set(got) & set(want):
                     shown = tuple(v if pii or v >= 5 or v == 0 else None for v in want[cell])
                     assert got[cell] == shown, (name, z, x, y, cell, got[cell], want[cell])
@@ -132,8 +132,6 @@ def main() -> None:
     p.add_argument("--db", help="build the city into this database once and keep it; later runs reuse it")
     p.add_argument("--live-timeout", type=float, default=LIVE_TIMEOUT_S, help="seconds a live statement may run")
     args = p.parse_args()
-    global LIVE_TIMEOUT_S  # noqa: PLW0603 - one knob of a script, read by live_rows
-    LIVE_TIMEOUT_S = args.live_timeout
     url, drop = open_city(args)
     try:
         from geodata.store import auth as auth_store
@@ -147,7 +145,7 @@ def main() -> None:
         callers = [("every region, personal data", auth_store.expand_regions(engine, ["*"]), True),
                    (f"street {street}, no personal data", auth_store.expand_regions(engine, [street]), False)]
         lon, lat = household_positions(url)
-        measure(engine, callers, lon, lat, args.per_zoom, args.seed)
+        measure(engine, callers, lon, lat, args.per_zoom, args.seed, args.live_timeout)
     finally:
         if drop:
             from conftest import drop_database
