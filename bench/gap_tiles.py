@@ -8,11 +8,12 @@ six grids, 1,000 m circles) in a fresh PostGIS database (or in ``--db``, kept an
 household of a third of the grids, half of the households of another third and none of the rest (one
 current run), then draws gaps tiles at random households for zooms 12–15 both ways, in one process, one at
 a time: ``render_tile`` as served, and the live statement (``tiles._gap_cells_sql``) on the same tile.
-Prints p50 / p95 (ms) per zoom for an every-region caller with personal-data rights and for one street's
-caller without them, and checks that both ways give the same figures for every cell both drew. The machine's
-1-minute load average is printed beside every row: figures are comparable only within one run. A live
-statement is cancelled after ``--live-timeout`` seconds (default :data:`LIVE_TIMEOUT_S`; its plan can go
-wrong: a subquery per household scanning every link) and counted as that long.
+Prints p50 / p95 (ms) per zoom for an every-region caller with personal-data rights (tiles at random
+households) and for one street's caller without them (tiles at that street's households), and checks that
+both ways give the same figures for every cell both drew. The machine's 1-minute load average is printed
+beside every row: figures are comparable only within one run. A live statement is cancelled after
+``--live-timeout`` seconds (default :data:`LIVE_TIMEOUT_S`; its plan can go wrong: a subquery per
+household scanning every link) and counted as that long.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from sqlalchemy import text  # noqa: E402
-from tiles import household_positions, open_city, tile_of  # noqa: E402 - bench/tiles.py, importable after the lines above
+from tiles import open_city, tile_of  # noqa: E402 - bench/tiles.py, importable after the lines above
 
 from geodata.store.session import make_engine  # noqa: E402
 
@@ -99,10 +100,21 @@ def cached_rows(engine, z, x, y, scope, pii) -> tuple[float, dict]:
                                                                  ("households", "unlinked", "outside")) for f in feats}
 
 
-def measure(engine, callers, lon, lat, per_zoom: int, seed: int, timeout_s: float) -> None:  # noqa: PLR0913
+def positions(engine, street: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 lon/lat (degrees) of the households (of one street), in id order."""
+    where = "" if street is None else " WHERE street_code = :s"
+    with engine.connect() as c:
+        xy = np.array(c.execute(text(f"SELECT ST_X(geom), ST_Y(geom) FROM households{where} ORDER BY household_id"),
+                                {"s": street}).all())
+    return xy[:, 0], xy[:, 1]
+
+
+def measure(engine, callers, per_zoom: int, seed: int, timeout_s: float) -> None:
+    """Tiles at random households of each caller's region (every household for every region)."""
     rng = np.random.default_rng(seed)
-    print(f"{'caller':<28}{'z':>3} | {'cached p50':>10} {'p95':>7} | {'live p50':>9} {'p95':>7} | cells | load")
-    for name, scope, pii in callers:
+    print(f"{'caller':<36}{'z':>3} | {'cached p50':>10} {'p95':>7} | {'live p50':>9} {'p95':>7} | cells | load")
+    for name, street, scope, pii in callers:
+        lon, lat = positions(engine, street)
         codes = None if scope.everything else sorted(scope.grids)
         for z in ZOOMS:
             ours, live, cells = [], [], 0
@@ -116,7 +128,7 @@ def measure(engine, callers, lon, lat, per_zoom: int, seed: int, timeout_s: floa
                 ours.append(t_ours)
                 live.append(t_live)
                 cells += len(got)
-            print(f"{name:<28}{z:>3} | {_ms(ours, 50):>10} {_ms(ours, 95):>7} | {_ms(live, 50):>9} {_ms(live, 95):>7} | "
+            print(f"{name:<36}{z:>3} | {_ms(ours, 50):>10} {_ms(ours, 95):>7} | {_ms(live, 50):>9} {_ms(live, 95):>7} | "
                   f"{cells // per_zoom:>5} | {os.getloadavg()[0]:.2f}")
 
 
@@ -131,6 +143,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--db", help="build the city into this database once and keep it; later runs reuse it")
     p.add_argument("--live-timeout", type=float, default=LIVE_TIMEOUT_S, help="seconds a live statement may run")
+    p.add_argument("--street-only", action="store_true", help="measure only the one street's caller")
     args = p.parse_args()
     url, drop = open_city(args)
     try:
@@ -142,10 +155,11 @@ def main() -> None:
         grid_figures.ensure_fresh(engine)
         with engine.connect() as c:
             street = c.execute(text("SELECT code FROM streets ORDER BY code LIMIT 1")).scalar_one()
-        callers = [("every region, personal data", auth_store.expand_regions(engine, ["*"]), True),
-                   (f"street {street}, no personal data", auth_store.expand_regions(engine, [street]), False)]
-        lon, lat = household_positions(url)
-        measure(engine, callers, lon, lat, args.per_zoom, args.seed, args.live_timeout)
+        callers = [("every region, personal data", None, auth_store.expand_regions(engine, ["*"]), True),
+                   (f"street {street}, no personal data", street, auth_store.expand_regions(engine, [street]), False)]
+        if args.street_only:
+            callers = callers[1:]
+        measure(engine, callers, args.per_zoom, args.seed, args.live_timeout)
     finally:
         if drop:
             from conftest import drop_database
