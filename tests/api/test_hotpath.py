@@ -93,6 +93,42 @@ def test_async_nearest_equals_the_sync_store(town):
             c.execute(sa.text("DELETE FROM members WHERE member_id LIKE 'TIE%'"))
 
 
+def test_json_written_by_postgresql_equals_the_store_rows(town):
+    """The route's JSON (written in the query) holds the store's responders, order and float values
+    exactly, for every statement variant, an empty answer and more ties than the one scan fetches."""
+    import orjson
+
+    from geodata.store import pool as hot
+    from geodata.store.nearest import nearest_responders
+
+    fields = ("member_id", "kind", "grid_code", "skills", "lon", "lat", "distance_m")
+    reader = hot.Reader(town["url"], str(town["engine"].url))
+    rng = np.random.default_rng(8)
+    cases = [dict(k=int(rng.integers(1, 40)), skill=(None, "法律", "医疗", "无此技能")[rng.integers(4)],
+                  radius_m=(None, 150.0, 2000.0)[rng.integers(3)], pool=(None, town["grids"][:2])[rng.integers(2)])
+             for _ in range(30)]
+    points = [(LON0 + rng.uniform(-0.04, 0.04), LAT0 + rng.uniform(-0.04, 0.04)) for _ in cases]
+    with town["engine"].begin() as c:
+        c.execute(sa.text("INSERT INTO members (member_id, kind, available, skills, h3, geom) "
+                          "SELECT 'TIE' || lpad(i::text, 3, '0'), 'member', true, '{}', 0, "
+                          "ST_SetSRID(ST_MakePoint(120.3, 30.4), 4326) FROM generate_series(1, 20) i"))
+    points.append((120.3, 30.4))
+    cases.append(dict(k=5, skill=None, radius_m=None, pool=None))
+    try:
+        empty = 0
+        for (lon, lat), case in zip(points, cases):
+            with town["engine"].connect() as conn:
+                want = [{f: w[f] for f in fields} for w in nearest_responders(conn, lon, lat, **case)]
+            body = asyncio.run(hot.nearest_responders_json(reader, lon, lat, fields, **case))
+            assert orjson.loads(body) == want, case
+            assert list(orjson.loads(body)[0]) == list(fields) if want else body == b"[]"
+            empty += not want
+        assert empty and [r["member_id"] for r in want] == [f"TIE{i:03d}" for i in range(1, 6)]
+    finally:
+        with town["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM members WHERE member_id LIKE 'TIE%'"))
+
+
 def test_async_households_and_regions_equal_the_sync_store_and_share_its_cache(town):
     from geodata.store import auth
     from geodata.store import pool as hot
