@@ -108,6 +108,7 @@ WRITES = {
     "link_moved": ("UPDATE links SET household_id = 'H3' WHERE household_id = 'H2'", True),
     "grid_branch_name": ("UPDATE grids SET branch_name = '第一支部' WHERE grid_code = 'G1'", False),
     "grid_branch": ("UPDATE grids SET has_branch = true WHERE grid_code = 'G2'", True),
+    "grid_outline": ("UPDATE grids SET geom = ST_Multi(ST_Translate(geom, 0.000001, 0)) WHERE grid_code = 'G2'", True),
     "grid_name": ("UPDATE grids SET name = '新网格' WHERE grid_code = 'G2'", True),
     "community_street": ("UPDATE communities SET street_code = 'S2' WHERE code = 'C1'", False),
     "community_name": ("UPDATE communities SET name = '新社区' WHERE code = 'C1'", True),
