@@ -60,10 +60,12 @@ def import_command(
 
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents",
                sheet=sheet)
-    if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
-        from geodata.store.dispatch import import_incidents
+    if layer == "incidents":  # routed to grids, deadlines by the deployment's rules (api.usecases.deadlines)
+        from api.commands.common import settings
+        from api.usecases.deadlines import deadline_policy
+        from api.usecases.incident_import import import_incidents
 
-        r = import_incidents(db_engine(), gdf)
+        r = import_incidents(db_engine(), gdf, deadline_policy(settings()))
         console.print(f"incidents: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, "
                       f"{r.routed:,} routed to a grid, {r.unrouted:,} outside every grid")
         return
