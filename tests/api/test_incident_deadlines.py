@@ -136,6 +136,9 @@ def test_a_residents_ticket_and_an_open311_request_get_the_staff_reports_deadlin
         request = _stored(seeded, "ticket = :t", t=made.json()[0]["service_request_id"])
         staff = {name: _staff_report(client, token, inc["reported_at"]) for name, inc in
                  (("ticket", ticket), ("open311", request))}
+        services = {s["service_name"]: s["description"] for s in client.get("/open311/v2/services.json").json()}
+    assert "接单 4 小时内，办结 2 个工作日内" in services["安全隐患"]  # what other systems are told
+    assert "接单 24 小时内，办结 24 小时内" in services["环境卫生"]
     for name, inc in (("ticket", ticket), ("open311", request)):
         reported = inc["reported_at"]
         assert _dues(inc) == _dues(staff[name]), name
@@ -151,3 +154,21 @@ def test_a_residents_ticket_without_a_deadlines_file_keeps_the_policy_defaults(s
         ticket = _stored(seeded, "ticket = :t", t=_resident_report(client))
     reported = ticket["reported_at"]
     assert _dues(ticket) == (reported + timedelta(hours=24), reported + timedelta(hours=24))
+
+
+def test_a_broken_deadlines_file_stops_the_import_naming_the_entry_and_writes_nothing(
+        seeded, db_url, tmp_path, monkeypatch, capsys):
+    from tests.api.test_corpus import all_counts, run_cli
+
+    bad = tmp_path / "deadlines.toml"
+    bad.write_text('[categories."安全隐患"]\nrespond = { hours = 0 }\n', encoding="utf-8")
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("GRIDMAP_DEADLINES_FILE", str(bad))
+    monkeypatch.setenv("COLUMNS", "400")
+    csv = tmp_path / "incidents.csv"
+    csv.write_text(f"incident_id,lon,lat,category,reported_at\nIMP-1,{PLACE[0]},{PLACE[1]},安全隐患,2024-09-27 16:00\n",
+                   encoding="utf-8")
+    before = all_counts(seeded)
+    code, out = run_cli(["import", "incidents", str(csv)], capsys)
+    assert code == 2 and "deadlines.toml [categories.安全隐患].respond" in out, out
+    assert all_counts(seeded) == before
