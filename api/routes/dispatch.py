@@ -12,9 +12,7 @@ leaders. Every object must lie in the token's regions.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -24,11 +22,10 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, caller, current_principal, hot_reader, not_found, present_pii_async, require_roles
-from api.usecases.deadlines import deadline_rules
+from api.usecases.deadlines import deadline_policy
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
-from geodata.calendar import read_calendar_file
 from geodata.store import incidents
 from geodata.store import pool as hot
 from geodata.store.nearest import reader_engine
@@ -150,19 +147,6 @@ HOUSEHOLD_FIELDS = tuple(Household.model_fields)
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=4)
-def _calendar_file(path: str, mtime: float) -> rules.WorkCalendar:
-    return read_calendar_file(path)
-
-
-def file_calendar(request: Request) -> rules.WorkCalendar | None:
-    """The holiday calendar file of the app's settings (``holidays``; re-read when it changes), if any."""
-    path = request.app.state.settings.holidays
-    if not path:
-        return None
-    return _calendar_file(str(path), os.path.getmtime(path))
-
-
 def _engine(request: Request):
     return request.app.state.engine
 
@@ -267,10 +251,11 @@ def report_incident(request: Request, body: IncidentIn,
         with _engine(request).connect() as conn:
             where = route_point(conn, lon, lat)
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
+    policy = deadline_policy(request.app.state.settings)  # the one rule of every incident (api.usecases.deadlines)
     inc = incidents.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m,
-                                deadline_rules=deadline_rules(request.app.state.settings.deadlines_file))
+                                source=body.source, calendar=policy.calendar, radius_m=body.radius_m,
+                                deadline_rules=policy.rules)
     return _out(inc)
 
 
