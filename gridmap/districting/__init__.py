@@ -72,7 +72,7 @@ from gridmap.districting.bisection import (
     partition,
     solve_fresh,
 )
-from gridmap.districting.edits import EditResult, preview_edit
+from gridmap.districting.edits import EditResult, LockedGrids, preview_edit, shape_grids
 from gridmap.districting.graph import AtomGraph
 from gridmap.districting.local_search import LOCAL_SEARCH_PASSES, improve
 from gridmap.districting.minimal_change import solve_minimal
@@ -93,6 +93,7 @@ __all__ = [
     "STATUS_REDRAWN",
     "AtomGraph",
     "EditResult",
+    "LockedGrids",
     "RedrawResult",
     "band_violation",
     "bisect",
@@ -100,6 +101,7 @@ __all__ = [
     "improve",
     "partition",
     "preview_edit",
+    "shape_grids",
     "redraw",
     "solve_fresh",
     "solve_minimal",
