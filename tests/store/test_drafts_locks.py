@@ -81,11 +81,11 @@ def test_free_edits_undo_and_redo_keep_the_locked_grid_exactly(community, draft)
         assert state["edit_pos"] == stored["edit_pos"] == pos
 
 
-def _label_building(engine, draft, into: str) -> tuple[str, set]:
+def label_building(engine, draft, into: str) -> tuple[str, set]:
     """Give 楼栋 "5栋" to the households of one boundary cell of a free grid and their neighbours within
     30 m outside the cell (same grid): one building across a cell edge. Returns the cell and the ids."""
     homes = uc.draft_households(engine, draft).to_crs(32651)
-    grid = next(c for c in draft["grids"]["grid_code"] if c not in ("B", into))
+    grid = next(c for c in sorted(draft["grids"]["grid_code"]) if c not in uc.draft_locked(draft) | {into})
     for cell in _cells(engine, draft, grid, touching=into)["cell"]:
         cell_ids = {h for h, p in zip(homes["household_id"], homes.to_crs(4326).geometry)
                     if h3.latlng_to_cell(p.y, p.x, 10) == cell and draft["assignment"][h] == grid}
@@ -104,7 +104,7 @@ def _label_building(engine, draft, into: str) -> tuple[str, set]:
 
 def test_a_cell_splitting_a_building_is_warned_refused_then_taken_whole(community, draft):  # noqa: F811
     into = sorted(c for c in draft["grids"]["grid_code"] if c != "B")[0]
-    cell, ids = _label_building(community, draft, into)
+    cell, ids = label_building(community, draft, into)
     result = uc.preview_draft_edit(community, draft, into, [cell])
     shown = uc.describe_preview(community, draft, result)
     assert [s["building"] for s in shown["split_buildings"]] == ["5栋"]
