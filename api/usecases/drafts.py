@@ -367,6 +367,7 @@ def _save(engine: Engine, draft: dict, grids, assignment: dict, edits: list, edi
         record_audit(engine, token_id=actor.token_id, role=actor.role, member_id=actor.member_id, action=action,
                      what="redraw_drafts", ids=[str(draft["draft_id"])],
                      detail={"by": actor.by, "to_grid": record["to_grid"], "cells": record["cells"],
+                             "whole_buildings": bool(record.get("whole_buildings")),
                              "households_moved": len(record["moved"])})
     return {**draft, "grids": grids, "assignment": assignment, "summary": summary, "edits": edits,
             "edit_pos": edit_pos}
