@@ -59,7 +59,7 @@
   Lasso.prototype.listen = function () {
     var self = this, box = this.map.getCanvasContainer(), last = null;
     box.addEventListener("pointerdown", function (e) {
-      if (!self.active || e.button > 0) return;
+      if (!self.active || e.button > 0 || e.shiftKey) return;  // Shift-drag stays the box selection
       self.drawing = true;
       last = self.at(e);
       self.ring = [self.map.unproject(last).toArray()];
