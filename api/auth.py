@@ -202,7 +202,10 @@ def session_principal(request: Request) -> Principal:
     from geodata.store import users
 
     engine = request.app.state.engine
-    user = users.find_session(engine, request.cookies.get(SESSION_COOKIE, ""))
+    sid = request.cookies.get(SESSION_COOKIE, "")
+    # The request gate (api.guards) looked this session up before reading the body: not again.
+    seen = getattr(request.state, "session", None)
+    user = seen[1] if seen is not None and seen[0] == sid else users.find_session(engine, sid)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="login session missing or expired",
                             headers=UNAUTHORIZED)

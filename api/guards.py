@@ -313,15 +313,18 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
     from geodata.store import auth as store
     from geodata.store.pool import cached_token
 
+    cache_key = str(engine.url)  # rendering the URL per request cost a tenth of the check
+
     async def check(scope) -> bool:
         headers = dict(scope.get("headers", ()))
         raw = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = raw.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(store.TOKEN_PREFIX) or len(token) > 200:
-            return await _live_session(engine, headers.get(b"cookie", b""))
+            cookie = headers.get(b"cookie")
+            return cookie is not None and await _live_session(engine, cookie, scope)
         # A cached token needs no thread-pool hop (issue 19: the hop cost more than the query).
-        record = cached_token(str(engine.url), token)
+        record = cached_token(cache_key, token)
         try:
             record = record or await to_thread.run_sync(store.find_token, engine, token)
         except Exception:
@@ -333,9 +336,11 @@ def bearer_checker(engine) -> Callable[[dict], Awaitable[bool]]:
     return check
 
 
-async def _live_session(engine, cookie_header: bytes) -> bool:
+async def _live_session(engine, cookie_header: bytes, scope) -> bool:
     """Whether the request carries a live login-session cookie (a logged-in browser gets the
-    authenticated body limit too: roster uploads and photos come from pages)."""
+    authenticated body limit too: roster uploads and photos come from pages). The account found is
+    handed on to :func:`api.auth.session_principal` (``request.state.session``), so a page request
+    looks its session up once."""
     from http.cookies import CookieError, SimpleCookie
 
     from anyio import to_thread
@@ -351,9 +356,11 @@ async def _live_session(engine, cookie_header: bytes) -> bool:
     if morsel is None or not morsel.value or len(morsel.value) > 200:
         return False
     try:
-        return await to_thread.run_sync(users.find_session, engine, morsel.value) is not None
+        user = await to_thread.run_sync(users.find_session, engine, morsel.value)
     except Exception:
         return False
+    scope.setdefault("state", {})["session"] = (morsel.value, user)
+    return user is not None
 
 
 def cap_echo(value):

@@ -6,8 +6,10 @@ households, ~8k members), the links (包片联户) of one grid recomputed so a r
 
 Measured, all at concurrency ``--concurrency`` (8) on loopback:
 
-* **bare queries** from Python/psycopg with that many connections (threads): the KNN query
-  (``ORDER BY geom::geography <-> point LIMIT 5``), a member's households, and — for tiles — the store's
+* **bare queries** from Python/psycopg with that many connections (threads): the KNN query of the
+  issue's anchor (``ORDER BY geom::geography <-> point LIMIT 5`` on ``members``), the route's own
+  statement (the n-D index of ``responder_index`` answering with its JSON, migration 0020), a member's
+  households, and — for tiles — the store's
   ``render_tile`` itself (SQLAlchemy, in-process threads);
 * **the service** (``gridmap serve --workers N``, uvloop + httptools) under ``wrk``: ``/health`` (the
   floor: framework + ``SELECT 1``, no token), ``/responders/nearest`` (random points, dispatcher token),
@@ -191,12 +193,17 @@ class RenderTile:
 
 def bare_queries(ctx: dict, dsn: str, conc: int, n: int, seed: int = 1) -> dict:
     """One round of the bare anchors: ``n`` KNN and households queries, ``n // 10`` (≥ 100) tiles."""
-    from geodata.store.pool import _MEMBER_HOUSEHOLDS_SQL
+    from api.routes.nearest import RESPONDER_FIELDS
+    from geodata.store.pool import _MEMBER_HOUSEHOLDS_SQL, _json_statement, knn_params
 
     pts = points(ctx["bounds"], n, seed)
+    flags, _ = knn_params(0.0, 0.0, 5, None, None, None, True)
+    route_sql = _json_statement(flags, RESPONDER_FIELDS)
     tile_jobs = [ctx["tiles"][(i + seed) % len(ctx["tiles"])] for i in range(max(n // 10, 100))]
     return {
         "nearest": in_threads(PsycopgQuery(dsn, KNN_SQL, lambda p: {"lon": p[0], "lat": p[1]}), pts, conc),
+        "nearest_route_sql": in_threads(PsycopgQuery(dsn, route_sql, lambda p: knn_params(p[0], p[1], 5, None, None,
+                                                                                         None, True)[1]), pts, conc),
         "households": in_threads(PsycopgQuery(dsn, _MEMBER_HOUSEHOLDS_SQL, lambda _: {"m": ctx["member"]}),
                                  list(range(n)), conc),
         "tiles": in_threads(RenderTile(ctx["engine"]), tile_jobs, conc),
@@ -370,6 +377,8 @@ def report(bare: dict, http: dict, base: dict | None, args) -> bool:
                                     ("tiles", f"GET /tiles/grids/{TILE_ZOOM}/x/y.mvt", "bare render_tile (in-process)")):
         print(row(label, http[name]))
         print(row("  beside: " + bare_label, bare[name]))
+        if name == "nearest":
+            print(row("  beside: the route's own statement (psycopg)", bare["nearest_route_sql"]))
     if base:
         print(f"\n  baseline server ({args.baseline}), same database, same settings:")
         print(row("  GET /health (baseline)", base["health"]))
@@ -385,6 +394,7 @@ def report(bare: dict, http: dict, base: dict | None, args) -> bool:
         goals.append(("/health above the baseline's", h["rps"] / base["health"]["rps"],
                       h["rps"] > base["health"]["rps"]))
     print("\n== beside the goals (server CPU per request moves far less with the machine's load than req/s)")
+    print(f"  nearest / the route's own statement run bare: {n['rps'] / bare['nearest_route_sql']['rps']:.2f}")
     print(f"  server CPU per request, nearest / health: {n['cpu_ms'] / h['cpu_ms']:.2f}"
           f"   (the 70 % goal needs about ≤ {1 / GOAL_OF_HEALTH:.2f} when the server's core is the limit)")
     if base:

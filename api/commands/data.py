@@ -58,12 +58,13 @@ def import_command(
     from api.commands.common import db_engine
     from geodata.store.importer import Actor, import_layer
 
+    policy = _deadline_policy() if layer == "incidents" else None
     gdf = read(file, layer, coords=coords, encoding=encoding, fix=fix, layer=gpkg_layer, make_ids=layer == "incidents",
                sheet=sheet)
-    if layer == "incidents":  # routed to grids, deadlines set (geodata.store.dispatch)
-        from geodata.store.dispatch import import_incidents
+    if layer == "incidents":  # routed to grids, deadlines by the deployment's rules (api.usecases.deadlines)
+        from api.usecases.incident_import import import_incidents
 
-        r = import_incidents(db_engine(), gdf)
+        r = import_incidents(db_engine(), gdf, policy)
         console.print(f"incidents: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, "
                       f"{r.routed:,} routed to a grid, {r.unrouted:,} outside every grid")
         return
@@ -82,6 +83,20 @@ def import_command(
     console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, {r.unchanged:,} unchanged"
                   + (f", {r.derived:,} derived" if r.derived else "")
                   + (f", {r.deleted:,} deleted" if replace else "") + (f", {r.cells:,} H3 cells" if r.cells else ""))
+
+
+def _deadline_policy():
+    """The deployment's deadline rules (GRIDMAP_DEADLINES_FILE, GRIDMAP_HOLIDAYS); a broken file stops the
+    command with its name and entry before anything is read or written."""
+    from api.commands.common import fail, settings
+    from api.usecases.deadlines import deadline_policy
+
+    try:
+        return deadline_policy(settings())
+    except (OSError, ValueError) as e:
+        from rich.markup import escape  # the entry's name has [brackets]: print them, not read them as markup
+
+        fail(escape(f"deadline rules (GRIDMAP_DEADLINES_FILE / GRIDMAP_HOLIDAYS): {e}"))
 
 
 def validate_command(

@@ -57,6 +57,17 @@ def _check_holidays(holidays: Path | None) -> None:
         fail(str(e))
 
 
+def _check_deadline_policy(settings) -> None:
+    """Refuse to start with a deadlines file (or holiday file) that cannot be read: every new incident
+    would otherwise fail. The message names the file and the entry."""
+    from api.usecases.deadlines import deadline_policy
+
+    try:
+        deadline_policy(settings)
+    except (ValueError, OSError) as e:
+        fail(f"deadline rules not usable: {e}")
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
@@ -83,6 +94,7 @@ def serve_command(
         overrides["gc_freeze"] = True
     settings = base.model_copy(update=overrides)
     _check_holidays(settings.holidays)
+    _check_deadline_policy(settings)
     try:
         sock = bind(host, port)
     except OSError as e:

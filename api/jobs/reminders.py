@@ -2,6 +2,7 @@
 clock entered yellow or red, writes in-app notices for the holder and the region's dispatchers,
 escalates red ones one level (吹哨报到) and, when the ``notify_webhook_url`` setting is given, POSTs
 each notice as JSON to that gateway (SMS/WeCom). Idempotent: a second run marks nothing new.
+Holders read theirs on ``/responder`` (提醒), the region's dispatchers and leaders on ``/notices`` (提醒通知).
 """
 
 from __future__ import annotations

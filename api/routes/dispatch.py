@@ -12,23 +12,21 @@ leaders. Every object must lie in the token's regions.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, caller, current_principal, hot_reader, not_found, present_pii_async, require_roles
-from api.usecases.deadlines import deadline_rules
+from api.hotpath import VALIDATION_ERROR, HotRoute, parse_query, query_parameters
+from api.usecases.deadlines import deadline_policy
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
 from geodata.validate import check_lonlat
-from geodata.calendar import read_calendar_file
 from geodata.store import incidents
 from geodata.store import pool as hot
 from geodata.store.nearest import reader_engine
@@ -150,19 +148,6 @@ HOUSEHOLD_FIELDS = tuple(Household.model_fields)
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=4)
-def _calendar_file(path: str, mtime: float) -> rules.WorkCalendar:
-    return read_calendar_file(path)
-
-
-def file_calendar(request: Request) -> rules.WorkCalendar | None:
-    """The holiday calendar file of the app's settings (``holidays``; re-read when it changes), if any."""
-    path = request.app.state.settings.holidays
-    if not path:
-        return None
-    return _calendar_file(str(path), os.path.getmtime(path))
-
-
 def _engine(request: Request):
     return request.app.state.engine
 
@@ -267,10 +252,11 @@ def report_incident(request: Request, body: IncidentIn,
         with _engine(request).connect() as conn:
             where = route_point(conn, lon, lat)
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
+    policy = deadline_policy(request.app.state.settings)  # the one rule of every incident (api.usecases.deadlines)
     inc = incidents.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
                                 required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=file_calendar(request), radius_m=body.radius_m,
-                                deadline_rules=deadline_rules(request.app.state.settings.deadlines_file))
+                                source=body.source, calendar=policy.calendar, radius_m=body.radius_m,
+                                deadline_rules=policy.rules)
     return _out(inc)
 
 
@@ -341,12 +327,20 @@ def rate(request: Request, incident_id: str, body: RateIn,
     return _act(request, incident_id, "rate", principal, rating=body.rating)
 
 
-@router.get("/me/households", response_model=list[Household])
-async def my_households(request: Request,
-                        member_id: str | None = Query(
-                            None, max_length=200, description="Dispatchers/leaders: whose view (default: the token's member).")):
+class MyHouseholdsQuery(BaseModel):
+    """The query string of ``/me/households``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    member_id: str | None = Field(None, max_length=200,
+                                  description="Dispatchers/leaders: whose view (default: the token's member).")
+
+
+async def my_households(request: Request):
     """The caller's 包片联户 households in visiting order (personal data shown only as allowed, audited)."""
-    principal = await caller(request)  # from the app-wide gate: no dependency to solve (issue 19)
+    # A hot route (api.hotpath): the caller (401), then the query (422), with no dependency solved per request.
+    principal = await caller(request)
+    member_id = parse_query(request, MyHouseholdsQuery).member_id
     # A hot read of the responder pages: in the event loop over geodata.store.pool (issue 19); naming
     # another member keeps its synchronous checks.
     own_view = member_id is None or member_id == principal.member_id
@@ -358,6 +352,12 @@ async def my_households(request: Request,
     if principal.role == "responder":  # a responder needs name and phone, never the 身份证号 (issue 15)
         shown = [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown]
     return Response(orjson.dumps([{f: r[f] for f in HOUSEHOLD_FIELDS} for r in shown]), media_type="application/json")
+
+
+# Registered here, in the file's order, as a hot route (``APIRouter.get`` takes no route class).
+router.add_api_route("/me/households", my_households, methods=["GET"], response_model=list[Household],
+                     route_class_override=HotRoute, responses={422: VALIDATION_ERROR},
+                     openapi_extra={"parameters": query_parameters(MyHouseholdsQuery)})
 
 
 @router.get("/me/incidents", response_model=list[Incident])

@@ -4,24 +4,25 @@ The same path, parameters, checks and answer as before it moved out of ``api/rou
 what changed is how: an async route over the psycopg pool of :mod:`geodata.store.pool` (prepared
 statements, autocommit), the caller resolved without a thread-pool hop
 (:func:`api.auth.caller`), the query string validated by one pydantic model instead of FastAPI's
-per-parameter solving (:class:`NearestQuery`; the same 422s), and the answer written with orjson
-straight from the rows instead of through the response model (which stays declared for the OpenAPI
-document, as do the parameters).
+per-parameter solving (:class:`NearestQuery`; the same 422s), and the answer's JSON array written by
+PostgreSQL in the query itself (:func:`geodata.store.pool.nearest_responders_json`) instead of rows
+decoded, sorted and encoded here or passed through the response model (which stays declared for the
+OpenAPI document, as do the parameters).
 
 Coordinates WGS84 degrees; distances metres on the sphere.
 """
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import caller, hot_reader, resolve_scope
+from api.hotpath import VALIDATION_ERROR, HotRoute, parse_query, query_parameters
 from geodata.store import pool as hot
 
-router = APIRouter(tags=["dispatch"])
+#: Served without per-request dependency solving (:class:`api.hotpath.HotRoute`): the endpoint checks its caller.
+router = APIRouter(tags=["dispatch"], route_class=HotRoute)
 
 NEAREST_ROLES = ("dispatcher", "leader", "responder")
 
@@ -36,33 +37,6 @@ class NearestQuery(BaseModel):
     k: int = Field(5, ge=1, le=100, description="How many responders at most.")
     skill: str | None = Field(None, max_length=50, description="Only responders with this skill tag.")
     radius_m: float | None = Field(None, gt=0, le=100_000, description="Only within this many metres.")
-
-
-def query_parameters(model: type[BaseModel]) -> list[dict]:
-    """OpenAPI query parameters of ``model``'s fields (what FastAPI would list for ``Query`` arguments)."""
-    schema = model.model_json_schema()
-    required = set(schema.get("required", ()))
-    out = []
-    for name, prop in schema["properties"].items():
-        description = prop.get("description")
-        out.append({"name": name, "in": "query", "required": name in required, "schema": prop,
-                    **({"description": description} if description else {})})
-    return out
-
-
-def parse_query(request: Request, model: type[BaseModel]):
-    """The request's query string as ``model``, or the 422 FastAPI gives for query parameters
-    (``loc`` ``["query", name]``; a missing one echoes no input)."""
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as e:
-        errors = []
-        for err in e.errors(include_url=False):
-            err = {**err, "loc": ("query", *err["loc"])}
-            if err["type"] == "missing":
-                err["input"] = None
-            errors.append(err)
-        raise RequestValidationError(errors) from None
 
 
 class Responder(BaseModel):
@@ -80,31 +54,25 @@ class Responder(BaseModel):
 RESPONDER_FIELDS = tuple(Responder.model_fields)
 
 
-def json_rows(rows: list[dict], fields: tuple[str, ...]) -> Response:
-    """A JSON array of ``rows`` cut to ``fields`` (in that order), written by orjson."""
-    return Response(orjson.dumps([{f: r[f] for f in fields} for r in rows]), media_type="application/json")
-
-
-#: The 422 FastAPI documents for a route with parameters (its component exists: other routes have them).
-VALIDATION_ERROR = {"description": "Validation Error", "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
-
-
 @router.get("/responders/nearest", response_model=list[Responder], responses={422: VALIDATION_ERROR},
             openapi_extra={"parameters": query_parameters(NearestQuery)})
 async def nearest(request: Request):
     """Available responders (members and grid workers) nearest to a WGS84 point, in metres on the
-    sphere (PostGIS KNN on geography): the same ranking as brute-force haversine, ties by id.
+    sphere (PostGIS KNN on an n-D index of points on the sphere): the same ranking as brute-force haversine, ties by id.
     Roles: dispatcher, leader, responder (and admin)."""
+    # The caller first, as the app-wide gate did (401), then the parameters (422), then the role (403):
+    # the same answers in the same order, with no dependency for FastAPI to solve per request (issue 19).
+    principal = await caller(request)
     # Parameters from one model, not FastAPI arguments: FastAPI's solving of five query parameters
-    # cost more CPU than the KNN query's client side (issue 19). Validated before the role check,
-    # as FastAPI did.
+    # cost more CPU than the KNN query's client side (issue 19).
     q = parse_query(request, NearestQuery)
-    # The caller from the app-wide gate, not a dependency (the same reason).
-    principal = await caller(request, *NEAREST_ROLES)
+    principal.require_role(*NEAREST_ROLES)
     reader = hot_reader(request)
     # A regional token sees responders of its own grids only (security review, api.auth).
     await resolve_scope(principal, reader)
     pool = None if principal.everywhere else sorted(principal.grid_codes() or ())
-    rows = await hot.nearest_responders(reader, q.lon, q.lat, k=q.k, skill=q.skill, radius_m=q.radius_m, pool=pool)
-    return json_rows(rows, RESPONDER_FIELDS)
+    # The JSON array comes written by PostgreSQL (geodata.store.pool.nearest_responders_json): no rows
+    # to decode, sort and encode in this process (issue 19).
+    body = await hot.nearest_responders_json(reader, q.lon, q.lat, RESPONDER_FIELDS, k=q.k, skill=q.skill,
+                                             radius_m=q.radius_m, pool=pool)
+    return Response(body, media_type="application/json")

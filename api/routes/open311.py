@@ -3,7 +3,8 @@
 ``/open311/v2/discovery``, ``services``, ``services/{code}``, ``requests`` (GET with filters, POST with
 ``api_key``), ``requests/{id}`` and ``tokens/{token}``, each as ``.json`` or ``.xml``. Errors come as
 ``[{"code", "description"}]``. Reads are public (what is published is listed in
-``api.usecases.open311``); writing needs ``api_key`` = a bearer token of a role that may report.
+``api.usecases.open311``); writing needs ``api_key`` = a bearer token of a role that may report. The
+services are the deployment's report categories (``report_categories``), each with its deadlines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.auth import public
 from api.usecases import open311 as uc
+from api.usecases.deadlines import deadline_policy
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 Fmt = Literal["json", "xml"]
@@ -40,18 +42,24 @@ def discovery(request: Request, fmt: Fmt):
     return _answer(fmt, "discovery", None, uc.discovery(str(request.base_url).rstrip("/")))
 
 
+def _categories(request: Request) -> tuple[str, ...]:
+    """The deployment's report categories (``report_categories``): the services of this endpoint."""
+    return tuple(request.app.state.settings.report_categories)
+
+
 @router.get("/services.{fmt}")
 @public
-def services(fmt: Fmt):
-    """The services (report categories) a request may be filed under."""
-    return _answer(fmt, "services", "service", uc.services())
+def services(request: Request, fmt: Fmt):
+    """The services (the deployment's report categories) a request may be filed under, with their deadlines."""
+    return _answer(fmt, "services", "service",
+                   uc.services(_categories(request), deadline_policy(request.app.state.settings)))
 
 
 @router.get("/services/{code}.{fmt}")
 @public
-def service_definition(code: str, fmt: Fmt):
+def service_definition(request: Request, code: str, fmt: Fmt):
     """A service's definition (no extra attributes: ``metadata`` is false for every service)."""
-    return _run(fmt, "service_definition", None, lambda: uc.service_definition(code))
+    return _run(fmt, "service_definition", None, lambda: uc.service_definition(code, _categories(request)))
 
 
 @router.get("/requests.{fmt}")
@@ -64,8 +72,8 @@ def list_requests(request: Request, fmt: Fmt,
                   status: str | None = Query(None, max_length=10, description="open or closed.")):
     """Service requests, newest first (at most 1000; default the last 90 days)."""
     return _run(fmt, "service_requests", "request", lambda: uc.list_requests(
-        request.app.state.engine, ids=service_request_id, service_code=service_code, start_date=start_date,
-        end_date=end_date, status=status))
+        request.app.state.engine, ids=service_request_id, code=service_code, start_date=start_date,
+        end_date=end_date, status=status, categories=_categories(request)))
 
 
 @router.get("/requests/{request_id}.{fmt}")
@@ -98,4 +106,5 @@ def post_request(request: Request, fmt: Fmt, api_key: Annotated[str, Form(max_le
     return _run(fmt, "service_requests", "request", lambda: uc.post_request(
         request.app.state.engine, api_key=api_key, service_code=service_code, lat=lat, lon=long,
         description=description, address=address_string, phone=phone,
-        upload_dir=request.app.state.settings.upload_dir), status=201)
+        upload_dir=request.app.state.settings.upload_dir, categories=_categories(request),
+        deadlines=deadline_policy(request.app.state.settings)), status=201)

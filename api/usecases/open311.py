@@ -4,17 +4,22 @@ Service requests are the tickets of :mod:`geodata.store.tickets` (``service_requ
 number). Published: category, description, status (``open``/``closed``; the finer state in
 ``status_notes``), times in ISO 8601 with the China offset, and the place rounded to 0.001° (about
 100 m) — a resident's report may be made at their own door. Never published: the reporter's phone or
-e-mail, the address text (it may name a flat), photos, responders. No FastAPI here.
+e-mail, the address text (it may name a flat), photos, responders. The services are the deployment's
+report categories (the ``report_categories`` setting; :func:`service_code` keeps their codes stable),
+and a request's deadlines follow the deployment's rules (:mod:`api.usecases.deadlines`). No FastAPI here.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree as ET
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from api.usecases.deadlines import DeadlinePolicy, category_windows_text, due_text
 from api.usecases.reports_public import DEFAULT_CATEGORIES, HELP_CATEGORY, STATUS_TEXT
 from geodata.store.tickets import PUBLIC_SOURCE
 from gridmap import dispatch as rules
@@ -24,8 +29,21 @@ MAX_WINDOW = timedelta(days=90)
 MAX_REQUESTS = 1000
 #: Decimal places of published coordinates (0.001° ≈ 100 m).
 PUBLIC_DECIMALS = 3
-SERVICE_CODES = {f"{i:03d}": name for i, name in enumerate(DEFAULT_CATEGORIES, start=1)}
-CODE_OF = {name: code for code, name in SERVICE_CODES.items()}
+#: The codes of the default categories, fixed since the first release (other systems store them).
+KNOWN_CODES = {name: f"{i:03d}" for i, name in enumerate(DEFAULT_CATEGORIES, start=1)}
+
+
+def service_code(category: str) -> str:
+    """The Open311 ``service_code`` of a report category: ``001``–``005`` for the default categories,
+    otherwise ``c`` and 8 hex digits of the name's SHA-256 — ASCII (it goes into URLs), and stable
+    whatever the order or the other entries of the ``report_categories`` setting."""
+    known = KNOWN_CODES.get(category.strip())
+    return known or "c" + hashlib.sha256(category.strip().encode("utf-8")).hexdigest()[:8]
+
+
+def service_codes(categories: Sequence[str] = DEFAULT_CATEGORIES) -> dict[str, str]:
+    """code → category of the deployment's report categories (the ``report_categories`` setting), in its order."""
+    return {service_code(name): name.strip() for name in categories}
 
 
 class Open311Error(ValueError):
@@ -48,16 +66,19 @@ def discovery(base_url: str) -> dict:
                            "formats": ["application/json", "text/xml"]}]}
 
 
-def services() -> list[dict]:
-    """The service list: one service per report category (求助服务 is a need, 需求点单)."""
+def services(categories: Sequence[str] = DEFAULT_CATEGORIES, deadlines: DeadlinePolicy | None = None) -> list[dict]:
+    """The service list: one service per report category of the deployment (求助服务 is a need,
+    需求点单), each described with its two deadlines (``deadlines``: the deployment's windows)."""
+    policy = deadlines or DeadlinePolicy()
     return [{"service_code": code, "service_name": name, "metadata": False, "type": "realtime",
              "keywords": "需求点单" if name == HELP_CATEGORY else "", "group": "网格事项",
-             "description": f"{name}（网格党员处理）"} for code, name in SERVICE_CODES.items()]
+             "description": f"{name}（网格党员处理；{category_windows_text(policy, name)}）"}
+            for code, name in service_codes(categories).items()]
 
 
-def service_definition(code: str) -> dict:
-    if code not in SERVICE_CODES:
-        raise Open311Error(404, f"service_code {code} not found")
+def service_definition(code: str, categories: Sequence[str] = DEFAULT_CATEGORIES) -> dict:
+    if code not in service_codes(categories):
+        raise Open311Error(404, f"service_code {code[:20]} not found")
     return {"service_code": code, "attributes": []}
 
 
@@ -69,7 +90,7 @@ def _public(row: dict) -> dict:
     closed = row["status"] in (rules.CLOSED, rules.RATED)
     return {"service_request_id": row["ticket"], "status": "closed" if closed else "open",
             "status_notes": f"{row['status']} {STATUS_TEXT.get(row['status'], '')}".strip(),
-            "service_name": row["category"], "service_code": CODE_OF.get(row["category"], ""),
+            "service_name": row["category"], "service_code": service_code(row["category"] or ""),
             "description": row["description"], "agency_responsible": row["grid_code"] or "",
             "service_notice": "", "requested_datetime": _iso(row["reported_at"]),
             "updated_datetime": _iso(row["updated_at"]), "expected_datetime": _iso(row["deadline_at"]),
@@ -90,10 +111,12 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
         raise Open311Error(400, f"{name} is not an ISO 8601 date-time: {value[:40]}") from None
 
 
-def list_requests(engine: Engine, *, ids: str | None = None, service_code: str | None = None,
-                  start_date: str | None = None, end_date: str | None = None, status: str | None = None) -> list[dict]:
-    """GET requests: by id list, or by service, status and a window of at most 90 days (default the
-    last 90 days), newest first, at most 1000."""
+# More than five arguments on purpose: the spec's filters, passed by keyword from the route.
+def list_requests(engine: Engine, *, ids: str | None = None, code: str | None = None,  # noqa: PLR0913
+                  start_date: str | None = None, end_date: str | None = None, status: str | None = None,
+                  categories: Sequence[str] = DEFAULT_CATEGORIES) -> list[dict]:
+    """GET requests: by id list, or by service ``code`` (one of ``categories``), status and a window of
+    at most 90 days (default the last 90 days), newest first, at most 1000."""
     where, params = ["source = :src", "ticket IS NOT NULL"], {"src": PUBLIC_SOURCE, "n": MAX_REQUESTS}
     if ids:
         where.append("ticket = ANY(:ids)")
@@ -105,9 +128,9 @@ def list_requests(engine: Engine, *, ids: str | None = None, service_code: str |
             raise Open311Error(400, "start_date and end_date must be in order and at most 90 days apart")
         where.append("reported_at BETWEEN :start AND :end")
         params.update(start=start, end=end)
-        if service_code:
+        if code:
             where.append("category = :cat")
-            params["cat"] = SERVICE_CODES.get(service_code, "")
+            params["cat"] = service_codes(categories).get(code, "")
         if status:
             if status not in ("open", "closed"):
                 raise Open311Error(400, "status must be open or closed")
@@ -150,20 +173,27 @@ def to_xml(root: str, item: str | None, value) -> bytes:
 WRITE_ROLES = ("admin", "dispatcher", "leader", "responder")
 
 
-def post_request(engine: Engine, *, api_key: str, service_code: str, lat: float | None, lon: float | None,
-                 description: str, address: str = "", phone: str = "", upload_dir="var/uploads") -> list[dict]:
+# More than five arguments on purpose: the spec's request fields, passed by keyword from the route.
+def post_request(engine: Engine, *, api_key: str, service_code: str, lat: float | None, lon: float | None,  # noqa: PLR0913
+                 description: str, address: str = "", phone: str = "", upload_dir="var/uploads",
+                 categories: Sequence[str] = DEFAULT_CATEGORIES, deadlines: DeadlinePolicy | None = None) -> list[dict]:
     """POST requests: ``api_key`` must be a live token of a role that may report, covering the point
-    (WGS84). The phone is kept only as a hash (call-back and follow code); e-mail is not kept."""
-    from api.usecases.reports_public import MAX_ADDRESS, MAX_DESCRIPTION
+    (WGS84); ``service_code`` one of the deployment's ``categories``. The phone is kept only as a hash
+    (call-back and follow code); e-mail is not kept. The request's deadlines follow ``deadlines``, as a
+    staff report's; ``service_notice`` states them in China time. Refused requests write nothing."""
+    from api.usecases.reports_public import MAX_ADDRESS, MAX_DESCRIPTION, ticket_deadlines
     from geodata.store import auth as store
+    from geodata.store.incidents import get_incident
     from geodata.store.routing import route_point
     from geodata.store.tickets import create_ticket
 
     record = store.find_token(engine, api_key) if api_key.startswith(store.TOKEN_PREFIX) and len(api_key) < 200 else None
     if record is None or record.role not in WRITE_ROLES:
         raise Open311Error(403, "api_key missing, invalid or of a role that may not report")
-    if service_code not in SERVICE_CODES:
-        raise Open311Error(400, "service_code not found")
+    codes = service_codes(categories)
+    if service_code not in codes:
+        raise Open311Error(400, f"service_code {service_code[:20]!r} is not one of this endpoint's services "
+                                "(see services.json)")
     if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise Open311Error(400, "lat and long (WGS84 degrees) are required")
     if not description.strip() or len(description) > MAX_DESCRIPTION or len(address) > MAX_ADDRESS:
@@ -173,8 +203,8 @@ def post_request(engine: Engine, *, api_key: str, service_code: str, lat: float 
         scope = store.expand_regions(engine, list(record.regions)) if store.ALL_REGIONS not in record.regions else None
     if route["grid_code"] is None or (scope is not None and route["grid_code"] not in scope.grids):
         raise Open311Error(400, "the location lies outside the grids this api_key covers")
-    made = create_ticket(engine, lon=lon, lat=lat, category=SERVICE_CODES[service_code],
-                         description=description.strip(), address=address.strip() or None, phone=phone or None,
-                         upload_dir=upload_dir)
-    return [{"service_request_id": made["ticket"], "service_notice": "一般事项 24 小时内处理，复杂事项 3 个工作日内反馈",
-             "account_id": ""}]
+    made = create_ticket(engine, lon=lon, lat=lat, category=codes[service_code], description=description.strip(),
+                         address=address.strip() or None, phone=phone or None, upload_dir=upload_dir,
+                         **ticket_deadlines(deadlines))
+    notice = due_text(get_incident(engine, made["incident_id"]))
+    return [{"service_request_id": made["ticket"], "service_notice": notice, "account_id": ""}]

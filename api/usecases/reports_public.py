@@ -20,6 +20,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from api.usecases.deadlines import DeadlinePolicy
 from geodata.crs import to_wgs84
 from geodata.store import tickets
 from geodata.store.routing import route_point
@@ -150,9 +151,12 @@ def _photos(raw: list[bytes], max_bytes: int) -> list[tickets.CleanPhoto]:
 
 
 def submit_report(engine: Engine, report: ReportIn, *, client: str, limits: Limits, upload_dir,
-                  categories: tuple[str, ...] = DEFAULT_CATEGORIES, calendar: rules.WorkCalendar | None = None,
+                  categories: tuple[str, ...] = DEFAULT_CATEGORIES, deadlines: DeadlinePolicy | None = None,
                   max_photo_bytes: int = tickets.MAX_PHOTO_BYTES) -> dict:
     """Check, rate-limit and store a resident's report; returns ``{"ticket", "follow_key", "incident_id"}``.
+
+    Its two deadlines follow ``deadlines`` (the deployment's :func:`api.usecases.deadlines.deadline_policy`;
+    the policy defaults when None), as a staff report of the same category would.
 
     Raises :class:`ReportRefused` (nothing stored) for bad input (422), a filled honeypot (400) or too
     many reports from this address or phone in the last hour (429).
@@ -170,9 +174,15 @@ def submit_report(engine: Engine, report: ReportIn, *, client: str, limits: Limi
     made = tickets.create_ticket(engine, lon=lon, lat=lat, category=report.category,
                                  description=report.description.strip(), address=report.address.strip() or None,
                                  phone=report.phone.strip() or None, required_skill=skill, photos=photos,
-                                 upload_dir=upload_dir, calendar=calendar)
+                                 upload_dir=upload_dir, **ticket_deadlines(deadlines))
     limits.reports.add(client)
     return made
+
+
+def ticket_deadlines(deadlines: DeadlinePolicy | None) -> dict:
+    """The keyword arguments of :func:`geodata.store.tickets.create_ticket` that carry ``deadlines``."""
+    policy = deadlines or DeadlinePolicy()
+    return {"deadline_rules": policy.rules, "calendar": policy.calendar}
 
 
 def open_ticket(engine: Engine, ticket: str, *, code: str = "", key: str = "", client: str,

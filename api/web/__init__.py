@@ -34,6 +34,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(needs.router)  # leaders: /needs
     app.include_router(pioneers.router)  # public: /pioneers (先锋地图)
     app.include_router(planner_redraw.router)  # /planner/redraw, /planner/drafts (issue 16)
+    from api.web import notices; app.include_router(notices.router)  # noqa: E702 — dispatchers' /notices
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

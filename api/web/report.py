@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from api.auth import SESSION_COOKIE, public
 from api.usecases import reports_public as uc
+from api.usecases.deadlines import deadline_policy
 from api.web.render import chosen_basemap, render
 from geodata.store import tickets
 from geodata.store.users import csrf_token_for
@@ -85,7 +86,8 @@ async def report_submit(request: Request, category: Annotated[str, Form(max_leng
                          coords=coords, address=address, phone=phone, skill=skill, photos=raw, honeypot=website)
     try:
         made = uc.submit_report(request.app.state.engine, report, client=_client(request), limits=_limits(request),
-                                upload_dir=settings.upload_dir, categories=tuple(settings.report_categories))
+                                upload_dir=settings.upload_dir, categories=tuple(settings.report_categories),
+                                deadlines=deadline_policy(settings))
     except uc.ReportRefused as e:
         values = {"category": category, "description": description, "address": address, "phone": phone,
                   "skill": skill, "lon": lon, "lat": lat, "coords": coords}

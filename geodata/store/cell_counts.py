@@ -8,8 +8,10 @@ the cell's centre as a point ``(lon, lat, res)`` (EPSG:4326 degrees; the resolut
 GiST index finds a resolution's cells in a box). A tile then reads a few dozen rows.
 
 It is rebuilt with ``grid_figures`` (:func:`geodata.store.grid_figures.refresh`), for the layers whose
-table a committed write marked (the 0006/0014 triggers), so a tile never shows counts older than the
-last committed write. Region filtering stays exact: counts are per grid and summed over the caller's.
+table a committed write marked (freshness marks, :mod:`geodata.store.epochs`: an insert, a delete, or an
+update of ``h3`` or ``grid_code``), so a tile never shows counts older than the last committed write.
+A member going 在岗/离岗 marks nothing: every member is counted, on duty or not. Region filtering stays
+exact: counts are per grid and summed over the caller's.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def rebuild(conn: Connection, layers: Iterable[str]) -> None:
     """Recount ``layers`` (of :data:`LAYERS`) into ``h3_counts`` in the caller's transaction.
 
     One pass over the table (counts per resolution-10 cell and grid); the coarser cells and their counts
-    are derived from those rows in Python, and only rows whose count changed are rewritten (a member
-    going 在岗/离岗 changes none; an import of a few households a few dozen).
+    are derived from those rows in Python, and only rows whose count changed are rewritten (an import of
+    a few households a few dozen).
     """
     for layer in layers:
         if layer not in LAYERS:

@@ -1,14 +1,15 @@
 """Coverage snapshots: a region's coverage layers kept in PostGIS, never older than the last committed write.
 
 Computing a street's coverage (:func:`gridmap.coverage.coverage_gaps` over its households, members, links
-and service centres) takes a second or more; it changes only when someone writes those tables. Migration
-``0015_coverage_snapshots`` adds statement-level triggers on ``grids``, ``communities``, ``households``,
-``members``, ``links``, ``link_runs`` and ``service_centres`` that insert a row into ``coverage_dirty``
-inside the writer's own transaction (as ``grid_figures_dirty`` does for :mod:`geodata.store.grid_figures`).
+and service centres) takes a second or more; it changes only when someone writes those tables.
+Statement-level triggers on ``grids``, ``communities``, ``households``, ``members``, ``links``, ``link_runs``
+and ``service_centres`` mark the cache :data:`geodata.store.epochs.COVERAGE` (a row in ``coverage_dirty``)
+inside the writer's own transaction (migrations 0015, 0019); an update of members that changes only
+``available`` (在岗/离岗) marks nothing.
 
-Freshness rests on an *epoch* that only readers advance:
+Freshness rests on an *epoch* that only readers advance (:func:`geodata.store.epochs.current_epoch`):
 
-1. :func:`current_epoch` looks for dirty marks. A mark is visible only once its write has committed; the
+1. :func:`current_epoch` looks for marks. A mark is visible only once its write has committed; the
    reader then deletes the marks, advances the epoch and drops the snapshots of earlier epochs, all in one
    transaction under an advisory lock.
 2. A snapshot is served only while its epoch is the current one.
@@ -38,11 +39,10 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from geodata.store import epochs
+
 #: The layers a snapshot holds (the keys of :func:`gridmap.coverage.coverage_gaps`' first result).
 LAYERS = ("grid_status", "unlinked_households", "service_areas", "gap_cells")
-
-#: pg_advisory_xact_lock key serialising epoch advances.
-_EPOCH_LOCK = 0x636F7665_72616765  # "coverage"
 
 
 @dataclass(frozen=True)
@@ -60,25 +60,11 @@ class SnapshotKey:
 
 def current_epoch(engine: Engine) -> int:
     """The epoch snapshots are valid in, after consuming the marks of every committed write (see above)."""
-    with engine.begin() as conn:
-        row = conn.execute(text("SELECT COALESCE((SELECT n FROM coverage_epoch WHERE id = 1), 0), "
-                                "EXISTS (SELECT 1 FROM coverage_dirty)")).one()
-        if not row[1]:
-            return int(row[0])
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EPOCH_LOCK})
-        # the marks are deleted before anything is computed under the new epoch: a write committing later
-        # either is seen by that computation or leaves its mark for the next reader — never neither
-        if conn.execute(text("DELETE FROM coverage_dirty RETURNING id")).first() is None:
-            return _epoch(conn)  # another reader consumed them first, under the lock
-        epoch = int(conn.execute(text(
-            "INSERT INTO coverage_epoch (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE "
-            "SET n = coverage_epoch.n + 1 RETURNING n")).scalar_one())
-        conn.execute(text("DELETE FROM coverage_snapshots WHERE epoch <> :e"), {"e": epoch})
-        return epoch
+    return epochs.current_epoch(engine, epochs.COVERAGE, _drop_older).n
 
 
-def _epoch(conn: Connection) -> int:
-    return int(conn.execute(text("SELECT COALESCE((SELECT n FROM coverage_epoch WHERE id = 1), 0)")).scalar_one())
+def _drop_older(conn: Connection, epoch: int) -> None:
+    conn.execute(text("DELETE FROM coverage_snapshots WHERE epoch <> :e"), {"e": epoch})
 
 
 @dataclass
@@ -114,7 +100,7 @@ def write(conn: Connection, key: SnapshotKey, epoch: int, snap: Snapshot, build_
         INSERT INTO coverage_snapshots (region, radius_m, gap_res, epoch, summary, derived, build_ms, {", ".join(LAYERS)})
         SELECT :region, :radius_m, :gap_res, :epoch, CAST(:summary AS jsonb), :derived, :build_ms,
                {", ".join(f":{n}" for n in LAYERS)}
-        WHERE COALESCE((SELECT n FROM coverage_epoch WHERE id = 1), 0) = :epoch
+        WHERE {epochs.epoch_sql(epochs.COVERAGE)} = :epoch
         ON CONFLICT (region, radius_m, gap_res) DO UPDATE SET epoch = EXCLUDED.epoch, summary = EXCLUDED.summary,
             derived = EXCLUDED.derived, build_ms = EXCLUDED.build_ms, built_at = now(),
             {", ".join(f"{n} = EXCLUDED.{n}" for n in LAYERS)}

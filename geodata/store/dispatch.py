@@ -4,7 +4,7 @@ The queries now live in modules named after their parts: :mod:`geodata.store.nea
 :mod:`geodata.store.routing` (point → grid/community/street, proposals),
 :mod:`geodata.store.holidays` (the ``holidays`` table), :mod:`geodata.calendar` (the holiday file),
 :mod:`geodata.store.incidents` (life cycle) and :mod:`geodata.store.incident_import` (bulk import).
-Callers still on this path: ``api/commands/data.py``, ``api/commands/serve.py``,
+Callers still on this path: ``api/commands/serve.py``,
 ``bench/dispatch.py``. New code imports the modules above.
 """
 

@@ -1,12 +1,13 @@
 """Per-grid figures (households, members, linked households) and GCJ-02 grid outlines, kept current lazily.
 
 Counting a grid's households, members and 包片联户 links on every ``grids`` tile cost 90–150 ms per
-tile; the counts change only when someone writes. Migration ``0006_grid_figures`` adds a statement-level
-trigger on ``grids``, ``households``, ``members``, ``links`` and ``link_runs`` that inserts a row into
-``grid_figures_dirty`` inside the writer's own transaction. :func:`ensure_fresh` (called before a grids
-tile is drawn) sees such a row only once that write has committed, and then rebuilds ``grid_figures``:
-a tile never shows figures older than the last committed write, and the writers themselves need no
-change.
+tile; the counts change only when someone writes. Statement-level triggers on ``grids``, ``communities``,
+``households``, ``members``, ``links`` and ``link_runs`` mark the cache :data:`geodata.store.epochs.GRID_FIGURES`
+(a row in ``grid_figures_dirty``) inside the writer's own transaction, when the statement changed a column
+the figures count or show (migration 0019: a member going 在岗/离岗 marks nothing). :func:`ensure_fresh`
+(called before a grids tile is drawn) sees such a mark only once that write has committed, and then
+rebuilds ``grid_figures`` (:func:`geodata.store.epochs.refresh`): a tile never shows figures older than the
+last committed write, and the writers themselves need no change.
 
 The rebuild also stores each grid's outline shifted to GCJ-02 (the datum of Amap base maps) vertex by
 vertex with :func:`geodata.crs.wgs84_to_gcj02`, so shifted grid tiles are exact and as fast as plain
@@ -24,10 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from geodata.crs import wgs84_to_gcj02
-from geodata.store import cell_counts
-
-#: pg_advisory_xact_lock key serialising rebuilds (two tile requests never rebuild at once).
-_LOCK_KEY = 0x67726964_66696773  # "gridfigs"
+from geodata.store import cell_counts, epochs
 
 _COUNTS_SQL = """
 INSERT INTO grid_figures (grid_code, households, members, linked_households)
@@ -46,7 +44,7 @@ WHERE (grid_figures.households, grid_figures.members, grid_figures.linked_househ
 
 def is_stale(conn: Connection) -> bool:
     """Whether a committed write has changed the data under ``grid_figures`` since its last rebuild."""
-    return bool(conn.execute(text("SELECT EXISTS (SELECT 1 FROM grid_figures_dirty)")).scalar())
+    return epochs.is_stale(conn, epochs.GRID_FIGURES)
 
 
 def ensure_fresh(engine: Engine) -> bool:
@@ -60,22 +58,22 @@ def ensure_fresh(engine: Engine) -> bool:
 def refresh(engine: Engine) -> bool:
     """Rebuild the figures (and, after a write to ``grids``, the GCJ-02 outlines) in one transaction.
 
-    The dirty marks are deleted *before* counting: under READ COMMITTED each statement sees every write
-    committed before it started, so a write committing mid-rebuild either is counted or leaves its mark
-    for the next rebuild — never neither. Returns False when another request had already rebuilt.
+    The dirty marks are deleted *before* counting (:func:`geodata.store.epochs.refresh`): under READ
+    COMMITTED each statement sees every write committed before it started, so a write committing
+    mid-rebuild either is counted or leaves its mark for the next rebuild — never neither. Returns False
+    when another request had already rebuilt.
     """
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        marks = set(conn.execute(text("DELETE FROM grid_figures_dirty RETURNING table_name")).scalars())
-        if not marks:
-            return False
-        conn.execute(text("DELETE FROM grid_figures f WHERE NOT EXISTS "
-                          "(SELECT 1 FROM grids g WHERE g.grid_code = f.grid_code)"))
-        conn.execute(text(_COUNTS_SQL))
-        _shift_outlines(conn, every=("grids" in marks))
-        _copy_grids(conn, every=bool(marks & {"grids", "communities"}))
-        cell_counts.rebuild(conn, sorted(marks & set(cell_counts.LAYERS)))
-    return True
+    return epochs.refresh(engine, epochs.GRID_FIGURES, _rebuild)
+
+
+def _rebuild(conn: Connection, marks: set[str]) -> None:
+    """Recount every grid's figures and copy what changed under the tables named in ``marks``."""
+    conn.execute(text("DELETE FROM grid_figures f WHERE NOT EXISTS "
+                      "(SELECT 1 FROM grids g WHERE g.grid_code = f.grid_code)"))
+    conn.execute(text(_COUNTS_SQL))
+    _shift_outlines(conn, every=("grids" in marks))
+    _copy_grids(conn, every=bool(marks & {"grids", "communities"}))
+    cell_counts.rebuild(conn, sorted(marks & set(cell_counts.LAYERS)))
 
 
 def _copy_grids(conn: Connection, every: bool) -> None:

@@ -13,12 +13,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from geodata.jsonenc import dumps
-from geodata.store.holidays import load_calendar
-from geodata.store.incidents import get_row, proposal_json
+from geodata.store.incidents import clock_dues, get_row, proposal_json, work_calendar
 from geodata.store.routing import PROPOSE_K, ROUTE_COLUMNS, SNAP_M, propose, route_joins
 from gridmap import dispatch as rules
 from gridmap.cells import points_to_cells, to_signed
 from gridmap.contract import H3_POINT_RES, SERVICE_RADIUS_M
+from gridmap.deadlines import DeadlineRules
 
 
 @dataclass
@@ -57,14 +57,19 @@ def _prepare_streets(conn) -> list[str]:
                 .scalars())
 
 
-def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.WorkCalendar | None = None,
-                     snap_m: float = SNAP_M, k: int = PROPOSE_K, radius_m: float = SERVICE_RADIUS_M) -> IncidentImport:
+# More than five arguments on purpose: keyword tuning of routing, proposals and deadlines.
+def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.WorkCalendar | None = None,  # noqa: PLR0913
+                     snap_m: float = SNAP_M, k: int = PROPOSE_K, radius_m: float = SERVICE_RADIUS_M,
+                     deadline_rules: DeadlineRules | None = None) -> IncidentImport:
     """Import incidents (``geodata.io.read_layer(..., "incidents")``) routed to grids, with deadlines.
 
     In one transaction: rows are upserted by ``incident_id``; each is routed to its grid, community
-    and street in PostGIS (:func:`route_point` rules); ``status`` is mapped onto the life cycle
-    (``网格员关闭`` → closed); ``reported_at`` without a zone is China Standard Time; the deadline
-    follows the response kind (category/level); open incidents get proposed responders.
+    and street in PostGIS (:func:`route_point` rules, ``snap_m`` metres); ``status`` is mapped onto the
+    life cycle (``网格员关闭`` → closed); ``reported_at`` without a zone is China Standard Time; both
+    deadlines (接单 ``respond_due_at``, 办结 ``deadline_at``) come from ``deadline_rules`` by category and
+    response kind, counting working days by ``calendar`` merged with the ``holidays`` table — the same
+    rule as a staff report (:func:`geodata.store.incidents.clock_dues`); open incidents get proposed
+    responders within ``radius_m`` metres.
     """
     n = len(gdf)
     res = IncidentImport(rows=n)
@@ -85,21 +90,21 @@ def import_incidents(engine: Engine, gdf: gpd.GeoDataFrame, calendar: rules.Work
     h3 = to_signed(points_to_cells(lon, lat, H3_POINT_RES)).tolist()
     wkb = shapely.to_wkb(shapely.set_srid(gdf.geometry.values, 4326), hex=True, include_srid=True)
     with engine.begin() as conn:
-        cal = load_calendar(conn)
-        if calendar is not None:
-            cal = cal.merged(calendar)
-        dues = [rules.deadline(r, kd, cal) for r, kd in zip(reported, kinds)]
+        cal = work_calendar(conn, calendar)
+        dues = [clock_dues(deadline_rules, cal, r, c, kd) for r, c, kd in zip(reported, cats, kinds)]
         cur_raw = conn.connection.driver_connection
         assert cur_raw is not None  # an open Connection always holds its psycopg connection
         with cur_raw.cursor() as cur:
             cur.execute("CREATE TEMP TABLE _stage_incidents (incident_id text, category text, level int, status text, "
-                        "required_skill text, reported_at timestamptz, deadline_at timestamptz, source text, "
+                        "required_skill text, reported_at timestamptz, respond_due_at timestamptz, deadline_at timestamptz, "
+                        "source text, "
                         "response_kind text, h3 bigint, geom geometry(Point, 4326)) ON COMMIT DROP")
             with cur.copy("COPY _stage_incidents FROM STDIN") as cp:
-                for row in zip([str(i) for i in gdf["incident_id"]], cats, levels, statuses, skills, reported, dues,
-                               sources, kinds, h3, wkb):
+                for row in zip([str(i) for i in gdf["incident_id"]], cats, levels, statuses, skills, reported,
+                               [d[0] for d in dues], [d[1] for d in dues], sources, kinds, h3, wkb):
                     cp.write_row(row)
-        cols = ("category, level, status, required_skill, reported_at, deadline_at, source, response_kind, h3, geom, "
+        cols = ("category, level, status, required_skill, reported_at, respond_due_at, deadline_at, source, "
+                "response_kind, h3, geom, "
                 "grid_code, community_code, street_code")
         # Routed first, so the street (the partition key, migration 0014) is known before the upsert.
         conn.execute(text(

@@ -80,17 +80,12 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
     the nearest suitable responders, escalating when the grid has none within ``radius_m`` metres.
     Returns the stored incident (see :func:`get_incident`) with ``proposed`` filled.
     """
-    windows = deadline_rules or DeadlineRules()
     reported_at = rules.to_local(reported_at or datetime.now(UTC))
     rkind = rules.response_kind(category, level, kind)
     incident_id = incident_id or f"INC-{reported_at:%Y%m%d}-{uuid.uuid4().hex[:10]}"
     h3 = int(to_signed(points_to_cells([lon], [lat], H3_POINT_RES))[0])
     with engine.begin() as conn:
-        cal = load_calendar(conn)
-        if calendar is not None:
-            cal = cal.merged(calendar)
-        due = windows.due(COMPLETE, reported_at, category, rkind, cal)
-        respond_due = windows.due(RESPOND, reported_at, category, rkind, cal)
+        respond_due, due = clock_dues(deadline_rules, work_calendar(conn, calendar), reported_at, category, rkind)
         route = route_point(conn, lon, lat)
         ensure_street_partitions(conn, [route["street_code"]], ("incidents",))  # a street's first incident (0014)
         level_reached, cands = propose(conn, lon, lat, route, skill=required_skill, k=k, radius_m=radius_m)
@@ -109,6 +104,23 @@ def create_incident(engine: Engine, *, lon: float, lat: float, category: str, re
                detail={"escalation_level": level_reached, "proposed": [p["member_id"] for p in proposed]},
                at=reported_at)
         return get_row(conn, incident_id)
+
+
+def work_calendar(conn: Connection, calendar: rules.WorkCalendar | None = None) -> rules.WorkCalendar:
+    """The working-day calendar deadlines count by: the ``holidays`` table merged with ``calendar``
+    (the deployment's holiday file, if any)."""
+    stored = load_calendar(conn)
+    return stored.merged(calendar) if calendar is not None else stored
+
+
+def clock_dues(deadline_rules: DeadlineRules | None, calendar: rules.WorkCalendar, reported_at: datetime,
+               category: str | None, kind: str) -> tuple[datetime, datetime]:
+    """(接单 ``respond_due_at``, 办结 ``deadline_at``) of an incident reported at ``reported_at`` (CST when
+    naive), by ``deadline_rules`` (default the policy) and ``calendar``. Every way an incident is born
+    (staff report, import, resident's ticket, Open311) computes its two deadlines here."""
+    windows = deadline_rules or DeadlineRules()
+    return (windows.due(RESPOND, reported_at, category, kind, calendar),
+            windows.due(COMPLETE, reported_at, category, kind, calendar))
 
 
 def get_row(conn: Connection, incident_id: str, lock: bool = False) -> dict:

@@ -198,6 +198,13 @@ household_street = _lookup("household_street", "household_id")
 member_street = _lookup("member_street", "member_id")
 incident_street = _lookup("incident_street", "incident_id", Column("ticket", Text, unique=True))
 
+#: Every member's search fields, unpartitioned (0020): the city-wide nearest-responder index, kept equal
+#: to ``members`` by statement triggers (read only; never written by the application).
+responder_index = Table(
+    "responder_index", metadata, Column("member_id", Text, primary_key=True), Column("street_code", Text),
+    Column("grid_code", Text), Column("kind", Text, nullable=False), Column("skills", ARRAY(Text)),
+    Column("available", Boolean, nullable=False), Column("geom", Geometry("POINT", srid=4326), nullable=False))
+
 #: The partitioned tables (0014) and their lookup tables.
 PARTITIONED = ("households", "members", "links", "incidents")
 LOOKUPS = {"households": household_street, "members": member_street, "incidents": incident_street}

@@ -10,6 +10,7 @@ that fails marks nothing; two runs at once never mark twice (rows locked, SKIP L
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import text
@@ -129,3 +130,66 @@ def region_notices(engine: Engine, codes: list[str] | None, limit: int = 50) -> 
             "WHERE region_code IS NOT NULL AND (CAST(:codes AS text[]) IS NULL OR region_code = ANY(:codes)) "
             "ORDER BY created_at DESC, notice_id DESC LIMIT :n"), {"codes": codes, "n": int(limit)})
         return [dict(r._mapping) for r in rows]
+
+
+# -- the dispatchers' notices page (/notices) ---------------------------------------------------------------
+
+_REGION_NOTICE = (
+    "SELECT n.notice_id, n.created_at, n.incident_id, n.region_code, n.kind, n.message, n.read_at, "
+    "COALESCE(rg.name, rc.name, rs.name) AS region_name, i.category, i.status, i.reported_at, i.respond_due_at, "
+    "i.deadline_at, i.accepted_at, i.closed_at, i.assigned_member_id, i.escalation_level, i.grid_code, "
+    "g.name AS grid_name, i.community_code, c.name AS community_name, i.street_code, s.name AS street_name "
+    "FROM notices n LEFT JOIN incidents i ON i.incident_id = n.incident_id "
+    "LEFT JOIN grids g ON g.grid_code = i.grid_code LEFT JOIN communities c ON c.code = i.community_code "
+    "LEFT JOIN streets s ON s.code = i.street_code LEFT JOIN grids rg ON rg.grid_code = n.region_code "
+    "LEFT JOIN communities rc ON rc.code = n.region_code LEFT JOIN streets rs ON rs.code = n.region_code "
+    "WHERE n.region_code IS NOT NULL AND (CAST(:codes AS text[]) IS NULL OR n.region_code = ANY(:codes)) ")
+
+
+def region_notice_page(engine: Engine, codes: Collection[str] | None, offset: int = 0,
+                       limit: int = 20) -> tuple[list[dict], int, int]:
+    """One page of the notices for the dispatchers of the regions ``codes`` (grid, community or street
+    codes; None: all): unread first, then newest. Each row carries its incident's category, status,
+    deadlines and grid/community/street codes with their names, and the addressed region's name.
+    Returns (rows, notices in all, unread in all)."""
+    params = {"codes": None if codes is None else sorted(codes), "n": int(limit), "o": int(offset)}
+    with engine.connect() as conn:
+        rows = conn.execute(text(_REGION_NOTICE + "ORDER BY n.read_at IS NULL DESC, n.created_at DESC, "
+                                 "n.notice_id DESC LIMIT :n OFFSET :o"), params)
+        out = [dict(r._mapping) for r in rows]
+        total, unread = conn.execute(text(
+            "SELECT count(*), count(*) FILTER (WHERE read_at IS NULL) FROM notices WHERE region_code IS NOT NULL "
+            "AND (CAST(:codes AS text[]) IS NULL OR region_code = ANY(:codes))"), params).one()
+    return out, int(total), int(unread)
+
+
+def region_notice(engine: Engine, notice_id: int, codes: Collection[str] | None) -> dict | None:
+    """One dispatchers' notice with its incident (as :func:`region_notice_page`), or None when it is
+    missing, a member's own notice, or addressed to a region outside ``codes`` — alike."""
+    params = {"codes": None if codes is None else sorted(codes), "id": int(notice_id)}
+    with engine.connect() as conn:
+        row = conn.execute(text(_REGION_NOTICE + "AND n.notice_id = :id"), params).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def mark_region_notice_read(engine: Engine, notice_id: int, codes: Collection[str] | None, at: datetime,
+                            audit: dict) -> dict | None:
+    """Mark a dispatchers' notice read at ``at`` (kept when it was read before) and write one ``audit_log``
+    row (action ``notice_read``, what ``notices``; ``audit`` gives ``role``, ``member_id``, ``token_id`` and
+    ``detail``) in the same transaction. None, and nothing written, when the notice is missing or outside
+    ``codes`` (see :func:`region_notice`)."""
+    from geodata.store.auth import audit_log
+
+    params = {"codes": None if codes is None else sorted(codes), "id": int(notice_id), "at": at}
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "UPDATE notices SET read_at = COALESCE(read_at, :at) WHERE notice_id = :id AND region_code IS NOT NULL "
+            "AND (CAST(:codes AS text[]) IS NULL OR region_code = ANY(:codes)) "
+            "RETURNING notice_id, incident_id, region_code, read_at"), params).first()
+        if row is None:
+            return None
+        conn.execute(audit_log.insert().values(
+            token_id=audit.get("token_id"), role=audit.get("role"), member_id=audit.get("member_id"),
+            action="notice_read", what="notices", ids=[str(row.notice_id)], n_ids=1,
+            detail={**audit.get("detail", {}), "incident_id": row.incident_id, "region_code": row.region_code}))
+    return dict(row._mapping)

@@ -5,10 +5,11 @@ clock: its light is taken at its closing time, it is due on both clocks, its res
 region's sums over its closed incidents (about 85 % of a city's) are computed once and kept; only the open
 ones are summed on each request (:func:`geodata.store.stats.incident_counts`).
 
-Freshness rests on an *epoch* that only readers advance, as :mod:`geodata.store.coverage_snapshots` does:
-migration ``0018_incident_stats_epoch`` adds statement-level triggers on ``incidents`` (and on ``members``, for
-the holders' names kept beside the sums) that insert a row into ``incident_stats_dirty`` inside the writer's
-own transaction.
+Freshness rests on an *epoch* that only readers advance (:func:`geodata.store.epochs.current_epoch`), as
+:mod:`geodata.store.coverage_snapshots` does: statement-level triggers on ``incidents`` (and on ``members``' id,
+name and grid, for the holders' names kept beside the sums) mark the cache
+:data:`geodata.store.epochs.INCIDENT_STATS` (a row in ``incident_stats_dirty``) inside the writer's own
+transaction (migrations 0018, 0019).
 
 1. :func:`current_epoch` looks for dirty marks. A mark is visible only once its write has committed; the
    reader then deletes the marks and advances the epoch in one transaction under an advisory lock.
@@ -24,11 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-#: pg_advisory_xact_lock key of the epoch's advance ("incstats").
-_EPOCH_LOCK = 0x696E637374617473
+from geodata.store import epochs
 
 #: At most this many (database, region, window, category) entries are kept; the oldest goes first.
 MAX_ENTRIES = 64
@@ -42,18 +41,7 @@ def current_epoch(engine: Engine) -> str:
 
     The epoch row's ``xmin`` (the transaction that wrote it) is part of it: a table emptied and filled again
     (the tests' TRUNCATE, a migration run again) starts a new epoch even where its number repeats."""
-    with engine.begin() as conn:
-        row = conn.execute(text("SELECT (SELECT n || ':' || xmin::text FROM incident_stats_epoch WHERE id = 1), "
-                                "EXISTS (SELECT 1 FROM incident_stats_dirty)")).one()
-        if row[0] is not None and not row[1]:
-            return str(row[0])
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EPOCH_LOCK})
-        # the marks go before anything is computed under the new epoch: a write committing later either is
-        # seen by that computation or leaves its mark for the next reader — never neither
-        conn.execute(text("DELETE FROM incident_stats_dirty"))
-        return str(conn.execute(text(
-            "INSERT INTO incident_stats_epoch (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE "
-            "SET n = incident_stats_epoch.n + 1 RETURNING n || ':' || xmin::text")).scalar_one())
+    return epochs.current_epoch(engine, epochs.INCIDENT_STATS).stamp
 
 
 def cached(engine: Engine, key: tuple, compute: Callable[[], Any]) -> Any:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from geodata.store import incidents
 from gridmap import dispatch as rules
 from gridmap.contract import SERVICE_RADIUS_M
+from gridmap.deadlines import DeadlineRules
 
 #: Where public reports come from (``incidents.source``).
 PUBLIC_SOURCE = "public"
@@ -139,11 +140,12 @@ def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, desc
                   address: str | None = None, phone: str | None = None, required_skill: str | None = None,
                   photos: Sequence[CleanPhoto] = (), upload_dir: str | os.PathLike = "var/uploads",
                   calendar: rules.WorkCalendar | None = None, radius_m: float = SERVICE_RADIUS_M,
-                  reported_at: datetime | None = None) -> dict:
+                  reported_at: datetime | None = None, deadline_rules: DeadlineRules | None = None) -> dict:
     """Record a resident's report at a WGS84 point as an incident with a public ticket.
 
-    Routing, deadline and responder proposals are those of staff reports
-    (:func:`geodata.store.incidents.create_incident`, ``radius_m`` metres). Returns
+    Routing, deadlines and responder proposals are those of staff reports
+    (:func:`geodata.store.incidents.create_incident`, ``radius_m`` metres): both clocks follow
+    ``deadline_rules`` by category, counting working days by ``calendar`` and the ``holidays`` table. Returns
     ``{"ticket", "follow_key", "incident_id"}``; ``follow_key`` is the secret of the follow link,
     returned once and stored only as a hash. All or nothing: if anything fails after the incident
     was made, the incident and the photo files written for it are removed again.
@@ -153,7 +155,7 @@ def create_ticket(engine: Engine, *, lon: float, lat: float, category: str, desc
     try:
         inc = incidents.create_incident(engine, lon=lon, lat=lat, category=category, required_skill=required_skill,
                                         source=PUBLIC_SOURCE, calendar=calendar, radius_m=radius_m,
-                                        reported_at=reported_at)
+                                        reported_at=reported_at, deadline_rules=deadline_rules)
         follow_key = secrets.token_urlsafe(18)
         with engine.begin() as conn:
             key = _key(conn)

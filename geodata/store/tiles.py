@@ -26,7 +26,8 @@ Partitions (0014, issue 18): a region-scoped caller's point, incident and gap ti
 its grids lie in, so PostgreSQL reads only those streets' partitions (and the default one).
 
 Grid figures (households, members, linked households) are read from ``grid_figures``, rebuilt by
-:mod:`geodata.store.grid_figures` only after a committed write, so a grids tile costs about what tipg's does.
+:mod:`geodata.store.grid_figures` only after a committed write that changed what they count or show
+(freshness marks, :mod:`geodata.store.epochs`), so a grids tile costs about what tipg's does.
 
 Amap (``coords="gcj02"``): the tile address is read in GCJ-02 Web Mercator and every vertex is moved
 exactly as :func:`geodata.crs.wgs84_to_gcj02` does — points by the same formula in SQL, H3 cells in
@@ -48,6 +49,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from geodata import crs
+from geodata.store import epochs
 from geodata.store.cell_counts import parent_sql
 from geodata.store.grid_figures import refresh
 from geodata.store.partitions import region_streets
@@ -405,8 +407,8 @@ def render_tile(engine: Engine, layer: str, z: int, x: int, y: int, *, grid_code
 
 
 # One statement per tile where it can be (under load every round trip waits for the server to be
-# scheduled again): it also says whether grid_figures / h3_counts are stale (as
-# geodata.store.grid_figures.is_stale), and it calls set_config, which PostgreSQL labels PARALLEL UNSAFE,
+# scheduled again): it also says whether grid_figures / h3_counts are stale (their freshness marks,
+# geodata.store.epochs.GRID_FIGURES), and it calls set_config, which PostgreSQL labels PARALLEL UNSAFE,
 # so no parallel workers are planned — a tile reads a few hundred rows, and starting workers cost 10×
 # the query (a z16 households tile at 1M households: 122 ms with them, 13 ms without). The connection is
 # in autocommit: no BEGIN / ROLLBACK round trips, and the setting ends with the statement.
@@ -414,7 +416,7 @@ _SERIAL = "set_config('max_parallel_workers_per_gather', '0', true)"
 
 
 def _stale_sql(check_fresh: bool) -> str:
-    return "EXISTS (SELECT 1 FROM grid_figures_dirty)" if check_fresh else "false"
+    return epochs.stale_sql(epochs.GRID_FIGURES) if check_fresh else "false"
 
 
 def _render_once(engine: Engine, layer: str, z: int, codes, params: dict, pii: bool, at, shifted: bool,  # noqa: PLR0913

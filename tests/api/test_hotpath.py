@@ -93,6 +93,42 @@ def test_async_nearest_equals_the_sync_store(town):
             c.execute(sa.text("DELETE FROM members WHERE member_id LIKE 'TIE%'"))
 
 
+def test_json_written_by_postgresql_equals_the_store_rows(town):
+    """The route's JSON (written in the query) holds the store's responders, order and float values
+    exactly, for every statement variant, an empty answer and more ties than the one scan fetches."""
+    import orjson
+
+    from geodata.store import pool as hot
+    from geodata.store.nearest import nearest_responders
+
+    fields = ("member_id", "kind", "grid_code", "skills", "lon", "lat", "distance_m")
+    reader = hot.Reader(town["url"], str(town["engine"].url))
+    rng = np.random.default_rng(8)
+    cases = [dict(k=int(rng.integers(1, 40)), skill=(None, "法律", "医疗", "无此技能")[rng.integers(4)],
+                  radius_m=(None, 150.0, 2000.0)[rng.integers(3)], pool=(None, town["grids"][:2])[rng.integers(2)])
+             for _ in range(30)]
+    points = [(LON0 + rng.uniform(-0.04, 0.04), LAT0 + rng.uniform(-0.04, 0.04)) for _ in cases]
+    with town["engine"].begin() as c:
+        c.execute(sa.text("INSERT INTO members (member_id, kind, available, skills, h3, geom) "
+                          "SELECT 'TIE' || lpad(i::text, 3, '0'), 'member', true, '{}', 0, "
+                          "ST_SetSRID(ST_MakePoint(120.3, 30.4), 4326) FROM generate_series(1, 20) i"))
+    points.append((120.3, 30.4))
+    cases.append(dict(k=5, skill=None, radius_m=None, pool=None))
+    try:
+        empty = 0
+        for (lon, lat), case in zip(points, cases):
+            with town["engine"].connect() as conn:
+                want = [{f: w[f] for f in fields} for w in nearest_responders(conn, lon, lat, **case)]
+            body = asyncio.run(hot.nearest_responders_json(reader, lon, lat, fields, **case))
+            assert orjson.loads(body) == want, case
+            assert list(orjson.loads(body)[0]) == list(fields) if want else body == b"[]"
+            empty += not want
+        assert empty and [r["member_id"] for r in want] == [f"TIE{i:03d}" for i in range(1, 6)]
+    finally:
+        with town["engine"].begin() as c:
+            c.execute(sa.text("DELETE FROM members WHERE member_id LIKE 'TIE%'"))
+
+
 def test_async_households_and_regions_equal_the_sync_store_and_share_its_cache(town):
     from geodata.store import auth
     from geodata.store import pool as hot
@@ -352,7 +388,8 @@ def test_hand_parsed_query_gives_fastapis_422s_and_values(town):
 
     from starlette.requests import Request
 
-    from api.routes.nearest import NearestQuery, parse_query
+    from api.hotpath import parse_query
+    from api.routes.nearest import NearestQuery
 
     hdr = town["hdr"]("dispatcher")
     declared = TestClient(_declared_nearest_app(town))
@@ -411,3 +448,35 @@ def test_a_server_freezes_its_start_up_objects_out_of_the_collector(town):
             assert r.status_code == 200 and len(r.json()) == 5
     finally:
         gc.unfreeze()
+
+
+def _hot_routes(app) -> list:
+    """Every :class:`api.hotpath.HotRoute` of the app, inside included routers too."""
+    from api.hotpath import HotRoute
+
+    out, todo = [], list(app.router.routes)
+    while todo:
+        r = todo.pop()
+        todo.extend(getattr(getattr(r, "original_router", None), "routes", ()))
+        if isinstance(r, HotRoute):
+            out.append(r)
+    return out
+
+
+def test_every_hot_route_checks_its_caller_before_anything_else(town):
+    """A hot route has no app-wide gate: each must answer 401 without a token and with a wrong one, even with
+    a bad query string (the caller comes before the parameters, as the gate did)."""
+    from api.app import create_app
+
+    app = create_app(town["url"])
+    hot = _hot_routes(app)
+    assert {r.path for r in hot} == {"/responders/nearest", "/me/households"}
+    with TestClient(app) as client:
+        for r in hot:
+            for headers in ({}, {"Authorization": "Bearer gm_not-a-token"}):
+                got = client.get(r.path, params={"lon": "x", "member_id": "m" * 300}, headers=headers)
+                assert got.status_code == 401, (r.path, headers)
+        too_long = client.get("/me/households", params={"member_id": "m" * 201}, headers=town["hdr"]("dispatcher"))
+        assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "member_id"]
+    doc = app.openapi()["paths"]["/me/households"]["get"]
+    assert [p["name"] for p in doc["parameters"]] == ["member_id"] and set(doc["responses"]) == {"200", "422"}

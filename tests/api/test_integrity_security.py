@@ -293,3 +293,16 @@ def test_serve_on_a_taken_port_fails_first_and_clearly(db_url):
     assert p.returncode == 2, out
     assert f"cannot listen on 127.0.0.1:{port}" in out and "startup complete" not in out.lower()
     assert "Traceback" not in out
+
+
+def test_serve_refuses_to_start_with_a_broken_deadlines_file(db_url, tmp_path):
+    """Without the check every new incident (staff report, /report, Open311) failed with 500."""
+    bad = tmp_path / "deadlines.toml"
+    bad.write_text("[respond.ordinary]\nhours = 'soon'\n", encoding="utf-8")
+    p = subprocess.run([sys.executable, "-m", "api.cli", "serve", "--port", "1", "--database-url", db_url],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": "200",
+                            "GRIDMAP_DEADLINES_FILE": str(bad)})
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out
+    assert "deadline rules not usable" in out and "deadlines.toml" in out and "Traceback" not in out

@@ -3,6 +3,7 @@ services, POST with api_key, GET with filters, JSON and XML, errors in the spec'
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from xml.etree import ElementTree as ET
 
@@ -102,3 +103,60 @@ def test_refused_posts_change_nothing(api, seeded, who, fields, status):
     answer = _post(api, getattr(api, who) if who else "gm_wrong", **fields)
     assert answer.status_code == status and set(answer.json()[0]) == {"code", "description"}
     assert counts(seeded) == before
+
+
+# -- the deployment's report categories (GRIDMAP_REPORT_CATEGORIES) are the services ---------------------
+
+CONFIGURED = ("环境卫生", "养犬管理", "求助服务")
+
+
+@pytest.fixture()
+def configured(seeded, db_url, tmp_path):
+    """The app of a deployment whose residents choose among three categories, one of them its own."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from geodata.store import auth as store
+
+    settings = Settings(database_url=db_url, upload_dir=tmp_path, report_categories=CONFIGURED)
+    with TestClient(create_app(settings)) as c:
+        c.dispatcher = store.create_token(seeded, "dispatcher", ["S1"], label="open311")[1]
+        yield c
+
+
+def test_services_are_the_deployments_categories_with_stable_ascii_codes(configured):
+    from api.usecases.open311 import service_code
+
+    services = configured.get(f"{V2}/services.json").json()
+    dogs = service_code("养犬管理")
+    assert [(s["service_code"], s["service_name"]) for s in services] == [
+        ("001", "环境卫生"), (dogs, "养犬管理"), ("005", "求助服务")]  # the default categories keep their codes
+    assert dogs.isascii() and re.fullmatch(r"c[0-9a-f]{8}", dogs) and service_code("养犬管理 ") == dogs
+    assert "接单 24 小时内" in services[1]["description"]
+    xml = ET.fromstring(configured.get(f"{V2}/services.xml").content)
+    assert [el.find("service_name").text for el in xml] == list(CONFIGURED)
+    assert configured.get(f"{V2}/services/{dogs}.json").json() == {"service_code": dogs, "attributes": []}
+    assert configured.get(f"{V2}/services/002.json").status_code == 404  # 设施报修 is not offered here
+
+
+@pytest.mark.parametrize("code", ["002", "c00000000", "设施报修"])
+def test_a_service_code_outside_the_deployments_categories_is_refused_and_writes_nothing(configured, seeded, code):
+    before = counts(seeded)
+    answer = _post(configured, configured.dispatcher, service_code=code)
+    assert answer.status_code == 400
+    [error] = answer.json()
+    assert set(error) == {"code", "description"} and error["code"] == 400 and "service_code" in error["description"]
+    assert counts(seeded) == before
+
+
+def test_a_request_of_the_deployments_own_category_is_filed_and_found_by_its_code(configured, seeded):
+    from api.usecases.open311 import service_code
+
+    dogs = service_code("养犬管理")
+    made = _post(configured, configured.dispatcher, service_code=dogs)
+    assert made.status_code == 201, made.text
+    rid = made.json()[0]["service_request_id"]
+    found = configured.get(f"{V2}/requests.json", params={"service_code": dogs}).json()
+    assert [(r["service_request_id"], r["service_code"], r["service_name"]) for r in found] == [(rid, dogs, "养犬管理")]
+    assert configured.get(f"{V2}/requests.json", params={"service_code": "001"}).json() == []

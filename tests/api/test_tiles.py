@@ -688,6 +688,44 @@ def test_cell_counts_follow_committed_writes(city):
     assert count() == before and count((city["B"],)) == 0
 
 
+def test_going_on_and_off_duty_leaves_the_grid_tiles_fresh_and_a_move_rebuilds_them(city):
+    """在岗/离岗 (POST /me/available) changes no figure a grids tile shows: the next tile rebuilds nothing
+    and shows the same figures; moving that member to another grid rebuilds them and the tile shows it
+    (migration 0019's column rules)."""
+    eng = city["engine"]
+    with eng.connect() as c:
+        member, grid = c.execute(sa.text("SELECT member_id, grid_code FROM members ORDER BY member_id LIMIT 1")).one()
+        other = c.execute(sa.text("SELECT grid_code FROM grids WHERE grid_code <> :g ORDER BY grid_code LIMIT 1"),
+                          {"g": grid}).scalar()
+    tok = _token(str(eng.url.render_as_string(hide_password=False)), "responder", ("*",))
+
+    def rebuilds(code) -> tuple[bool, int]:
+        """Whether drawing the tile of grid ``code`` rebuilt the figures, and its member count."""
+        with eng.connect() as c:
+            lon, lat = c.execute(sa.text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p "
+                                         "FROM grids WHERE grid_code = :g) s"), {"g": code}).one()
+        x, y = tile_of(lon, lat, 14)
+        statements = [s for s, _ in _tile_statements(city, "grids", 14, x, y, ("*",))]
+        members = {f["properties"]["code"]: f["properties"]["members"] for f in _features(city, "grids", 14, x, y)}
+        return any("DELETE FROM grid_figures_dirty" in s for s in statements), members[code]
+
+    _, before = rebuilds(grid)  # whatever earlier tests left is rebuilt here
+    try:
+        for available in (False, True):
+            r = city["client"].post("/me/available", json={"available": available},
+                                    headers={"Authorization": f"Bearer {tok}"})
+            assert r.status_code == 200 and r.json()["available"] is available, r.text
+            assert rebuilds(grid) == (False, before)
+        with eng.begin() as c:
+            c.execute(sa.text("UPDATE members SET grid_code = :o WHERE member_id = :m"), {"o": other, "m": member})
+        assert rebuilds(grid) == (True, before - 1)
+    finally:
+        with eng.begin() as c:
+            c.execute(sa.text("UPDATE members SET grid_code = :g, available = true WHERE member_id = :m"),
+                      {"g": grid, "m": member})
+    assert rebuilds(grid) == (True, before)
+
+
 # -- gaps from the cached counts ----------------------------------------------------------------------
 _LIVE_GAPS = """
 SELECT h.h3, h.grid_code,

@@ -183,3 +183,20 @@ def test_each_user_picks_a_base_map_for_their_browser(client, web_db):
     page = client.get("/leader")
     assert 'data-basemap="osm"' in page.text and "tile.openstreetmap.org" in page.headers["content-security-policy"]
     assert '<option value="osm" selected>' in page.text and "tianditu" not in page.text.split("<main", 1)[0]
+
+
+def test_a_page_request_looks_its_session_up_once(client, web_db, monkeypatch):
+    """The request gate (api.guards) finds the session before the body is read and hands the account on:
+    the page's own check does not ask the database again (it did: two look-ups per page)."""
+    login(client, "leader1")
+    calls = []
+    real = users.find_session
+    monkeypatch.setattr(users, "find_session", lambda engine, sid: calls.append(sid) or real(engine, sid))
+    assert client.get("/leader").status_code == 200
+    assert len(calls) == 1
+    calls.clear()
+    assert client.get("/members/M1/households").status_code == 200  # a JSON route behind the same cookie
+    assert len(calls) == 1
+    users.end_session(web_db, client.cookies[SESSION_COOKIE])  # logged out elsewhere: the next request is refused
+    calls.clear()
+    assert client.get("/leader").headers["location"] == "/login"
