@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
 
 import procrastinate
@@ -20,6 +21,7 @@ from procrastinate import exceptions as pq_exceptions
 from sqlalchemy.engine import make_url
 
 from geodata.store import jobs as progress
+from geodata.store.audited import account, audited
 from geodata.store.session import database_url, make_engine
 
 logger = logging.getLogger(__name__)
@@ -52,13 +54,15 @@ def _deferring_app(url: str) -> procrastinate.App:
     return app.open()
 
 
-def enqueue_recompute(url: str, region: str, requested_by: str, **params) -> int:
+def enqueue_recompute(url: str, region: str, requested_by: str, who: Mapping | None = None, **params) -> int:
     """Queue a recompute of ``region``'s links; returns the job id.
 
     Parameters
     ----------
     url : str
         Database URL of the store (and of the queue).
+    who : Mapping, optional
+        Who queues it, for the audit row (``token_id``, ``role``, ``member_id``).
     params
         ``min_links``, ``max_links``, ``max_distance_m`` (metres) … passed to
         ``geodata.store.links.recompute``.
@@ -74,8 +78,20 @@ def enqueue_recompute(url: str, region: str, requested_by: str, **params) -> int
                                     queueing_lock=region_lock(region)).defer(region=region, **params)
     except pq_exceptions.AlreadyEnqueued as e:
         raise RegionBusy(region) from e
-    progress.create_progress(make_engine(url), job_id, "recompute_links", region, RECOMPUTE_STEPS, requested_by)
+    record_queued(url, job_id, "recompute_links", region, RECOMPUTE_STEPS, requested_by, who)
     return job_id
+
+
+def record_queued(url: str, job_id: int, kind: str, region: str, steps: int, requested_by: str,  # noqa: PLR0913
+                  who: Mapping | None) -> None:
+    """A queued job's progress row and its audit row (action ``job_queued``, what ``jobs``, the job id;
+    ``who``: the caller's ``token_id``/``role``/``member_id``, by default the account ``requested_by``)
+    in one transaction."""
+    engine = make_engine(url)
+    with audited(engine, who or account(engine, requested_by), "job_queued", "jobs") as (tx, entry):
+        progress.create_progress(tx, job_id, kind, region, steps, requested_by)
+        entry.ids = [job_id]
+        entry.detail = {"kind": kind, "region": region, "by": requested_by}
 
 
 def recompute_links_job(context: procrastinate.JobContext, region: str, **params) -> dict:
