@@ -319,10 +319,27 @@ def _refusal(inc: dict, action: str, error: Exception) -> str:
 
 
 def my_notices(engine, principal, limit: int = 10) -> list[dict]:
-    """The caller's latest deadline reminders (站内提醒), newest first; ids and category only, no personal data."""
+    """The caller's latest deadline reminders (站内提醒), unread first, then newest; ids and category only,
+    no personal data."""
     from geodata.store import notices
 
     return notices.member_notices(engine, principal.member_id, limit) if principal.member_id else []
+
+
+def mark_my_notice_read(engine, principal, notice_id: int, now: datetime | None = None) -> dict | None:
+    """标为已读: one of the caller's own notices, audited as ``notice_read`` (the notice id) in the same
+    transaction. None, and nothing written, for a missing notice and another member's alike."""
+    from geodata.store import notices
+
+    if principal.member_id is None:
+        return None
+    with audited(engine, staff(principal), "notice_read", "notices") as (tx, entry):
+        row = notices.mark_member_notice_read(tx, notice_id, principal.member_id, now or datetime.now(UTC))
+        if row is None:
+            entry.nothing_written()
+        else:
+            entry.ids, entry.detail = [row["notice_id"]], {"incident_id": row["incident_id"]}
+    return row
 
 
 def is_on_duty(engine, principal) -> bool | None:
