@@ -95,15 +95,14 @@ def record_queued(url: str, job_id: int, kind: str, region: str, steps: int, req
 
 
 def recompute_links_job(context: procrastinate.JobContext, region: str, **params) -> dict:
-    """Task body: recompute ``region``'s links, keeping ``job_progress`` up to date; failures are recorded."""
-    from geodata.store.links import recompute
-
+    """Task body: recompute ``region``'s links (audited as the account that queued it), keeping
+    ``job_progress`` up to date; failures are recorded."""
     url = context.additional_context["database_url"]
     engine = make_engine(url)
     job_id = context.job.id
     progress.update_progress(engine, job_id, state="running", step=1, message="正在读取区域数据并计算联户")
     try:
-        saved, result = recompute(engine, region, **params)
+        saved, result = _audited_recompute(engine, job_id, region, params)
     except Exception as e:  # shown plainly on the page, then re-raised so the queue marks it failed
         progress.update_progress(engine, job_id, state="failed", message="计算失败", error=f"{type(e).__name__}: {e}")
         raise
@@ -116,6 +115,21 @@ def recompute_links_job(context: procrastinate.JobContext, region: str, **params
                "unlinked": int(result.summary.get("unlinked", 0) or 0)}
     progress.update_progress(engine, job_id, state="done", step=RECOMPUTE_STEPS, message="联户已更新", result=figures)
     return figures
+
+
+def _audited_recompute(engine, job_id: int, region: str, params: dict):
+    """``geodata.store.links.recompute`` with its audit row (``links_recompute``, the run id, the job id in
+    the detail) in the run's transaction, as the account that queued the job."""
+    from geodata.store.links import recompute
+
+    queued = progress.get_progress(engine, job_id) or {}
+    with audited(engine, account(engine, queued.get("requested_by") or ""), "links_recompute", "link_runs") as (tx, entry):
+        saved, result = recompute(tx, region, **params)
+        if saved is None:
+            entry.nothing_written()
+        else:
+            entry.ids, entry.detail = [saved.run_id], {"region": region, "job_id": job_id, "links": saved.links}
+    return saved, result
 
 
 def worker_app(url: str) -> procrastinate.App:

@@ -608,3 +608,16 @@ def test_a_failing_step_writes_no_audit_row(world):
     before = table_digests(world.engine)
     assert world.client.post("/incidents/A/close", json={"note": "x"}, headers=hdr).status_code == 409
     assert table_digests(world.engine) == before
+
+
+def test_the_workers_recompute_is_audited_as_the_account_that_queued_it(world):
+    """Not a route, but the write a queued job makes: the link run and its audit row (job id in the detail)."""
+    from api import jobs
+
+    url = world.engine.url.render_as_string(hide_password=False)
+    jobs.record_queued(url, 77, "recompute_links", "C1", jobs.RECOMPUTE_STEPS, "leader1", None)
+    saved, _ = jobs._audited_recompute(world.engine, 77, "C1", {})
+    rows = {r["action"]: r for r in audit_rows_after(world.engine, 0)}
+    assert rows["job_queued"]["role"] == "leader" and rows["job_queued"]["ids"] == ["77"]
+    run = rows["links_recompute"]
+    assert (run["role"], run["ids"], run["detail"]["job_id"]) == ("leader", [str(saved.run_id)], 77)
