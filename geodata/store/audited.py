@@ -28,7 +28,12 @@ RESIDENT = {"token_id": None, "role": "resident", "member_id": None}
 
 class OneTransaction:
     """An ``Engine`` stand-in whose ``begin()`` and ``connect()`` hand out one connection inside the
-    caller's transaction (``begin()`` as a savepoint). Anything else is the engine's (``url`` …)."""
+    caller's transaction (``begin()`` as a savepoint). Of the engine's other attributes only the
+    descriptive ones (:data:`PASSED_ON`) are passed on: anything that would open a connection of its own
+    (``raw_connection()`` …) would write outside the transaction, so it raises AttributeError instead."""
+
+    #: Engine attributes that open no connection.
+    PASSED_ON = frozenset({"url", "dialect", "name", "driver"})
 
     def __init__(self, conn: Connection):
         self._conn = conn
@@ -43,6 +48,8 @@ class OneTransaction:
         yield self._conn
 
     def __getattr__(self, name: str):
+        if name not in self.PASSED_ON:
+            raise AttributeError(f"{name!r} is not available inside an audited write (it would leave its transaction)")
         return getattr(self._conn.engine, name)
 
 
