@@ -24,7 +24,6 @@ from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -340,24 +339,6 @@ async def caller(request: Request, *roles: str) -> Principal:
     if roles:
         principal.require_role(*roles)
     return principal
-
-
-class HotRoute(APIRoute):
-    """A route whose endpoint takes only the ``Request`` and checks its caller itself (:func:`caller`):
-    FastAPI solves no dependencies for it per request — neither the app-wide gate
-    (:func:`require_token`) nor parameters. Issue 19: solving them cost the busiest route about a
-    third of its CPU. The route stays an ``APIRoute``, so the OpenAPI document still lists it with
-    its security and (declared through ``openapi_extra``) parameters; errors raised by the endpoint
-    go through the app's handlers as before. Use only for endpoints whose first act is ``caller``
-    (tests/api/test_hotpath.py refuses a hot route that answers without a token)."""
-
-    def get_route_handler(self):
-        endpoint = self.endpoint
-
-        async def handler(request: Request):
-            return await endpoint(request)
-
-        return handler
 
 
 def hot_reader(request: Request) -> hot.Reader:

@@ -1,7 +1,7 @@
 """Soak: minutes of mixed traffic against a real server on loopback; errors, p99 over time, memory.
 
 Sets up a throwaway database on the local PostgreSQL (``GRIDMAP_TEST_ADMIN_URL``, default the local
-server) with a synthetic city, starts ``uvicorn api.app:create_app`` on a free 127.0.0.1 port, and
+server) with a synthetic city, starts ``gridmap serve`` (as deployed) on a free 127.0.0.1 port, and
 runs ``--workers`` client threads of mixed requests — readers (nearest responder, incident lists,
 coverage, maps, a member's households, the audit log), writers (incident reports and their life
 cycle, 包片联户 recomputes of one grid) and hostile requests (no token, bad input) — until
@@ -102,16 +102,16 @@ def seed(url: str, households: int, seed_: int) -> dict:
 
 
 class Server:
-    """uvicorn in a subprocess on loopback."""
+    """``gridmap serve`` in a subprocess on loopback."""
 
     def __init__(self, url: str):
         self.port = _free_port()
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gridmap_soak_{self.port}.log"
         self.log = open(self.log_path, "w")
         env = {**os.environ, "GRIDMAP_DATABASE_URL": url}
-        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
-                                      "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-                                      "--loop", "uvloop", "--http", "httptools"],
+        # as deployed: ``gridmap serve`` (uvloop, httptools, start-up objects frozen out of the collector)
+        self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--log-level", "warning"],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
         import httpx

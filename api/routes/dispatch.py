@@ -18,10 +18,11 @@ from typing import Literal
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, caller, current_principal, hot_reader, not_found, present_pii_async, require_roles
+from api.hotpath import VALIDATION_ERROR, HotRoute, parse_query, query_parameters
 from api.usecases import dispatch as uc
 from api.usecases.deadlines import deadline_policy
 from geodata.crs import to_wgs84
@@ -327,12 +328,20 @@ def rate(request: Request, incident_id: str, body: RateIn,
     return _act(request, incident_id, "rate", principal, rating=body.rating)
 
 
-@router.get("/me/households", response_model=list[Household])
-async def my_households(request: Request,
-                        member_id: str | None = Query(
-                            None, max_length=200, description="Dispatchers/leaders: whose view (default: the token's member).")):
+class MyHouseholdsQuery(BaseModel):
+    """The query string of ``/me/households``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    member_id: str | None = Field(None, max_length=200,
+                                  description="Dispatchers/leaders: whose view (default: the token's member).")
+
+
+async def my_households(request: Request):
     """The caller's 包片联户 households in visiting order (personal data shown only as allowed, audited)."""
-    principal = await caller(request)  # from the app-wide gate: no dependency to solve (issue 19)
+    # A hot route (api.hotpath): the caller (401), then the query (422), with no dependency solved per request.
+    principal = await caller(request)
+    member_id = parse_query(request, MyHouseholdsQuery).member_id
     # A hot read of the responder pages: in the event loop over geodata.store.pool (issue 19); naming
     # another member keeps its synchronous checks.
     own_view = member_id is None or member_id == principal.member_id
@@ -344,6 +353,12 @@ async def my_households(request: Request,
     if principal.role == "responder":  # a responder needs name and phone, never the 身份证号 (issue 15)
         shown = [{**r, "id_number": mask_id_number(r["id_number"])} for r in shown]
     return Response(orjson.dumps([{f: r[f] for f in HOUSEHOLD_FIELDS} for r in shown]), media_type="application/json")
+
+
+# Registered here, in the file's order, as a hot route (``APIRouter.get`` takes no route class).
+router.add_api_route("/me/households", my_households, methods=["GET"], response_model=list[Household],
+                     route_class_override=HotRoute, responses={422: VALIDATION_ERROR},
+                     openapi_extra={"parameters": query_parameters(MyHouseholdsQuery)})
 
 
 @router.get("/me/incidents", response_model=list[Incident])

@@ -14,16 +14,14 @@ Coordinates WGS84 degrees; distances metres on the sphere.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import HotRoute, caller, hot_reader, resolve_scope
+from api.auth import caller, hot_reader, resolve_scope
+from api.hotpath import VALIDATION_ERROR, HotRoute, parse_query, query_parameters
 from geodata.store import pool as hot
 
-#: Served without per-request dependency solving (:class:`api.auth.HotRoute`): the endpoint checks its caller.
+#: Served without per-request dependency solving (:class:`api.hotpath.HotRoute`): the endpoint checks its caller.
 router = APIRouter(tags=["dispatch"], route_class=HotRoute)
 
 NEAREST_ROLES = ("dispatcher", "leader", "responder")
@@ -41,36 +39,6 @@ class NearestQuery(BaseModel):
     radius_m: float | None = Field(None, gt=0, le=100_000, description="Only within this many metres.")
 
 
-def query_parameters(model: type[BaseModel]) -> list[dict]:
-    """OpenAPI query parameters of ``model``'s fields (what FastAPI would list for ``Query`` arguments)."""
-    schema = model.model_json_schema()
-    required = set(schema.get("required", ()))
-    out = []
-    for name, prop in schema["properties"].items():
-        description = prop.get("description")
-        out.append({"name": name, "in": "query", "required": name in required, "schema": prop,
-                    **({"description": description} if description else {})})
-    return out
-
-
-def parse_query(request: Request, model: type[BaseModel]):
-    """The request's query string as ``model``, or the 422 FastAPI gives for query parameters
-    (``loc`` ``["query", name]``; a missing one echoes no input)."""
-    try:
-        # parse_qsl as Starlette's QueryParams does (blank values kept, the last of a repeated name wins),
-        # without building the multi-dict
-        return model.model_validate(dict(parse_qsl(request.scope["query_string"].decode("latin-1"),
-                                                   keep_blank_values=True)))
-    except ValidationError as e:
-        errors = []
-        for err in e.errors(include_url=False):
-            err = {**err, "loc": ("query", *err["loc"])}
-            if err["type"] == "missing":
-                err["input"] = None
-            errors.append(err)
-        raise RequestValidationError(errors) from None
-
-
 class Responder(BaseModel):
     """An available responder (党员 / 网格员) and their great-circle distance in metres."""
 
@@ -84,11 +52,6 @@ class Responder(BaseModel):
 
 
 RESPONDER_FIELDS = tuple(Responder.model_fields)
-
-
-#: The 422 FastAPI documents for a route with parameters (its component exists: other routes have them).
-VALIDATION_ERROR = {"description": "Validation Error", "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
 
 
 @router.get("/responders/nearest", response_model=list[Responder], responses={422: VALIDATION_ERROR},

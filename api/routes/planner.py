@@ -29,6 +29,7 @@ class EditIn(BaseModel):
 
     to_grid: str = Field(..., min_length=1, max_length=100, description="Code of the receiving grid.")
     cells: list[str] = Field(..., min_length=1, max_length=2000, description="H3 indexes (text).")
+    whole_buildings: bool = Field(False, description="Take every building (楼栋) the cells would split whole.")
 
 
 def _draft(principal: Principal, draft_id: int) -> dict:
@@ -77,15 +78,16 @@ def _refusal(e: Exception) -> HTTPException:
 
 @router.post("/drafts/{draft_id}/preview")
 def preview(draft_id: int, body: EditIn, principal: Planner):
-    """What the move would do (nothing saved): the touched grids' counts, band, contiguity, compactness."""
+    """What the move would do (nothing saved): the touched grids' counts, band, contiguity, compactness,
+    and the buildings it would split. 422 with a Chinese message naming the grids when it would change
+    a locked grid."""
     draft = _draft(principal, draft_id)
     try:
-        result = uc.preview_draft_edit(principal.engine, draft, body.to_grid, body.cells)
+        result = uc.preview_draft_edit(principal.engine, draft, body.to_grid, body.cells,
+                                       whole_buildings=body.whole_buildings)
     except (uc.EditNotPossible, ValueError) as e:
         raise _refusal(e) from None
-    grids = result.grids.drop(columns="geometry")
-    return {"grids": to_plain(grids.to_dict("records")), "households_moved": len(result.moved),
-            "issues": result.issues}
+    return to_plain(uc.describe_preview(principal.engine, draft, result))
 
 
 def _written(principal: Principal, draft_id: int, change) -> dict:
@@ -100,9 +102,10 @@ def _written(principal: Principal, draft_id: int, change) -> dict:
 
 @router.post("/drafts/{draft_id}/edits")
 def apply_edit(request: Request, draft_id: int, body: EditIn, principal: Planner):
-    """Apply the move and push it on the draft's undo stack (the redo tail is dropped)."""
-    return _written(principal, draft_id, lambda d: uc.apply_draft_edit(principal.engine, d, body.to_grid, body.cells,
-                                                                       _actor(request, principal)))
+    """Apply the move and push it on the draft's undo stack (the redo tail is dropped); refused (422, nothing
+    written) when it would change a locked grid or split a building."""
+    return _written(principal, draft_id, lambda d: uc.apply_draft_edit(
+        principal.engine, d, body.to_grid, body.cells, _actor(request, principal), whole_buildings=body.whole_buildings))
 
 
 @router.post("/drafts/{draft_id}/undo")

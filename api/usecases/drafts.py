@@ -12,7 +12,7 @@ local UTM projection, metres) and households moved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -185,6 +185,26 @@ class EditNotPossible(ValueError):
     """An edit, undo or redo that cannot be made (nothing selected, unknown grid, nothing to undo …)."""
 
 
+class EditLocked(EditNotPossible):
+    """An edit that would change a locked grid (moving ground into one, or taking cells from one).
+
+    The message names the grids (名称（代码）) in Chinese; ``codes`` lists them.
+    """
+
+    def __init__(self, message: str, codes):
+        super().__init__(message)
+        self.codes = list(codes)
+
+
+@dataclass
+class _Touched:
+    """A lock breach found after the preview (same shape as ``gridmap.districting.LockedGrids``)."""
+
+    codes: list
+    into: bool = False
+    shapes: dict = field(default_factory=dict)
+
+
 def draft_band(draft: dict) -> tuple[int, int] | None:
     """The band the draft was computed with (None: by each grid's kind)."""
     band = (draft.get("params") or {}).get("band")
@@ -204,40 +224,103 @@ def todays_assignment(engine: Engine, community_code: str) -> dict:
     return dict(zip(households["household_id"], households["grid_code"]))
 
 
+def draft_locked(draft: dict) -> set[str]:
+    """Codes of the draft's locked grids (锁定: kept exactly as they are, never edited by hand)."""
+    grids = draft["grids"]
+    locked = set((draft.get("params") or {}).get("locked") or ())
+    locked |= set(grids.loc[grids["status"] == STATUS_LOCKED, "grid_code"].dropna())
+    return locked & set(grids["grid_code"].dropna())
+
+
 def draft_cells(engine: Engine, draft: dict) -> gpd.GeoDataFrame:
     """The H3 cells (res :data:`EDIT_RES`) overlapping the draft's grids, to click or lasso.
 
     Columns ``cell`` (H3 index as text), ``grid_code`` (the draft grid holding the cell's centre, else
-    the one overlapping it most), ``households`` (draft households in the cell); WGS84 polygons.
+    the nearest: ``gridmap.districting.shape_grids``, the rule the lock check uses), ``locked`` (that
+    grid is locked), ``lon``/``lat`` (the cell's centre, WGS84 degrees, for the lasso) and
+    ``households`` (draft households in the cell); WGS84 polygons.
     """
     import h3
 
     from gridmap.cells import cell_polygon
+    from gridmap.districting import shape_grids
 
     grids = draft["grids"]
     outline = shapely.union_all(grids.geometry.values)
     cells = sorted(h3.h3shape_to_cells_experimental(h3.geo_to_h3shape(outline), EDIT_RES, contain="overlap"))
-    shapes = gpd.GeoDataFrame({"cell": cells}, geometry=[cell_polygon(c) for c in cells], crs="EPSG:4326")
-    centres = gpd.GeoDataFrame(geometry=shapes.geometry.representative_point(), crs="EPSG:4326")
-    where = gpd.sjoin_nearest(centres.to_crs(metric_crs(grids)), grids[["grid_code", "geometry"]]
-                              .to_crs(metric_crs(grids)), how="left")
-    shapes["grid_code"] = where.groupby(level=0)["grid_code"].first().reindex(shapes.index).to_numpy()
+    centres = [h3.cell_to_latlng(c) for c in cells]
+    shapes = gpd.GeoDataFrame({"cell": cells, "lon": [c[1] for c in centres], "lat": [c[0] for c in centres]},
+                              geometry=[cell_polygon(c) for c in cells], crs="EPSG:4326")
+    shapes["grid_code"] = shape_grids(grids, cells=cells) if cells else []
+    shapes["locked"] = shapes["grid_code"].isin(draft_locked(draft))
     homes = draft_households(engine, draft)
     per_cell = pd.Series([h3.latlng_to_cell(p.y, p.x, EDIT_RES) for p in homes.geometry], dtype=object).value_counts()
     shapes["households"] = shapes["cell"].map(per_cell).fillna(0).astype(int)
     return shapes
 
 
-def preview_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str]):
+def grid_names(engine: Engine, draft: dict) -> dict[str, str]:
+    """``{grid_code: 名称（代码）}`` of the draft's grids, as pages show them (new grids: 新网格（代码））."""
+    names = dict(before_grids(engine, draft["community_code"])[["grid_code", "name"]].itertuples(index=False))
+    return {str(c): f"{names.get(c) or '新网格'}（{c}）" for c in draft["grids"]["grid_code"].dropna()}
+
+
+def _locked_message(e, names: dict[str, str]) -> str:
+    named = "、".join(names.get(c, c) for c in e.codes)
+    if e.into:
+        return f"{named} 是锁定网格（保持原样），不能移入。请选择其他网格。"
+    count = sum(e.shapes.values())
+    if not count:
+        return f"这次修改会改动锁定网格 {named}（锁定网格保持原样），不能移动。"
+    return (f"所选单元中有 {count} 个在锁定网格 {named} 里。锁定网格保持原样，不能移出。"
+            "请先取消选中这些单元（地图上灰色、虚线框、标有“锁定”的网格）再移动。")
+
+
+def _split_message(splits: pd.DataFrame, names: dict[str, str]) -> str:
+    parts = [f"{s['building']}（移入 {s['moving']} 户，"
+             + "，".join(f"{n} 户留在 {names.get(c, c)}" for c, n in s["staying"].items()) + "）"
+             for s in splits.to_dict("records")]
+    return "会把楼栋拆到不同网格：" + "；".join(parts) + "。"
+
+
+def preview_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str], *, whole_buildings: bool = False):
     """What moving ``cells`` into ``to_grid`` would do to the draft (nothing saved): counts, band,
-    contiguity and Polsby-Popper of every grid touched (``gridmap.districting.preview_edit``)."""
-    from gridmap.districting import preview_edit
+    contiguity and Polsby-Popper of every grid touched, and the buildings (楼栋) it would split
+    (``gridmap.districting.preview_edit``). Raises :class:`EditLocked` when the edit would change a locked grid;
+    ``whole_buildings`` takes every building the cells would split whole."""
+    from gridmap.districting import LockedGrids, preview_edit
 
     if not cells:
         raise EditNotPossible("请先在地图上点选或圈选要移动的网格单元。")
     if to_grid not in set(draft["grids"]["grid_code"]):
         raise EditNotPossible(f"草案里没有网格 {to_grid}。")
-    return preview_edit(draft["grids"], draft_households(engine, draft), to_grid, cells=cells, band=draft_band(draft))
+    try:
+        return preview_edit(draft["grids"], draft_households(engine, draft), to_grid, cells=cells,
+                            band=draft_band(draft), locked=draft_locked(draft), whole_buildings=whole_buildings)
+    except LockedGrids as e:
+        raise EditLocked(_locked_message(e, grid_names(engine, draft)), e.codes) from None
+
+
+def describe_preview(engine: Engine, draft: dict, result) -> dict:
+    """The preview as the editor shows it: touched grids with ``name`` (名称（代码）), households moved,
+    notes in Chinese, the buildings split (``building``, ``moving``, ``staying`` as names) and those
+    taken whole. No personal data."""
+    names = grid_names(engine, draft)
+    grids = result.grids.drop(columns="geometry").assign(name=lambda g: g["grid_code"].map(names))
+    notes = []
+    if result.outside_m2 >= 1.0:
+        notes.append(f"所选范围有 {result.outside_m2:,.0f} 平方米在社区以外，不移动。")
+    if result.locked_kept_m2 >= 1.0:
+        notes.append(f"所选单元有 {result.locked_kept_m2:,.0f} 平方米压在锁定网格上，这部分保持原样，不移动。")
+    for row in result.grids.itertuples():
+        if row.removed and row.households > 0:
+            notes.append(f"{names.get(row.grid_code, row.grid_code)} 将没有地块，但还有 {row.households} 户。")
+    splits = [{"building": s["building"], "moving": s["moving"],
+               "staying": [{"grid": names.get(c, c), "households": n} for c, n in s["staying"].items()]}
+              for s in result.split_buildings.to_dict("records")]
+    return {"grids": grids.to_dict("records"), "households_moved": len(result.moved), "issues": notes,
+            "split_buildings": splits, "split_message": _split_message(result.split_buildings, names) if splits else "",
+            "buildings_added": list(result.buildings_added)}
 
 
 def _moved_per_grid(grids: gpd.GeoDataFrame, assignment: dict, today: dict) -> list[int]:
@@ -284,24 +367,43 @@ def _save(engine: Engine, draft: dict, grids, assignment: dict, edits: list, edi
         record_audit(engine, token_id=actor.token_id, role=actor.role, member_id=actor.member_id, action=action,
                      what="redraw_drafts", ids=[str(draft["draft_id"])],
                      detail={"by": actor.by, "to_grid": record["to_grid"], "cells": record["cells"],
+                             "whole_buildings": bool(record.get("whole_buildings")),
                              "households_moved": len(record["moved"])})
     return {**draft, "grids": grids, "assignment": assignment, "summary": summary, "edits": edits,
             "edit_pos": edit_pos}
 
 
-def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str], actor: Actor | None = None) -> dict:
-    """Move ``cells`` into ``to_grid`` on the draft and push the edit on its stack (the redo tail is
-    dropped, as in every editor). Returns the draft as saved."""
-    preview = preview_draft_edit(engine, draft, to_grid, cells)
-    codes = set(preview.grids["grid_code"])
-    if preview.moved.empty and len(codes) == 1:
+def _check_edit(engine: Engine, draft: dict, preview) -> None:
+    """Refuse an edit that would split a building, or (belt and braces) touch a locked grid."""
+    locked = draft_locked(draft)
+    touched = set(preview.grids["grid_code"]) | set(preview.moved["from_grid"])
+    if touched & locked:
+        raise EditLocked(_locked_message(_Touched(sorted(touched & locked)), grid_names(engine, draft)),
+                         sorted(touched & locked))
+    if len(preview.split_buildings):
+        raise EditNotPossible(_split_message(preview.split_buildings, grid_names(engine, draft))
+                              + "请点「整栋一起移入」，或调整所选单元。")
+    if preview.moved.empty and len(preview.grids) == 1:
         raise EditNotPossible("所选单元已在该网格内，没有可移动的范围。")
+
+
+def apply_draft_edit(engine: Engine, draft: dict, to_grid: str, cells: list[str], actor: Actor | None = None, *,
+                     whole_buildings: bool = False) -> dict:
+    """Move ``cells`` into ``to_grid`` on the draft and push the edit on its stack (the redo tail is
+    dropped, as in every editor). Returns the draft as saved.
+
+    Refused (nothing written) when it would change a locked grid (:class:`EditLocked`) or split a
+    building's households between grids (:class:`EditNotPossible`; ``whole_buildings`` takes them whole).
+    """
+    preview = preview_draft_edit(engine, draft, to_grid, cells, whole_buildings=whole_buildings)
+    _check_edit(engine, draft, preview)
+    codes = set(preview.grids["grid_code"])
     grids = draft["grids"]
     before = _features(grids[grids["grid_code"].isin(codes)])
     after_rows = _edited_rows(grids, preview)
     moved = [[h, f, t] for h, f, t in preview.moved[["household_id", "from_grid", "to_grid"]].itertuples(index=False)]
-    record = {"to_grid": to_grid, "cells": [str(c) for c in cells], "codes": sorted(codes), "before": before,
-              "after": _features(after_rows), "moved": moved}
+    record = {"to_grid": to_grid, "cells": [str(c) for c in cells], "whole_buildings": whole_buildings,
+              "codes": sorted(codes), "before": before, "after": _features(after_rows), "moved": moved}
     assignment = {**draft["assignment"], **{h: t for h, _, t in moved}}
     edits = list(draft.get("edits") or [])[: draft.get("edit_pos", 0)] + [record]
     today = todays_assignment(engine, draft["community_code"])

@@ -49,7 +49,10 @@ With ``release_kept``, a leftover piece whose total no in-band grids can fit (e.
 boxed in by kept grids) also releases the kept grid sharing most boundary with it, one at a time.
 
 ``preview_edit`` is the planners' what-if: move H3 cells or areas (building footprints) into a grid
-and get the new counts, contiguity and compactness of every grid touched, without saving.
+and get the new counts, contiguity and compactness of every grid touched, without saving. Locked grids
+are never changed (``LockedGrids`` when the target is one, or a selected cell's centre lies in one:
+``shape_grids``), and buildings known by their 楼栋 label that the edit would split are listed (or,
+with ``whole_buildings``, taken whole).
 
 Everything runs in the local UTM zone (metres); input and output are WGS84 (EPSG:4326). The result
 depends only on the inputs and ``seed`` (NumPy ``default_rng`` seeded per community).
@@ -61,7 +64,7 @@ Modules
 ``community`` (one community, steps 1–7) · ``territories`` (atoms of the leftover) · ``islands``
 (step 2) · ``bands`` (step 3) · ``graph`` (the atom graph) · ``bisection`` (step 4) ·
 ``local_search`` (step 5) · ``minimal_change`` (step 6) · ``geometry``, ``codes`` (step 7) ·
-``report`` (the result) · ``edits`` (``preview_edit``).
+``report`` (the result) · ``edits`` (``preview_edit``) · ``address_buildings`` (buildings by 楼栋 label).
 """
 
 from gridmap.districting.bands import band_violation, grid_count
@@ -72,7 +75,7 @@ from gridmap.districting.bisection import (
     partition,
     solve_fresh,
 )
-from gridmap.districting.edits import EditResult, preview_edit
+from gridmap.districting.edits import EditResult, LockedGrids, preview_edit, shape_grids
 from gridmap.districting.graph import AtomGraph
 from gridmap.districting.local_search import LOCAL_SEARCH_PASSES, improve
 from gridmap.districting.minimal_change import solve_minimal
@@ -93,6 +96,7 @@ __all__ = [
     "STATUS_REDRAWN",
     "AtomGraph",
     "EditResult",
+    "LockedGrids",
     "RedrawResult",
     "band_violation",
     "bisect",
@@ -100,6 +104,7 @@ __all__ = [
     "improve",
     "partition",
     "preview_edit",
+    "shape_grids",
     "redraw",
     "solve_fresh",
     "solve_minimal",

@@ -388,7 +388,8 @@ def test_hand_parsed_query_gives_fastapis_422s_and_values(town):
 
     from starlette.requests import Request
 
-    from api.routes.nearest import NearestQuery, parse_query
+    from api.hotpath import parse_query
+    from api.routes.nearest import NearestQuery
 
     hdr = town["hdr"]("dispatcher")
     declared = TestClient(_declared_nearest_app(town))
@@ -447,3 +448,35 @@ def test_a_server_freezes_its_start_up_objects_out_of_the_collector(town):
             assert r.status_code == 200 and len(r.json()) == 5
     finally:
         gc.unfreeze()
+
+
+def _hot_routes(app) -> list:
+    """Every :class:`api.hotpath.HotRoute` of the app, inside included routers too."""
+    from api.hotpath import HotRoute
+
+    out, todo = [], list(app.router.routes)
+    while todo:
+        r = todo.pop()
+        todo.extend(getattr(getattr(r, "original_router", None), "routes", ()))
+        if isinstance(r, HotRoute):
+            out.append(r)
+    return out
+
+
+def test_every_hot_route_checks_its_caller_before_anything_else(town):
+    """A hot route has no app-wide gate: each must answer 401 without a token and with a wrong one, even with
+    a bad query string (the caller comes before the parameters, as the gate did)."""
+    from api.app import create_app
+
+    app = create_app(town["url"])
+    hot = _hot_routes(app)
+    assert {r.path for r in hot} == {"/responders/nearest", "/me/households"}
+    with TestClient(app) as client:
+        for r in hot:
+            for headers in ({}, {"Authorization": "Bearer gm_not-a-token"}):
+                got = client.get(r.path, params={"lon": "x", "member_id": "m" * 300}, headers=headers)
+                assert got.status_code == 401, (r.path, headers)
+        too_long = client.get("/me/households", params={"member_id": "m" * 201}, headers=town["hdr"]("dispatcher"))
+        assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "member_id"]
+    doc = app.openapi()["paths"]["/me/households"]["get"]
+    assert [p["name"] for p in doc["parameters"]] == ["member_id"] and set(doc["responses"]) == {"200", "422"}

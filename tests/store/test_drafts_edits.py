@@ -39,7 +39,8 @@ def test_cells_cover_the_draft_at_res_10(community, draft):  # noqa: F811
 def test_edit_undo_redo_and_reopen(community, draft):  # noqa: F811
     into = next(c for c in draft["grids"]["grid_code"] if c != "B")
     cell = _boundary_cell(community, draft, into)
-    expected = preview_edit(draft["grids"], uc.draft_households(community, draft), into, cells=[cell])
+    expected = preview_edit(draft["grids"], uc.draft_households(community, draft), into, cells=[cell],
+                            locked=uc.draft_locked(draft))
     original_grids = draft["grids"].sort_values("grid_code").reset_index(drop=True)
     original_assignment = dict(draft["assignment"])
 

@@ -159,3 +159,26 @@ def test_stale_commit_refused_in_chinese_and_nothing_written(client, c3, draft):
     r = client.post(f"/planner/drafts/{other['draft_id']}/commit", data={"csrf_token": csrf_from(page.text)})
     assert r.status_code == 409 and "网格已被他人修改，请重新生成" in r.text
     assert counts(c3) == before
+
+
+def test_edits_touching_locked_grids_get_422_naming_them_and_nothing_changes(client, c3, draft):
+    login(client, "planner1")
+    d = draft["draft_id"]
+    hdr = {"X-CSRF-Token": _csrf(client, f"/planner/drafts/{d}")}
+    into = next(c for c in draft["grids"]["grid_code"] if c.startswith("C3"))
+    cells = uc.draft_cells(c3, draft)
+    k2 = cells.loc[(cells["grid_code"] == "K2") & (cells["households"] > 0), "cell"].iloc[0]
+    free = boundary_cell(c3, draft, into)
+    before = counts(c3)
+    for path, body, name in (("/preview", {"to_grid": "K1", "cells": [free]}, "一网格（K1）"),
+                             ("/edits", {"to_grid": "K1", "cells": [free]}, "一网格（K1）"),
+                             ("/preview", {"to_grid": into, "cells": [k2, free]}, "二网格（K2）"),
+                             ("/edits", {"to_grid": into, "cells": [k2]}, "二网格（K2）")):
+        r = client.post(f"/drafts/{d}{path}", json=body, headers=hdr)
+        assert r.status_code == 422 and name in r.json()["detail"] and "锁定" in r.json()["detail"], r.text
+    assert counts(c3) == before
+    fc = client.get(f"/drafts/{d}/cells.geojson").json()
+    locked = {f["properties"]["grid_code"] for f in fc["features"] if f["properties"]["locked"]}
+    assert locked == {"K1", "K2"} and all({"lon", "lat"} <= set(f["properties"]) for f in fc["features"])
+    shown = client.post(f"/drafts/{d}/preview", json={"to_grid": into, "cells": [free]}, headers=hdr).json()
+    assert shown["grids"][0]["name"].endswith(f"（{into}）") and shown["split_buildings"] == []

@@ -1,7 +1,9 @@
 // The redraw draft page: before / after maps side by side (MapLibre, vendored; no basemap needed), each
-// grid labelled with its households and coloured by band; click (or Shift-drag to box-select) H3 cells
-// on the after map, preview the move live, apply, undo, redo. Text from the service goes in with
-// textContent only. No inline scripts (CSP).
+// grid labelled with its households and coloured by band, locked grids grey with a dashed outline and a
+// 锁定 mark; select H3 cells on the after map by click, Shift-drag box or free-hand lasso
+// (planner-lasso.js), preview the move live (locks refused, buildings that would be split listed, with
+// 整栋一起移入), apply, undo, redo. Text from the service goes in with textContent only. No inline
+// scripts (CSP).
 (function () {
   "use strict";
 
@@ -52,11 +54,14 @@
       map.addSource("grids", {type: "geojson", data: fc});
       map.addLayer({id: "grids-fill", type: "fill", source: "grids", paint: {"fill-color": BAND_COLOURS, "fill-opacity": 0.35}});
       map.addLayer({id: "grids-line", type: "line", source: "grids", paint: {"line-color": "#24292f", "line-width": 2}});
+      map.addLayer({id: "grids-locked", type: "line", source: "grids", filter: ["==", ["get", "status"], "locked"],
+                    paint: {"line-color": "#424a53", "line-width": 4, "line-dasharray": [2, 1.5]}});
     }
     markers.splice(0).forEach(function (m) { m.remove(); });
     fc.features.forEach(function (f) {
       if (!f.geometry) return;
-      var p = f.properties, box = el("div", "grid-label");
+      var p = f.properties, box = el("div", "grid-label" + (p.status === "locked" ? " locked" : ""));
+      if (p.status === "locked") box.appendChild(el("span", "lock-mark", "锁定"));
       box.appendChild(el("strong", "", (p.name || "新网格") + "（" + p.grid_code + "）"));
       box.appendChild(el("span", "count", p.households + " 户 · " + bandWord(p) + (p.contiguous === false ? " · 不连片" : "")));
       markers.push(new window.maplibregl.Marker({element: box}).setLngLat(labelPoint(f.geometry)).addTo(map));
@@ -97,6 +102,8 @@
     this.csrf = root.dataset.csrf;
     this.editable = root.dataset.committed !== "yes";
     this.selected = {};
+    this.cellInfo = {};
+    this.whole = false;
     this.markers = {before: [], after: []};
   }
 
@@ -152,6 +159,8 @@
 
   Editor.prototype.drawCells = function (fc) {
     var map = this.after, self = this;
+    this.cellInfo = {};
+    fc.features.forEach(function (f) { self.cellInfo[f.properties.cell] = f.properties; });
     this.root.dataset.cells = String(fc.features.length);
     if (map.getSource("cells")) {
       map.getSource("cells").setData(fc);
@@ -159,13 +168,39 @@
     }
     map.addSource("cells", {type: "geojson", data: fc});
     map.addLayer({id: "cells-fill", type: "fill", source: "cells", paint: {"fill-color": "#0969da", "fill-opacity": 0.02}});
+    map.addLayer({id: "cells-locked", type: "fill", source: "cells", filter: ["to-boolean", ["get", "locked"]],
+                  paint: {"fill-color": "#57606a", "fill-opacity": 0.18}});
     map.addLayer({id: "cells-line", type: "line", source: "cells", paint: {"line-color": "#57606a", "line-width": 0.5, "line-opacity": 0.6}});
     map.addLayer({id: "cells-selected", type: "fill", source: "cells", filter: ["in", ["get", "cell"], ["literal", []]],
                   paint: {"fill-color": "#0969da", "fill-opacity": 0.55}});
     map.on("click", "cells-fill", function (e) { self.toggle(e.features[0].properties.cell); });
-    map.on("mouseenter", "cells-fill", function () { map.getCanvas().style.cursor = "pointer"; });
+    map.on("mouseenter", "cells-fill", function (e) {
+      map.getCanvas().style.cursor = e.features[0].properties.locked ? "not-allowed" : "pointer";
+    });
     map.on("mouseleave", "cells-fill", function () { map.getCanvas().style.cursor = ""; });
     this.boxSelect();
+    this.lasso = new window.gridmapLasso.Lasso(map, function (ring) { self.lassoed(ring); });
+  };
+
+  /** Add every cell whose centre lies inside the lassoed ring (WGS84) to the selection. */
+  Editor.prototype.lassoed = function (ring) {
+    var self = this, inRing = window.gridmapLasso.inRing;
+    this.lassoRing = ring;
+    Object.keys(this.cellInfo).forEach(function (cell) {
+      var p = self.cellInfo[cell];
+      if (inRing([p.lon, p.lat], ring)) self.selected[cell] = true;
+    });
+    this.selectionChanged();
+  };
+
+  Editor.prototype.setTool = function (tool) {
+    var lasso = tool === "lasso";
+    document.getElementById("tool-click").setAttribute("aria-pressed", String(!lasso));
+    document.getElementById("tool-lasso").setAttribute("aria-pressed", String(lasso));
+    document.getElementById("tool-hint").textContent = lasso
+      ? "在地图上按住并拖动，画一个圈把要移动的单元圈起来，松开即选中（中心在圈内的单元）。再点“点选”可拖动地图。"
+      : "点击地图上的单元选中或取消；电脑上按住 Shift 拖动可框选。";
+    if (this.lasso) this.lasso.setActive(lasso);
   };
 
   Editor.prototype.boxSelect = function () {
@@ -196,34 +231,74 @@
   Editor.prototype.cells = function () { return Object.keys(this.selected); };
 
   Editor.prototype.selectionChanged = function () {
-    var cells = this.cells();
+    var cells = this.cells(), info = this.cellInfo;
+    this.whole = false;
     if (this.after.getLayer("cells-selected")) {
       this.after.setFilter("cells-selected", ["in", ["get", "cell"], ["literal", cells]]);
     }
+    if (!cells.length && this.lasso) this.lasso.clear();
     document.getElementById("selected-count").textContent = String(cells.length);
+    document.getElementById("selected-households").textContent = String(cells.reduce(function (n, c) {
+      return n + ((info[c] && info[c].households) || 0);
+    }, 0));
     document.getElementById("apply-edit").disabled = cells.length === 0;
     this.preview();
   };
 
+  Editor.prototype.lockedSelected = function () {
+    var info = this.cellInfo;
+    return this.cells().filter(function (c) { return info[c] && info[c].locked; });
+  };
+
   Editor.prototype.showError = function (message) {
-    var box = document.getElementById("edit-error");
-    box.hidden = !message;
-    box.textContent = message ? String(message) : "";
+    document.getElementById("edit-error-box").hidden = !message;
+    document.getElementById("edit-error").textContent = message ? String(message) : "";
+    document.getElementById("drop-locked").hidden = !message || this.lockedSelected().length === 0;
+    document.getElementById("apply-edit").disabled = Boolean(message) || this.cells().length === 0;
   };
 
   Editor.prototype.preview = function () {
     var self = this, cells = this.cells(), out = document.getElementById("preview");
     out.replaceChildren();
-    if (!cells.length) return;
-    this.post("/preview", {to_grid: document.getElementById("to-grid").value, cells: cells}).then(function (data) {
+    this.root.dataset.split = "0";
+    if (!cells.length) { this.showError(""); return; }
+    this.post("/preview", this.editBody()).then(function (data) {
       self.showError("");
       out.replaceChildren(self.previewTable(data));
+      self.root.dataset.split = String(data.split_buildings.length);
+      document.getElementById("apply-edit").disabled = data.split_buildings.length > 0;
     }).catch(function (msg) { self.showError(msg); });
+  };
+
+  Editor.prototype.editBody = function () {
+    return {to_grid: document.getElementById("to-grid").value, cells: this.cells(), whole_buildings: this.whole};
+  };
+
+  /** The 楼栋 an edit would split, with the button that takes them whole. */
+  Editor.prototype.splitBox = function (data) {
+    var self = this, box = el("div", "split-box");
+    box.appendChild(el("p", "warn", "所选单元会把楼栋拆到不同网格："));
+    var list = box.appendChild(el("ul"));
+    data.split_buildings.forEach(function (b) {
+      list.appendChild(el("li", "", b.building + "：移入 " + b.moving + " 户，" + b.staying.map(function (s) {
+        return s.households + " 户留在 " + s.grid;
+      }).join("，")));
+    });
+    box.appendChild(el("p", "small", "同一楼栋的住户要在同一个网格。请点下面的按钮把整栋楼一起选上，或重新选择单元。"));
+    var button = box.appendChild(el("button", "secondary", "整栋一起移入"));
+    button.type = "button";
+    button.id = "whole-buildings";
+    button.addEventListener("click", function () { self.whole = true; self.preview(); });
+    return box;
   };
 
   Editor.prototype.previewTable = function (data) {
     var box = el("div");
     box.appendChild(el("p", "", "将有 " + data.households_moved + " 户换网格。移入后："));
+    if (data.split_buildings.length) box.appendChild(this.splitBox(data));
+    if (data.buildings_added.length) {
+      box.appendChild(el("p", "ok-note", "已整栋一起移入：" + data.buildings_added.join("、") + "（不拆分楼栋）。"));
+    }
     var table = el("table", "staffing preview-grids"), head = el("tr");
     ["网格", "现在", "移入后", "标准", "连片"].forEach(function (t) { head.appendChild(el("th", "", t)); });
     table.appendChild(el("thead")).appendChild(head);
@@ -231,7 +306,8 @@
     data.grids.forEach(function (g) {
       var row = el("tr", g.in_band ? "band-in" : (g.households < g.band_min ? "band-below" : "band-above"));
       row.dataset.grid = g.grid_code;
-      [g.grid_code, g.households_before, g.households].forEach(function (v) { row.appendChild(el("td", "num", String(v))); });
+      row.appendChild(el("td", "", g.name || g.grid_code));
+      [g.households_before, g.households].forEach(function (v) { row.appendChild(el("td", "num", String(v))); });
       row.appendChild(el("td")).appendChild(el("span", "band", bandWord(g)));
       row.appendChild(el("td", g.contiguous ? "" : "warn", g.removed ? "网格将消失" : (g.contiguous ? "是" : "不连片！")));
       body.appendChild(row);
@@ -243,6 +319,7 @@
 
   Editor.prototype.afterWrite = function (state) {
     this.selected = {};
+    if (this.lasso) this.lasso.clear();
     this.selectionChanged();
     document.getElementById("edit-pos").textContent = String(state.edit_pos);
     document.getElementById("edit-count").textContent = String(state.edits);
@@ -266,13 +343,18 @@
   Editor.prototype.wire = function () {
     var self = this;
     if (!this.editable) return;
-    document.getElementById("apply-edit").addEventListener("click", function () {
-      self.write("/edits", {to_grid: document.getElementById("to-grid").value, cells: self.cells()});
+    document.getElementById("apply-edit").addEventListener("click", function () { self.write("/edits", self.editBody()); });
+    document.getElementById("tool-click").addEventListener("click", function () { self.setTool("click"); });
+    document.getElementById("tool-lasso").addEventListener("click", function () { self.setTool("lasso"); });
+    document.getElementById("drop-locked").addEventListener("click", function () {
+      self.lockedSelected().forEach(function (c) { delete self.selected[c]; });
+      self.selectionChanged();
     });
     document.getElementById("undo").addEventListener("click", function () { self.write("/undo"); });
     document.getElementById("redo").addEventListener("click", function () { self.write("/redo"); });
     document.getElementById("clear-selection").addEventListener("click", function () {
       self.selected = {};
+      if (self.lasso) self.lasso.clear();
       self.selectionChanged();
     });
     document.getElementById("to-grid").addEventListener("change", function () { self.preview(); });
