@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from api import jobs
 from api.auth import Principal, public
 from api.jobs.redraw import REDRAW_KIND, REDRAW_STEPS, enqueue_redraw
+from api.usecases.audit import staff
 from api.usecases import drafts as uc
 from api.usecases import draft_exports
 from api.web.pages import NOT_FOUND, PageError, PagePrincipal, require_page_role
@@ -98,7 +99,8 @@ def start_redraw(request: Request, principal: PagePrincipal,
     try:
         job_id = enqueue_redraw(str(principal.engine.url.render_as_string(hide_password=False)), community, user,
                                 name=name.strip() or f"{community} 调整草案", locked=sorted(set(locked or ()) & known),
-                                band=_band(band_min, band_max), minimal_change=minimal_change == "on")
+                                band=_band(band_min, band_max), minimal_change=minimal_change == "on",
+                                who=staff(principal))
     except jobs.RegionBusy:
         raise PageError(409, f"社区 {community} 已有一个计算任务在排队，请等它完成。") from None
     return RedirectResponse(f"/planner/redraw/jobs/{job_id}", status_code=303)
