@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
 
 import procrastinate
@@ -20,6 +21,7 @@ from procrastinate import exceptions as pq_exceptions
 from sqlalchemy.engine import make_url
 
 from geodata.store import jobs as progress
+from geodata.store.audited import account, audited
 from geodata.store.session import database_url, make_engine
 
 logger = logging.getLogger(__name__)
@@ -52,13 +54,15 @@ def _deferring_app(url: str) -> procrastinate.App:
     return app.open()
 
 
-def enqueue_recompute(url: str, region: str, requested_by: str, **params) -> int:
+def enqueue_recompute(url: str, region: str, requested_by: str, who: Mapping | None = None, **params) -> int:
     """Queue a recompute of ``region``'s links; returns the job id.
 
     Parameters
     ----------
     url : str
         Database URL of the store (and of the queue).
+    who : Mapping, optional
+        Who queues it, for the audit row (``token_id``, ``role``, ``member_id``).
     params
         ``min_links``, ``max_links``, ``max_distance_m`` (metres) … passed to
         ``geodata.store.links.recompute``.
@@ -74,20 +78,31 @@ def enqueue_recompute(url: str, region: str, requested_by: str, **params) -> int
                                     queueing_lock=region_lock(region)).defer(region=region, **params)
     except pq_exceptions.AlreadyEnqueued as e:
         raise RegionBusy(region) from e
-    progress.create_progress(make_engine(url), job_id, "recompute_links", region, RECOMPUTE_STEPS, requested_by)
+    record_queued(url, job_id, "recompute_links", region, RECOMPUTE_STEPS, requested_by, who)
     return job_id
 
 
-def recompute_links_job(context: procrastinate.JobContext, region: str, **params) -> dict:
-    """Task body: recompute ``region``'s links, keeping ``job_progress`` up to date; failures are recorded."""
-    from geodata.store.links import recompute
+def record_queued(url: str, job_id: int, kind: str, region: str, steps: int, requested_by: str,  # noqa: PLR0913
+                  who: Mapping | None) -> None:
+    """A queued job's progress row and its audit row (action ``job_queued``, what ``jobs``, the job id;
+    ``who``: the caller's ``token_id``/``role``/``member_id``, by default the account ``requested_by``)
+    in one transaction."""
+    engine = make_engine(url)
+    with audited(engine, who or account(engine, requested_by), "job_queued", "jobs") as (tx, entry):
+        progress.create_progress(tx, job_id, kind, region, steps, requested_by)
+        entry.ids = [job_id]
+        entry.detail = {"kind": kind, "region": region, "by": requested_by}
 
+
+def recompute_links_job(context: procrastinate.JobContext, region: str, **params) -> dict:
+    """Task body: recompute ``region``'s links (audited as the account that queued it), keeping
+    ``job_progress`` up to date; failures are recorded."""
     url = context.additional_context["database_url"]
     engine = make_engine(url)
     job_id = context.job.id
     progress.update_progress(engine, job_id, state="running", step=1, message="正在读取区域数据并计算联户")
     try:
-        saved, result = recompute(engine, region, **params)
+        saved, result = _audited_recompute(engine, job_id, region, params)
     except Exception as e:  # shown plainly on the page, then re-raised so the queue marks it failed
         progress.update_progress(engine, job_id, state="failed", message="计算失败", error=f"{type(e).__name__}: {e}")
         raise
@@ -100,6 +115,21 @@ def recompute_links_job(context: procrastinate.JobContext, region: str, **params
                "unlinked": int(result.summary.get("unlinked", 0) or 0)}
     progress.update_progress(engine, job_id, state="done", step=RECOMPUTE_STEPS, message="联户已更新", result=figures)
     return figures
+
+
+def _audited_recompute(engine, job_id: int, region: str, params: dict):
+    """``geodata.store.links.recompute`` with its audit row (``links_recompute``, the run id, the job id in
+    the detail) in the run's transaction, as the account that queued the job."""
+    from geodata.store.links import recompute
+
+    queued = progress.get_progress(engine, job_id) or {}
+    with audited(engine, account(engine, queued.get("requested_by") or ""), "links_recompute", "link_runs") as (tx, entry):
+        saved, result = recompute(tx, region, **params)
+        if saved is None:
+            entry.nothing_written()
+        else:
+            entry.ids, entry.detail = [saved.run_id], {"region": region, "job_id": job_id, "links": saved.links}
+    return saved, result
 
 
 def worker_app(url: str) -> procrastinate.App:

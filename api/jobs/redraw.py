@@ -8,6 +8,8 @@ The progress row (``job_progress``, kind ``redraw``) ends ``done`` with ``{"draf
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import procrastinate
 from procrastinate import exceptions as pq_exceptions
 
@@ -20,15 +22,17 @@ REDRAW_STEPS = 3
 
 
 def enqueue_redraw(url: str, community_code: str, requested_by: str, *, name: str, locked: list[str],
-                   band: list[int] | None, minimal_change: bool) -> int:
-    """Queue a redraw of ``community_code``; returns the job id.
+                   band: list[int] | None, minimal_change: bool, who: Mapping | None = None) -> int:
+    """Queue a redraw of ``community_code``; returns the job id. Audited (``job_queued``) as ``who``
+    (``token_id``, ``role``, ``member_id``; the role is left empty when not given) in the progress
+    row's transaction.
 
     Raises
     ------
     api.jobs.RegionBusy
         A job on the same community is already queued.
     """
-    from api.jobs import QUEUE, RegionBusy, _deferring_app, region_lock
+    from api.jobs import QUEUE, RegionBusy, _deferring_app, record_queued, region_lock
 
     app = _deferring_app(database_url(url))
     try:
@@ -38,7 +42,7 @@ def enqueue_redraw(url: str, community_code: str, requested_by: str, *, name: st
             band=list(band) if band else None, minimal_change=bool(minimal_change))
     except pq_exceptions.AlreadyEnqueued as e:
         raise RegionBusy(community_code) from e
-    progress.create_progress(make_engine(url), job_id, REDRAW_KIND, community_code, REDRAW_STEPS, requested_by)
+    record_queued(url, job_id, REDRAW_KIND, community_code, REDRAW_STEPS, requested_by, who)
     return job_id
 
 

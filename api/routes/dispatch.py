@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, caller, current_principal, hot_reader, not_found, present_pii_async, require_roles
 from api.hotpath import VALIDATION_ERROR, HotRoute, parse_query, query_parameters
+from api.usecases import dispatch as uc
 from api.usecases.deadlines import deadline_policy
 from geodata.crs import to_wgs84
 from geodata.errors import InputError
@@ -200,7 +201,7 @@ def _act(request: Request, incident_id: str, action: str, principal: Principal, 
         if acting is None or acting != inc["assigned_member_id"]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this incident is not assigned to you")
     try:
-        return _out(incidents.transition(engine, incident_id, action, acting_member=acting, **kw))
+        return _out(uc.act(engine, principal, incident_id, action, acting_member=acting, **kw))
     except incidents.OutsideRegions as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from None
     except rules.IllegalTransition as e:
@@ -253,10 +254,10 @@ def report_incident(request: Request, body: IncidentIn,
             where = route_point(conn, lon, lat)
         principal.require(where["grid_code"], where["community_code"], where["street_code"])
     policy = deadline_policy(request.app.state.settings)  # the one rule of every incident (api.usecases.deadlines)
-    inc = incidents.create_incident(_engine(request), lon=lon, lat=lat, category=body.category, level=body.level,
-                                required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
-                                source=body.source, calendar=policy.calendar, radius_m=body.radius_m,
-                                deadline_rules=policy.rules)
+    inc = uc.report_incident(_engine(request), principal, lon=lon, lat=lat, category=body.category, level=body.level,
+                             required_skill=body.required_skill, kind=body.kind, reported_at=body.reported_at,
+                             source=body.source, calendar=policy.calendar, radius_m=body.radius_m,
+                             deadline_rules=policy.rules)
     return _out(inc)
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, not_found, present_pii, require_roles
+from api.usecases import links as uc
 from geodata.jsonenc import to_plain
 from geodata.store import links as store
 from gridmap.contract import MAX_LINKS, MIN_LINKS
@@ -80,13 +81,13 @@ def _engine(request: Request):
 @router.post("/links/recompute", response_model=RecomputeOut)
 def recompute(request: Request, body: RecomputeIn,
               principal: Principal = Depends(require_roles(*RECOMPUTE_ROLES))):
-    """Re-link the region's households optimally and make the result its current run (one transaction)."""
+    """Re-link the region's households optimally and make the result its current run (one transaction, audited)."""
     if body.max_links < body.min_links:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="max_links must be >= min_links")
     principal.require_code(body.region)
-    saved, result = store.recompute(_engine(request), body.region, min_links=body.min_links,
-                                    max_links=body.max_links, max_distance_m=body.max_distance_m,
-                                    allow_cross_grid=body.allow_cross_grid, keep_bonus_m=body.keep_bonus_m)
+    saved, result = uc.recompute_region(_engine(request), principal, body.region, min_links=body.min_links,
+                                        max_links=body.max_links, max_distance_m=body.max_distance_m,
+                                        allow_cross_grid=body.allow_cross_grid, keep_bonus_m=body.keep_bonus_m)
     if saved is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no households in region {body.region}")
     short = result.grids[result.grids["unlinked"] > 0].sort_values(["unlinked", "grid_code"], ascending=[False, True])

@@ -68,6 +68,23 @@ def save_upload(root: Path, data: bytes, filename: str, owner: str) -> Upload:
     return Upload(upload_id, path, Path(filename).name, owner)
 
 
+def keep_upload(engine: Engine, who: dict, root: Path, data: bytes, filename: str, owner: str, layer: str) -> Upload:
+    """:func:`save_upload` audited as ``upload`` (what: the layer, ids: the upload id; detail: the file's
+    type and size — not its name, which may hold a person's). If the audit row cannot be written the
+    file is removed again, so no roster is kept unaudited."""
+    from geodata.store import auth as auth_store
+
+    saved = save_upload(root, data, filename, owner)
+    try:
+        auth_store.record_audit(engine, token_id=who.get("token_id"), role=who.get("role"),
+                                member_id=who.get("member_id"), action="upload", what=layer, ids=[saved.upload_id],
+                                detail={"by": owner, "type": saved.path.suffix, "bytes": len(data)})
+    except BaseException:
+        shutil.rmtree(saved.path.parent, ignore_errors=True)
+        raise
+    return saved
+
+
 def get_upload(root: Path, upload_id: str, owner: str) -> Upload:
     """The upload ``upload_id`` of ``owner``; :class:`UploadMissing` when missing or not theirs."""
     folder = _folder(root, upload_id)

@@ -84,3 +84,24 @@ def step_links(ctx) -> None:
     ctx.layers_out["links"] = links_layer(result, households, members)
     ctx.summary["links"] = _plan_figures(result)
     ctx.summary.setdefault("table", {})["links"] = [(f"links: {label}", value) for label, value in summary_rows(result)]
+
+
+def recompute_region(engine, principal, region: str, **params):
+    """Re-link ``region``'s households and make the run current (``geodata.store.links.recompute``,
+    ``params`` as it takes them: ``min_links``, ``max_distance_m`` in metres …), audited as
+    ``links_recompute`` (what ``link_runs``, the run id) in the run's transaction.
+
+    Returns ``(SavedRun, LinkResult)``; ``SavedRun`` is None, and nothing is written, when the region
+    has no households.
+    """
+    from api.usecases.audit import audited, staff
+    from geodata.store import links as store
+
+    with audited(engine, staff(principal), "links_recompute", "link_runs") as (tx, entry):
+        saved, result = store.recompute(tx, region, **params)
+        if saved is None:
+            entry.nothing_written()
+        else:
+            entry.ids = [saved.run_id]
+            entry.detail = {"region": region, "links": int(len(result.links))}
+    return saved, result

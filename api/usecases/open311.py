@@ -180,12 +180,13 @@ def post_request(engine: Engine, *, api_key: str, service_code: str, lat: float 
     """POST requests: ``api_key`` must be a live token of a role that may report, covering the point
     (WGS84); ``service_code`` one of the deployment's ``categories``. The phone is kept only as a hash
     (call-back and follow code); e-mail is not kept. The request's deadlines follow ``deadlines``, as a
-    staff report's; ``service_notice`` states them in China time. Refused requests write nothing."""
+    staff report's; ``service_notice`` states them in China time. Refused requests write nothing; an accepted
+    one is audited as the token's (``ticket_report``, the incident id) in its transaction."""
     from api.usecases.reports_public import MAX_ADDRESS, MAX_DESCRIPTION, ticket_deadlines
+    from api.usecases.ticket_writes import store_ticket
     from geodata.store import auth as store
     from geodata.store.incidents import get_incident
     from geodata.store.routing import route_point
-    from geodata.store.tickets import create_ticket
 
     record = store.find_token(engine, api_key) if api_key.startswith(store.TOKEN_PREFIX) and len(api_key) < 200 else None
     if record is None or record.role not in WRITE_ROLES:
@@ -203,8 +204,9 @@ def post_request(engine: Engine, *, api_key: str, service_code: str, lat: float 
         scope = store.expand_regions(engine, list(record.regions)) if store.ALL_REGIONS not in record.regions else None
     if route["grid_code"] is None or (scope is not None and route["grid_code"] not in scope.grids):
         raise Open311Error(400, "the location lies outside the grids this api_key covers")
-    made = create_ticket(engine, lon=lon, lat=lat, category=codes[service_code], description=description.strip(),
-                         address=address.strip() or None, phone=phone or None, upload_dir=upload_dir,
-                         **ticket_deadlines(deadlines))
+    who = {"token_id": record.token_id, "role": record.role, "member_id": record.member_id}
+    made = store_ticket(engine, who, "open311", lon=lon, lat=lat, category=codes[service_code],
+                        description=description.strip(), address=address.strip() or None, phone=phone or None,
+                        upload_dir=upload_dir, **ticket_deadlines(deadlines))
     notice = due_text(get_incident(engine, made["incident_id"]))
     return [{"service_request_id": made["ticket"], "service_notice": notice, "account_id": ""}]

@@ -20,6 +20,8 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from api.usecases import ticket_writes
+from api.usecases.audit import RESIDENT
 from api.usecases.deadlines import DeadlinePolicy
 from geodata.crs import to_wgs84
 from geodata.store import tickets
@@ -158,6 +160,8 @@ def submit_report(engine: Engine, report: ReportIn, *, client: str, limits: Limi
     Its two deadlines follow ``deadlines`` (the deployment's :func:`api.usecases.deadlines.deadline_policy`;
     the policy defaults when None), as a staff report of the same category would.
 
+    The ticket and its audit row (role ``resident``, the incident id; never the phone) are one transaction.
+
     Raises :class:`ReportRefused` (nothing stored) for bad input (422), a filled honeypot (400) or too
     many reports from this address or phone in the last hour (429).
     """
@@ -171,10 +175,10 @@ def submit_report(engine: Engine, report: ReportIn, *, client: str, limits: Limi
     lon, lat = _place(engine, report)
     photos = _photos(report.photos, max_photo_bytes)
     skill = report.skill if report.category == HELP_CATEGORY and report.skill else None
-    made = tickets.create_ticket(engine, lon=lon, lat=lat, category=report.category,
-                                 description=report.description.strip(), address=report.address.strip() or None,
-                                 phone=report.phone.strip() or None, required_skill=skill, photos=photos,
-                                 upload_dir=upload_dir, **ticket_deadlines(deadlines))
+    made = ticket_writes.store_ticket(engine, RESIDENT, "report", lon=lon, lat=lat, category=report.category,
+                                      description=report.description.strip(), address=report.address.strip() or None,
+                                      phone=report.phone.strip() or None, required_skill=skill, photos=photos,
+                                      upload_dir=upload_dir, **ticket_deadlines(deadlines))
     limits.reports.add(client)
     return made
 
@@ -212,7 +216,8 @@ def follow_view(engine: Engine, row: dict) -> dict:
 
 
 def rate(engine: Engine, row: dict, rating: str | int, comment: str = "") -> dict:
-    """评单 on a followed ticket: 1–5 and an optional comment (≤ 500 characters), once, when closed."""
+    """评单 on a followed ticket: 1–5 and an optional comment (≤ 500 characters), once, when closed;
+    audited as the resident's (the incident id and the rating, not the comment)."""
     try:
         value = int(rating)
     except (TypeError, ValueError):
@@ -222,7 +227,7 @@ def rate(engine: Engine, row: dict, rating: str | int, comment: str = "") -> dic
     if len(comment) > 500:
         raise ReportRefused("评价请不要超过 500 字。", "comment")
     try:
-        return tickets.rate_ticket(engine, row["incident_id"], value, comment.strip() or None)
+        return ticket_writes.rate_ticket(engine, RESIDENT, row["incident_id"], value, comment.strip() or None)
     except rules.IllegalTransition:
         raise ReportRefused("办结后才能评价，且每张工单只能评价一次。", "rating", status=409) from None
 

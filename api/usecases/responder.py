@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from api.usecases.audit import audited, staff
 from geodata.crs import to_wgs84
 from geodata.store import auth as auth_store
 from geodata.store import visits as visit_store
@@ -268,7 +269,9 @@ def act_on_incident(engine, principal, incident_id: str, action: str, note: str 
     """接单 (``claim`` an unassigned incident of the caller's region), ``accept`` one assigned to them,
     add a progress ``note`` or ``close`` it with a result note and an optional photo — all stored as
     incident events. Raises ``geodata.store.incidents.NotFound`` for a missing incident or one the
-    caller may not see (the same answer), IncidentRefused for the rest (nothing changed)."""
+    caller may not see (the same answer), IncidentRefused for the rest (nothing changed). Each step is
+    audited in its own transaction (:mod:`api.usecases.dispatch`)."""
+    from api.usecases import dispatch
     from geodata import photos
     from geodata.store import incidents
     from gridmap import dispatch as rules
@@ -285,9 +288,9 @@ def act_on_incident(engine, principal, incident_id: str, action: str, note: str 
     kept = [{"path": stored.path, "sha256": stored.sha256}] if stored else None
     try:
         if action == "note":
-            return incidents.add_progress_note(engine, incident_id, principal.member_id, note.strip(), kept)
-        return incidents.transition(engine, incident_id, action, acting_member=principal.member_id,
-                                    note=(note or "").strip() or None, photos=kept)
+            return dispatch.add_note(engine, principal, incident_id, note.strip(), kept)
+        return dispatch.act(engine, principal, incident_id, action, acting_member=principal.member_id,
+                            note=(note or "").strip() or None, photos=kept)
     except (rules.IllegalTransition, incidents.WrongMember) as e:
         if stored is not None:
             photos.remove_photo(upload_dir, stored)
@@ -316,10 +319,27 @@ def _refusal(inc: dict, action: str, error: Exception) -> str:
 
 
 def my_notices(engine, principal, limit: int = 10) -> list[dict]:
-    """The caller's latest deadline reminders (站内提醒), newest first; ids and category only, no personal data."""
+    """The caller's latest deadline reminders (站内提醒), unread first, then newest; ids and category only,
+    no personal data."""
     from geodata.store import notices
 
     return notices.member_notices(engine, principal.member_id, limit) if principal.member_id else []
+
+
+def mark_my_notice_read(engine, principal, notice_id: int, now: datetime | None = None) -> dict | None:
+    """标为已读: one of the caller's own notices, audited as ``notice_read`` (the notice id) in the same
+    transaction. None, and nothing written, for a missing notice and another member's alike."""
+    from geodata.store import notices
+
+    if principal.member_id is None:
+        return None
+    with audited(engine, staff(principal), "notice_read", "notices") as (tx, entry):
+        row = notices.mark_member_notice_read(tx, notice_id, principal.member_id, now or datetime.now(UTC))
+        if row is None:
+            entry.nothing_written()
+        else:
+            entry.ids, entry.detail = [row["notice_id"]], {"incident_id": row["incident_id"]}
+    return row
 
 
 def is_on_duty(engine, principal) -> bool | None:
@@ -335,13 +355,12 @@ def is_on_duty(engine, principal) -> bool | None:
 
 
 def set_on_duty(engine, principal, on_duty: bool) -> bool:
-    """在岗/离岗 of the caller's member (audited as a write); returns the new availability."""
+    """在岗/离岗 of the caller's member (audited as a write, in its transaction); returns the new availability."""
     from geodata.store import incidents
 
     if principal.member_id is None:
         raise incidents.NotFound("no member")
-    value = incidents.set_available(engine, principal.member_id, on_duty)
-    auth_store.record_audit(engine, token_id=principal.token_id or None, role=principal.role,
-                            member_id=principal.member_id, action="availability", what="members",
-                            ids=[principal.member_id], detail={"available": value})
+    with audited(engine, staff(principal), "availability", "members") as (tx, entry):
+        value = incidents.set_available(tx, principal.member_id, on_duty)
+        entry.ids, entry.detail = [principal.member_id], {"available": value}
     return value

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 
 from api import jobs
 from api.auth import Principal, public
+from api.usecases.audit import staff
 from api.web.pages import NOT_FOUND, PageError, PagePrincipal
 from api.web.render import render
 from geodata.store import auth as auth_store
@@ -35,7 +36,7 @@ def _visible_job(principal: Principal, job_id: int) -> dict:
 @public
 def start_recompute(request: Request, principal: PagePrincipal,
                     region: Annotated[str, Form(min_length=1, max_length=100)]):
-    """Queue a recompute of the region's 包片联户 links and show its progress page."""
+    """Queue a recompute of the region's 包片联户 links (audited) and show its progress page."""
     if not principal.has_role(*RECOMPUTE_ROLES):
         raise PageError(403, "只有领导和规划员可以重新计算联户。")
     region = region.strip()
@@ -43,7 +44,7 @@ def start_recompute(request: Request, principal: PagePrincipal,
         raise PageError(404, f"区域 {region} 不存在，或不在您的管辖范围内。")
     try:
         job_id = jobs.enqueue_recompute(str(principal.engine.url.render_as_string(hide_password=False)), region,
-                                        requested_by=request.state.session_user.username)
+                                        requested_by=request.state.session_user.username, who=staff(principal))
     except jobs.RegionBusy:
         raise PageError(409, f"区域 {region} 已有一个计算任务在排队，请等它完成。") from None
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from api.auth import Principal, public
 from api.settings import get_settings
 from api.usecases import imports, staffing
+from api.usecases.audit import staff
 from api.web.pages import NOT_FOUND, PageError, PagePrincipal, require_page_role
 from api.web.render import render
 from geodata.check import COLUMN_LABELS, COORDS_LABELS, LAYER_LABELS, CheckResult
@@ -96,11 +97,12 @@ def upload_form(request: Request, principal: PagePrincipal):
 def upload(request: Request, principal: PagePrincipal, file: Annotated[UploadFile, File()],
            layer: Annotated[str, Form()] = "households", coords: Annotated[str, Form()] = "wgs84",
            sheet: Annotated[str, Form(max_length=100)] = ""):
-    """Keep the file for this account and go to its check page."""
+    """Keep the file for this account (audited) and go to its check page."""
     _planner(principal)
     layer, coords = _choices(layer, coords)
     try:
-        saved = imports.save_upload(get_settings().upload_dir, file.file.read(), file.filename or "", _owner(request))
+        saved = imports.keep_upload(principal.engine, staff(principal), get_settings().upload_dir, file.file.read(),
+                                    file.filename or "", _owner(request), layer)
     except InputError as e:
         return render(request, "planner/upload.html", status_code=400, page="planner", title="上传花名册",
                       error=str(e), **_form_context())

@@ -42,8 +42,9 @@ def visit_plan(request: Request) -> usecase.VisitPlan:
 @public
 def responder_home(request: Request, principal: PagePrincipal, checked: str | None = None, far: int = 0,
                    done: str | None = None, incident: str | None = None):
-    """Responders' home (phone first): duty toggle, my and nearby incidents, my households (overdue
-    first) with the building map and check-in. ``done``/``incident`` name the last incident action."""
+    """Responders' home (phone first): duty toggle, my reminders (unread first, 标为已读), my and nearby
+    incidents, my households (overdue first) with the building map and check-in. ``done``/``incident``
+    name the last action."""
     require_page_role(principal, "responder")
     households = usecase.my_households(principal.engine, principal, visit_plan(request))
     for row in households:
@@ -52,11 +53,12 @@ def responder_home(request: Request, principal: PagePrincipal, checked: str | No
     visited = next((h for h in households if str(h["household_id"]) == checked), None) if checked else None
     mine = [incident_view(r) for r in usecase.my_open_incidents(principal.engine, principal)]
     nearby = [incident_view(r) for r in usecase.nearby_incidents(principal.engine, principal)]
+    notices = usecase.my_notices(principal.engine, principal)
     return render(request, "responder/home.html", page="responder", title=HOME_TITLES["responder"],
                   households=households, buildings=buildings, region_names=request.state.region_names,
                   visit_kinds=VISIT_KINDS, checked=visited, far=bool(far), far_m=int(FAR_M),
                   mine=mine, nearby=nearby, on_duty=usecase.is_on_duty(principal.engine, principal),
-                  notices=usecase.my_notices(principal.engine, principal),
+                  notices=notices, unread=sum(1 for n in notices if n["read_at"] is None),
                   action_notice=ACTION_NOTICES.get(done or "", "").format(incident=incident or ""))
 
 
@@ -105,6 +107,7 @@ ACTION_NOTICES = {
     "accept": "已接受事件 {incident}。",
     "note": "已记录事件 {incident} 的处置进展。",
     "close": "事件 {incident} 已办结，办结说明已保存。",
+    "read": "提醒已标为已读。",
     "on": "已设为在岗：系统会向您派发附近事件。",
     "off": "已设为离岗：暂不向您派发事件。",
 }
@@ -216,3 +219,16 @@ def set_duty(principal: PagePrincipal, available: Annotated[str, Form(max_length
     except incidents.NotFound:
         raise PageError(404, NOT_FOUND) from None
     return _back("on" if on else "off")
+
+
+@router.post("/responder/notices/{notice_id}/read")
+@public
+def notice_read(principal: PagePrincipal, notice_id: str):
+    """标为已读 one of my reminders (CSRF checked by the middleware; audited); a missing notice and another
+    member's answer the same 404 page."""
+    require_page_role(principal, "responder")
+    if not notice_id.isdigit() or len(notice_id) > 18:
+        raise PageError(404, NOT_FOUND)
+    if usecase.mark_my_notice_read(principal.engine, principal, int(notice_id)) is None:
+        raise PageError(404, NOT_FOUND)
+    return RedirectResponse("/responder?done=read#notices", status_code=303)

@@ -113,12 +113,23 @@ def run_reminders(engine: Engine, at: datetime) -> list[dict]:
 
 
 def member_notices(engine: Engine, member_id: str, limit: int = 20) -> list[dict]:
-    """A member's notices, newest first."""
+    """A member's notices, unread first, then newest first."""
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT notice_id, created_at, incident_id, kind, message, read_at FROM notices "
-                                 "WHERE member_id = :m ORDER BY created_at DESC, notice_id DESC LIMIT :n"),
+                                 "WHERE member_id = :m ORDER BY read_at IS NULL DESC, created_at DESC, "
+                                 "notice_id DESC LIMIT :n"),
                             {"m": member_id, "n": int(limit)})
         return [dict(r._mapping) for r in rows]
+
+
+def mark_member_notice_read(engine: Engine, notice_id: int, member_id: str, at: datetime) -> dict | None:
+    """Mark one of ``member_id``'s own notices read at ``at`` (kept when read before); None, and nothing
+    written, when the notice is missing or another's — alike."""
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "UPDATE notices SET read_at = COALESCE(read_at, :at) WHERE notice_id = :id AND member_id = :m "
+            "RETURNING notice_id, incident_id, read_at"), {"id": int(notice_id), "m": member_id, "at": at}).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def region_notices(engine: Engine, codes: list[str] | None, limit: int = 50) -> list[dict]:
