@@ -50,7 +50,8 @@ class Conflict(Exception):
 @dataclass
 class DeskPage:
     """One page of the desk's list: ``groups`` (key, words, items of this page), counts over every open
-    incident of the region (``pending`` 待派单, ``red`` 红灯), ``total`` after the filters, paging from 1."""
+    incident of the region (``pending`` 待派单, ``red`` 红灯), ``total`` and ``group_totals`` after the
+    filters, paging from 1."""
 
     groups: list[tuple[str, str, list[dict]]]
     total: int
@@ -60,6 +61,7 @@ class DeskPage:
     pages: int
     categories: list[str]
     filters: dict = field(default_factory=dict)
+    group_totals: dict[str, int] = field(default_factory=dict)
 
 
 # -- words ---------------------------------------------------------------------------------------------
@@ -179,7 +181,8 @@ def desk_page(engine, principal, status: str | None = None, light: str | None = 
     return DeskPage(groups=groups, total=len(chosen), pending=sum(i["status"] == rules.REPORTED for i in every),
                     red=sum(i["worst"] == rules.RED for i in every), page=page, pages=pages,
                     categories=sorted({i["category"] for i in every}),
-                    filters={"status": status, "light": light, "category": category})
+                    filters={"status": status, "light": light, "category": category},
+                    group_totals={key: sum(i["status"] == key for i in chosen) for key, _ in GROUPS})
 
 
 # -- one incident --------------------------------------------------------------------------------------

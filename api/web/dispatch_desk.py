@@ -61,6 +61,16 @@ def _context(request: Request, listing: uc.DeskPage, **extra) -> dict:
             "refresh_s": REFRESH_S, "region_names": request.state.region_names, **extra}
 
 
+def _holder(listing: uc.DeskPage, incident_id: str, member_id: str) -> str:
+    """Who holds the incident as the list shows it (name beside number, masked as the list is); the
+    number from the URL when the incident is not on the page."""
+    for _, _, items in listing.groups:
+        for item in items:
+            if item["incident_id"] == incident_id and item["assigned_member_id"] == member_id:
+                return item["holder"]
+    return member_id
+
+
 @router.get("/dispatch")
 @public
 def desk(request: Request, principal: PagePrincipal, status: Status = None, light: Light = None,
@@ -69,7 +79,7 @@ def desk(request: Request, principal: PagePrincipal, status: Status = None, ligh
     """The desk's list; after 派单 (``done=assigned``) the page holding the incident, with a message."""
     _require_role(principal)
     listing = _listing(principal, status, light, category, page, show=incident if done else None)
-    flash = (f"已派单：事件 {incident} 已派给 {member}，等待对方接单。"
+    flash = (f"已派单：事件 {incident} 已派给 {_holder(listing, incident, member)}，等待对方接单。"
              if done == "assigned" and incident and member else None)
     return render(request, "dispatch/list.html", **_context(request, listing, flash=flash, just=incident))
 

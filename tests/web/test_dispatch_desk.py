@@ -173,7 +173,7 @@ def test_assign_goes_through_act_audited_and_lands_under_assigned(client, web_db
     assert audit == [{"role": "dispatcher", "what": "incidents", "ids": [desk],
                       "detail": {"status": "assigned", "assigned_member_id": "M3"}}]
     text = client.get(done.headers["location"]).text
-    assert f"已派单：事件 {desk} 已派给 M3" in text
+    assert f"已派单：事件 {desk} 已派给 钱七（M3），等待对方接单" in text
     section = text[text.index('id="h-assigned"'):]
     assert f'data-incident="{desk}"' in section and "钱七（M3）" in section
     assert 'id="count-pending">0<' in text
