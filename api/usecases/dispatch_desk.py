@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy.engine import Engine
 
 from api.usecases import dispatch
 from api.usecases.notices import named, step_view
 from geodata.store import auth as auth_store
 from geodata.store import desk as store
 from geodata.store import incidents
+from geodata.store.audited import OneTransaction
 from geodata.store.routing import PROPOSE_K, propose
 from gridmap import dispatch as rules
 from gridmap.deadlines import CLOCK_LABELS, COMPLETE, RESPOND, incident_lights
@@ -248,12 +252,35 @@ def map_points(inc: dict, cands: list[dict]) -> dict:
 
 def assign(engine, principal, incident_id: str, member_id: str, seen: str) -> dict | None:
     """派单: give the caller's incident to ``member_id`` through ``api.usecases.dispatch.act`` (audited
-    ``incident_assign``). ``seen`` is :func:`seen_state` as the dispatcher saw it. None when the
-    incident is missing or not the caller's; :class:`Conflict` (nothing written) when it moved on,
-    someone else assigned it meanwhile, or the responder cannot take it."""
-    inc = mine(engine, principal, incident_id)
-    if inc is None:
-        return None
+    ``incident_assign``). ``seen`` is :func:`seen_state` as the dispatcher saw it.
+
+    The incident's row stays locked from the check to the write (``act`` runs inside this transaction,
+    its own as a savepoint), so a dispatcher who assigns at the same moment waits and then finds the
+    state changed. None when the incident is missing or not the caller's; :class:`Conflict` (nothing
+    written) when it moved on, someone else assigned it meanwhile, or the responder cannot take it.
+    """
+    try:
+        with engine.begin() as conn:
+            try:
+                inc = incidents.get_row(conn, incident_id, lock=True)
+            except incidents.NotFound:
+                return None
+            if not principal.covers(inc["grid_code"], inc["community_code"], inc["street_code"]):
+                return None
+            _still_as_seen(inc, member_id, seen)
+            return dispatch.act(cast(Engine, OneTransaction(conn)), principal, incident_id, "assign",
+                                member_id=member_id, within=principal.grid_codes())
+    except rules.IllegalTransition:
+        raise Conflict(f"未派单：事件 {incident_id} 刚被其他人处理，已不能派单。") from None
+    except incidents.Unavailable:
+        raise Conflict(f"未派单：{member_id} 现在不能接派（已离岗，或没有所需技能）。请选其他人。") from None
+    except (incidents.OutsideRegions, incidents.NotFound):
+        raise Conflict(f"未派单：{member_id} 不在您的管辖范围内，或不是可派的人员。") from None
+
+
+def _still_as_seen(inc: dict, member_id: str, seen: str) -> None:
+    """:class:`Conflict` unless the incident may still be assigned and is as the dispatcher saw it."""
+    incident_id = inc["incident_id"]
     if inc["status"] not in (rules.REPORTED, rules.ASSIGNED):
         raise Conflict(f"未派单：事件 {incident_id} 现在是“{STATUS_WORDS.get(inc['status'], inc['status'])}”，"
                        "已不能派单或改派。")
@@ -262,12 +289,3 @@ def assign(engine, principal, incident_id: str, member_id: str, seen: str) -> di
                        "请看最新情况后再决定是否改派。")
     if member_id == inc["assigned_member_id"]:
         raise Conflict(f"未派单：事件 {incident_id} 已经派给 {member_id}。")
-    try:
-        return dispatch.act(engine, principal, incident_id, "assign", member_id=member_id,
-                            within=principal.grid_codes())
-    except rules.IllegalTransition:
-        raise Conflict(f"未派单：事件 {incident_id} 刚被其他人处理，已不能派单。") from None
-    except incidents.Unavailable:
-        raise Conflict(f"未派单：{member_id} 现在不能接派（已离岗，或没有所需技能）。请选其他人。") from None
-    except (incidents.OutsideRegions, incidents.NotFound):
-        raise Conflict(f"未派单：{member_id} 不在您的管辖范围内，或不是可派的人员。") from None

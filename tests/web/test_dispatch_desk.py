@@ -262,3 +262,37 @@ def test_a_holder_from_another_street_is_masked_for_the_street_and_shown_to_admi
     login(client, "admin1")
     assert '<span id="holder">孙九（M9）</span>' in client.get(f"/dispatch/{desk}").text
     assert _audit(web_db, "pii_read")[-1]["ids"] == ["M2", "M3", "M9"]
+
+
+def test_two_dispatchers_at_the_same_moment_the_second_waits_and_is_told(web_db, desk):
+    """The row stays locked from the check to the write: a 派单 that arrives while another holds the
+    incident waits, then finds it assigned and writes nothing."""
+    import threading
+
+    from api.auth import Principal
+    from api.usecases import dispatch_desk
+    from geodata.store import incidents
+    from geodata.store.audited import OneTransaction
+
+    me = Principal(0, "dispatcher", ["S1"], engine=web_db)
+    outcome: dict = {}
+
+    def second():
+        try:
+            outcome["result"] = dispatch_desk.assign(web_db, me, desk, "M3", "reported:")
+        except dispatch_desk.Conflict as e:
+            outcome["conflict"] = str(e)
+
+    with web_db.begin() as first:  # the first dispatcher's transaction holds the row
+        incidents.get_row(first, desk, lock=True)
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        with web_db.connect() as look:  # until the second is seen waiting for the row lock
+            while not look.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND query LIKE '%FOR UPDATE%'")).scalar_one():
+                look.commit()
+        incidents.transition(OneTransaction(first), desk, "assign", member_id="M2")
+    waiting.join()
+    assert "已由其他人派给 M2" in outcome["conflict"] and "result" not in outcome
+    assert _scalar(web_db, "SELECT assigned_member_id FROM incidents WHERE incident_id = :i", i=desk) == "M2"
+    assert _audit(web_db, "incident_assign") == []
