@@ -296,3 +296,13 @@ def test_two_dispatchers_at_the_same_moment_the_second_waits_and_is_told(web_db,
     assert "已由其他人派给 M2" in outcome["conflict"] and "result" not in outcome
     assert _scalar(web_db, "SELECT assigned_member_id FROM incidents WHERE incident_id = :i", i=desk) == "M2"
     assert _audit(web_db, "incident_assign") == []
+
+
+def test_a_notice_links_its_incident_to_the_desk(client, web_db):
+    from tests.web.test_notices import remind
+
+    ids = remind(web_db)
+    login(client, "disp1")
+    notice = client.get(f"/notices/{ids[0]}").text
+    assert '<a href="/dispatch/INC-N1"' in notice
+    assert client.get("/dispatch/INC-N1").status_code == 200

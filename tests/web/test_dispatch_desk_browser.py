@@ -79,3 +79,26 @@ def test_a_dispatcher_assigns_a_residents_report_to_the_second_responder(server,
     answer = page.goto(server + f"/dispatch/{desk}")
     assert answer.status == 404 and "医疗救助" not in page.content() and "不在您的管辖范围内" in page.inner_text("main")
     context.close()
+
+
+def test_a_stale_page_is_told_someone_else_assigned_it_and_nothing_changes(server, browser, web_db, desk):  # noqa: F811
+    (ctx1, slow, errors1), (ctx2, quick, errors2) = _page(browser, "phone"), _page(browser, "desk")
+    for page in (slow, quick):
+        _login(page, server, "disp1")
+        page.goto(server + f"/dispatch/{desk}")
+    quick.locator("ol.responders li.resp").nth(0).locator("button").click()
+    quick.wait_for_url("**/dispatch?done=assigned*")
+    slow.locator("ol.responders li.resp").nth(1).locator("button").click()
+    slow.wait_for_load_state("networkidle")
+    assert "已由其他人派给 M2" in slow.inner_text("#desk-problem") and "没有做任何改动" in slow.inner_text("main")
+    slow.screenshot(path=str(SHOTS / "dispatch-conflict-phone.png"), full_page=True)
+    slow.click("a:has-text('查看事件最新情况')")
+    slow.wait_for_url(f"**/dispatch/{desk}")
+    assert "赵六（M2）" in slow.inner_text("#holder")
+    with web_db.connect() as c:
+        assert c.execute(sa.text("SELECT assigned_member_id FROM incidents WHERE incident_id = :i"),
+                         {"i": desk}).scalar_one() == "M2"
+    # the browser logs the refused POST's 409 as a failed load: that one is expected
+    assert [e for e in errors1 if "status of 409" not in e] == [] and errors2 == []
+    ctx1.close()
+    ctx2.close()
