@@ -35,6 +35,7 @@ def install(app: FastAPI, max_body_bytes: int = 32 << 20) -> None:
     app.include_router(pioneers.router)  # public: /pioneers (先锋地图)
     app.include_router(planner_redraw.router)  # /planner/redraw, /planner/drafts (issue 16)
     from api.web import notices; app.include_router(notices.router)  # noqa: E702 — dispatchers' /notices
+    from api.web import dispatch_desk; app.include_router(dispatch_desk.router)  # noqa: E702 — /dispatch 调度台
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):

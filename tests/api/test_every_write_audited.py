@@ -404,6 +404,12 @@ def _my_notice_read(w: World):
                         (str(nid),))
 
 
+def _desk_assign(w: World):
+    iid, token = w.incident("A"), w.page("disp1", "/dispatch")  # 调度台 派单 (api/web/dispatch_desk.py)
+    return lambda: Done(w.client.post(f"/dispatch/{iid}/assign", data={"csrf_token": token, "member_id": "M1",
+                                                                       "seen": "reported:"}), "incident_assign", (iid,))
+
+
 #: "METHOD /path" → the case proving its accepted request is audited (or, action None, writes nothing).
 CASES: dict[str, Case] = {
     "POST /incidents": _staff_report,
@@ -443,6 +449,7 @@ CASES: dict[str, Case] = {
     "POST /planner/redraw": _redraw_job,
     "POST /planner/drafts/{draft_id}/commit": _draft_commit,
     "POST /notices/{notice_id}/read": _notice_read,
+    "POST /dispatch/{incident_id}/assign": _desk_assign,
 }
 
 
