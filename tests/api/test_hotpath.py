@@ -480,3 +480,23 @@ def test_every_hot_route_checks_its_caller_before_anything_else(town):
         assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "member_id"]
     doc = app.openapi()["paths"]["/me/households"]["get"]
     assert [p["name"] for p in doc["parameters"]] == ["member_id"] and set(doc["responses"]) == {"200", "422"}
+
+
+def test_the_hot_pool_plans_each_statement_once(town):
+    """Generic plans on the hot pool's connections, pooled or not (PostgreSQL's default re-planned the nearest
+    statement on every execution: 0.28 instead of 0.12 ms of its CPU per query)."""
+    from geodata.store import pool as hot
+
+    async def mode(conn):
+        return (await (await conn.execute("SHOW plan_cache_mode")).fetchone())["plan_cache_mode"]
+
+    async def both():
+        reader = hot.Reader(town["url"], str(town["engine"].url))
+        alone = await reader.read(mode)
+        await reader.open(1, 2)
+        try:
+            return alone, await reader.read(mode)
+        finally:
+            await reader.close()
+
+    assert asyncio.run(both()) == ("force_generic_plan", "force_generic_plan")
