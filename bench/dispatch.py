@@ -8,7 +8,8 @@ Measured, all at concurrency ``--concurrency`` (8) on loopback:
 
 * **bare queries** from Python/psycopg with that many connections (threads): the KNN query of the
   issue's anchor (``ORDER BY geom::geography <-> point LIMIT 5`` on ``members``), the route's own
-  statement (the n-D index of ``responder_index`` answering with its JSON, migration 0020), a member's
+  statement (the n-D index of ``responder_index`` answering with its JSON, migration 0020; generic plans as
+  the service's pool has them), a member's
   households, and — for tiles — the store's
   ``render_tile`` itself (SQLAlchemy, in-process threads);
 * **the service** (``gridmap serve --workers N``, uvloop + httptools) under ``wrk``: ``/health`` (the
@@ -160,11 +161,12 @@ def in_threads(work, jobs: list, threads: int) -> dict:
 class PsycopgQuery:
     """One SQL statement per job on a psycopg connection per thread (prepared, autocommit)."""
 
-    def __init__(self, dsn: str, sql: str, params):
-        self.dsn, self.sql, self.params = dsn, sql, params
+    def __init__(self, dsn: str, sql: str, params, options: str | None = None):
+        self.dsn, self.sql, self.params, self.options = dsn, sql, params, options
 
     def open(self):
-        return psycopg.connect(self.dsn, prepare_threshold=0, autocommit=True)
+        extra = {"options": self.options} if self.options else {}
+        return psycopg.connect(self.dsn, prepare_threshold=0, autocommit=True, **extra)
 
     def close(self, conn):
         conn.close()
@@ -194,7 +196,7 @@ class RenderTile:
 def bare_queries(ctx: dict, dsn: str, conc: int, n: int, seed: int = 1) -> dict:
     """One round of the bare anchors: ``n`` KNN and households queries, ``n // 10`` (≥ 100) tiles."""
     from api.routes.nearest import RESPONDER_FIELDS
-    from geodata.store.pool import _MEMBER_HOUSEHOLDS_SQL, _json_statement, knn_params
+    from geodata.store.pool import _MEMBER_HOUSEHOLDS_SQL, PLAN_OPTIONS, _json_statement, knn_params
 
     pts = points(ctx["bounds"], n, seed)
     flags, _ = knn_params(0.0, 0.0, 5, None, None, None, True)
@@ -203,7 +205,8 @@ def bare_queries(ctx: dict, dsn: str, conc: int, n: int, seed: int = 1) -> dict:
     return {
         "nearest": in_threads(PsycopgQuery(dsn, KNN_SQL, lambda p: {"lon": p[0], "lat": p[1]}), pts, conc),
         "nearest_route_sql": in_threads(PsycopgQuery(dsn, route_sql, lambda p: knn_params(p[0], p[1], 5, None, None,
-                                                                                         None, True)[1]), pts, conc),
+                                                                                         None, True)[1],
+                                                     PLAN_OPTIONS), pts, conc),
         "households": in_threads(PsycopgQuery(dsn, _MEMBER_HOUSEHOLDS_SQL, lambda _: {"m": ctx["member"]}),
                                  list(range(n)), conc),
         "tiles": in_threads(RenderTile(ctx["engine"]), tile_jobs, conc),
