@@ -95,9 +95,13 @@ def seed(url: str, households: int, seed_: int) -> dict:
     }
     g = city["grids"]
     minx, miny, maxx, maxy = g.total_bounds
+    # Incident reports fall inside the dispatcher's street: a point outside it (or between grids) is refused
+    # with 404 by design, which the soak would count as an error.
+    own = g[g["community_code"].isin(city["communities"].loc[city["communities"]["street_code"] == street, "code"])]
+    inside = [(float(p.x), float(p.y)) for p in own.geometry.sample_points(20, rng=seed_).explode()]
     return {"tokens": tokens, "street": street, "communities": city["communities"]["code"].astype(str).tolist(),
             "grids": g["grid_code"].astype(str).tolist(), "members": city["members"]["member_id"].astype(str).tolist(),
-            "member": member, "bounds": (float(minx), float(miny), float(maxx), float(maxy)),
+            "member": member, "bounds": (float(minx), float(miny), float(maxx), float(maxy)), "inside": inside,
             "households": len(city["households"])}
 
 
@@ -171,7 +175,7 @@ def make_requests(ctx: dict):  # noqa: C901
         return c.get("/responders/nearest", params={"lon": lon, "lat": lat, "k": 5}, headers=h("dispatcher")), {200}
 
     def report(c, rng):
-        lon, lat = point(rng)
+        lon, lat = ctx["inside"][int(rng.integers(len(ctx["inside"])))]
         r = c.post("/incidents", json={"lon": lon, "lat": lat, "category": rng.choice(["环境卫生", "矛盾纠纷", "民政"]),
                                        "source": "soak"}, headers=h("dispatcher"))
         if r.status_code == 201:
