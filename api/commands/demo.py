@@ -35,6 +35,7 @@ def _load_sample(engine) -> None:
 def _demo_accounts(engine) -> dict[str, str]:
     from sqlalchemy import text
 
+    from api.usecases import accounts
     from geodata.store import users
 
     with engine.connect() as conn:
@@ -44,9 +45,9 @@ def _demo_accounts(engine) -> dict[str, str]:
     for username, role in DEMO_USERS.items():
         password = secrets.token_urlsafe(9)  # 12 characters
         if username in existing:
-            users.set_password(engine, username, password)
+            accounts.set_password(engine, username, password)
         else:
-            users.create_user(engine, username, password, role, ["*"],
+            accounts.create_user(engine, username, password, role, ["*"],
                               member_id=member if role == "responder" else None)
         passwords[username] = password
     return passwords

@@ -17,9 +17,10 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
                                                  "'*' = every region). Default for admin: '*'."),
            member: str = typer.Option(None, "--member", help="Member id a responder token belongs to."),
            label: str = typer.Option(None, "--label", help="A note to recognise the token by (who holds it).")):
-    """Create a token and print it ONCE (only its SHA-256 is stored)."""
-    from geodata.store import auth as store
+    """Create a token and print it ONCE (only its SHA-256 is stored; audited)."""
     from api.commands.common import db_engine
+    from api.usecases import accounts
+    from geodata.store import auth as store
 
     regions = list(region or [])
     if not regions and role == "admin":
@@ -27,7 +28,7 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
     if not regions:
         fail("--region is required (a street, community or grid code; '*' for every region)")
     try:
-        rec, token = store.create_token(db_engine(), role, regions, member_id=member, label=label)
+        rec, token = accounts.create_token(db_engine(), role, regions, member_id=member, label=label)
     except ValueError as e:
         fail(str(e))
     console.print(f"token id {rec.token_id}: role {rec.role}, regions {', '.join(rec.regions)}"
@@ -39,11 +40,11 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
 
 @token_app.command("revoke")
 def revoke(token_id: int = typer.Argument(..., help="Id of the token (from create or list).")):
-    """Revoke a token; requests with it get 401 from now on."""
-    from geodata.store import auth as store
+    """Revoke a token; requests with it get 401 from now on (audited)."""
     from api.commands.common import db_engine
+    from api.usecases import accounts
 
-    if not store.revoke_token(db_engine(), token_id):
+    if not accounts.revoke_token(db_engine(), token_id):
         fail(f"no live token with id {token_id}")
     console.print(f"token {token_id} revoked")
 

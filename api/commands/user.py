@@ -36,9 +36,9 @@ def create(username: str = typer.Option(..., "--username", help="Login name (let
            member: str = typer.Option(None, "--member", help="Member id of a responder."),
            password_stdin: bool = typer.Option(False, "--password-stdin",
                                                help="Read the password (at least 10 characters) from stdin.")):
-    """Create a web account with the same role and region scope as a token."""
-    from geodata.store import users
+    """Create a web account with the same role and region scope as a token (audited)."""
     from api.commands.common import db_engine
+    from api.usecases import accounts
 
     regions = [r.strip() for r in (region or "").split(",") if r.strip()]
     if not regions and role == "admin":
@@ -47,7 +47,7 @@ def create(username: str = typer.Option(..., "--username", help="Login name (let
         fail("--region is required (street, community or grid codes, comma-separated; '*' for every region)")
     password = _read_password(password_stdin)
     try:
-        rec = users.create_user(db_engine(), username, password, role, regions, member_id=member)
+        rec = accounts.create_user(db_engine(), username, password, role, regions, member_id=member)
     except ValueError as e:
         fail(str(e))
     console.print(f"user {rec.username} (id {rec.user_id}): role {rec.role}, regions {', '.join(rec.regions)}"
@@ -67,11 +67,11 @@ def list_users():
 
 @user_app.command("disable")
 def disable(username: str = typer.Argument(..., help="The account to disable (its sessions end at once).")):
-    """Disable an account; its open sessions end now."""
-    from geodata.store import users
+    """Disable an account; its open sessions end now (audited)."""
     from api.commands.common import db_engine
+    from api.usecases import accounts
 
-    if not users.disable_user(db_engine(), username):
+    if not accounts.disable_user(db_engine(), username):
         fail(f"no enabled user {username!r}")
     console.print(f"user {username} disabled")
 
@@ -80,13 +80,13 @@ def disable(username: str = typer.Argument(..., help="The account to disable (it
 def password(username: str = typer.Argument(..., help="The account whose password changes."),
              password_stdin: bool = typer.Option(False, "--password-stdin",
                                                  help="Read the new password from stdin.")):
-    """Set a new password (its open sessions end)."""
-    from geodata.store import users
+    """Set a new password (its open sessions end; audited)."""
     from api.commands.common import db_engine
+    from api.usecases import accounts
 
     new_password = _read_password(password_stdin)
     try:
-        ok = users.set_password(db_engine(), username, new_password)
+        ok = accounts.set_password(db_engine(), username, new_password)
     except ValueError as e:
         fail(str(e))
     if not ok:

@@ -7,9 +7,27 @@ residents (``/report``, 评单 by follow link) by the role ``resident`` alone �
 
 from __future__ import annotations
 
+import getpass
+
 from geodata.store.audited import RESIDENT, audited
 
-__all__ = ["RESIDENT", "audited", "staff"]
+__all__ = ["CLI", "RESIDENT", "SYSTEM", "audited", "cli_detail", "job_detail", "staff"]
+
+#: Who the command line writes as: the role ``admin`` (the OS user goes in the detail, :func:`cli_detail`).
+CLI = {"token_id": None, "role": "admin", "member_id": None}
+#: Who a background job writes as (its job id goes in the detail, :func:`job_detail`).
+SYSTEM = {"token_id": None, "role": "system", "member_id": None}
+
+
+def cli_detail() -> dict:
+    """The detail of every command-line audit row: ``by = "cli"`` and the operating-system user name."""
+    return {"by": "cli", "os_user": getpass.getuser()}
+
+
+def job_detail(job_id: int | None, task: str) -> dict:
+    """The detail of every background job's audit row: the task name and the job id (None when run
+    outside the queue, e.g. by hand)."""
+    return {"by": "job", "task": task, "job_id": job_id}
 
 
 def staff(principal) -> dict:

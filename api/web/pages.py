@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from api.auth import SESSION_COOKIE, Principal, public, session_principal
 from api.settings import get_settings
+from api.usecases import accounts
 from api.web.render import BASEMAP_COOKIE, ROLE_NAMES, render, usable_basemaps
 from geodata.store import auth as auth_store
 from geodata.store import users
@@ -119,11 +120,8 @@ def login(request: Request, username: Annotated[str, Form(max_length=200)] = "",
         users.record_failure(engine, username, _address(request))
         _audit(request, "login_failed", None, username=username)
         return login_form(request, error="用户名或密码不正确。", status_code=401)
-    old = request.cookies.get(SESSION_COOKIE)
-    if old:
-        users.end_session(engine, old)
-    session_id = users.start_session(engine, user.user_id, get_settings().session_max_age_s)
-    _audit(request, "login", user, username=user.username)
+    session_id = accounts.log_in(engine, user, get_settings().session_max_age_s, _address(request),
+                                 old_session=request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/", status_code=303)
     _set_session_cookie(response, session_id, request)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -134,8 +132,8 @@ def login(request: Request, username: Annotated[str, Form(max_length=200)] = "",
 @public
 def logout(request: Request, principal: PagePrincipal):
     """End the session (the CSRF token was checked by the middleware) and go back to the login form."""
-    users.end_session(request.app.state.engine, request.cookies[SESSION_COOKIE])
-    _audit(request, "logout", request.state.session_user, username=request.state.session_user.username)
+    accounts.log_out(request.app.state.engine, request.state.session_user, request.cookies[SESSION_COOKIE],
+                     _address(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

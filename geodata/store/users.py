@@ -114,27 +114,29 @@ def get_user(engine: Engine, user_id: int) -> UserRecord | None:
     return _record(row) if row else None
 
 
-def disable_user(engine: Engine, username: str) -> bool:
-    """Disable an account and end its sessions; False when there is no such enabled account."""
+def disable_user(engine: Engine, username: str) -> int | None:
+    """Disable an account and end its sessions; returns its user id, None when there is no such enabled
+    account."""
     with engine.begin() as conn:
         uid = conn.execute(text("UPDATE users SET disabled_at = now() WHERE username = :u AND disabled_at IS NULL "
                                 "RETURNING user_id"), {"u": username}).scalar()
         if uid is None:
-            return False
+            return None
         conn.execute(text("DELETE FROM login_sessions WHERE user_id = :i"), {"i": uid})
-    return True
+    return uid
 
 
-def set_password(engine: Engine, username: str, password: str) -> bool:
-    """Replace a password and end the account's sessions; False when there is no such account."""
+def set_password(engine: Engine, username: str, password: str) -> int | None:
+    """Replace a password and end the account's sessions; returns the user id, None when there is no
+    such account."""
     check_password_rules(password)
     with engine.begin() as conn:
         uid = conn.execute(text("UPDATE users SET password_hash = :h WHERE username = :u RETURNING user_id"),
                            {"u": username, "h": _hasher.hash(password)}).scalar()
         if uid is None:
-            return False
+            return None
         conn.execute(text("DELETE FROM login_sessions WHERE user_id = :i"), {"i": uid})
-    return True
+    return uid
 
 
 def authenticate(engine: Engine, username: str, password: str) -> UserRecord | None:
