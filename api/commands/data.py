@@ -77,7 +77,7 @@ def import_command(
             console.print(f"[yellow]note[/] {w}", markup=True)
         if problems:
             raise InputError(problems)
-    r = import_layer(db_engine(), layer, gdf, replace=replace, fix=fix, actor=Actor(by=f"os:{getpass.getuser()}"))
+    r = import_layer(db_engine(), layer, gdf, replace=replace, fix=fix, actor=Actor(by=f"os:{getpass.getuser()}", role="admin"))
     for n in r.notes:
         console.print(f"[yellow]note[/] {n}", markup=True)
     console.print(f"{layer}: {r.rows:,} rows read, {r.inserted:,} inserted, {r.updated:,} updated, {r.unchanged:,} unchanged"

@@ -18,10 +18,8 @@ def import_command(file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackag
     """Load posts (post_id, kind, title; member_id, show_name 是/否, skills, grid_code; a point) into
     PostGIS in one transaction — all rows or none, upsert by post_id; every problem named by row and
     column. A member's name appears on /pioneers only where show_name is 是. Audited."""
-    import getpass
-
     from api.commands.common import db_engine
     from api.usecases.needs import import_posts
 
-    n = import_posts(db_engine(), file, coords=coords, by=f"cli:{getpass.getuser()}")
+    n = import_posts(db_engine(), file, coords=coords)
     console.print(f"posts: {n:,} rows loaded")

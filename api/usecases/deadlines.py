@@ -103,12 +103,21 @@ def due_text(inc: dict) -> str:
 def import_calendar(engine, path: str | Path) -> dict:
     """Load a holiday calendar file (``YYYY-MM-DD[,holiday|workday][,name]`` per line) into the
     ``holidays`` table, all or nothing: the whole file is read and checked before one transaction
-    writes it. Returns the counts of holidays and make-up working days written."""
+    writes it with its audit row (``calendar_import``, what ``holidays``, ids: the dates, written as the
+    command line — the only face that imports a calendar). Returns the counts of holidays and make-up
+    working days written."""
+    from api.usecases.audit import CLI, audited, cli_detail
     from geodata.calendar import read_calendar_file
     from geodata.store.holidays import save_calendar
 
     calendar = read_calendar_file(path)
-    written = save_calendar(engine, calendar)
+    with audited(engine, CLI, "calendar_import", "holidays") as (tx, entry):
+        written = save_calendar(tx, calendar)
+        entry.ids = sorted(d.isoformat() for d in (*calendar.holidays, *calendar.workdays))
+        entry.detail = {**cli_detail(), "file": Path(path).name, "holidays": len(calendar.holidays),
+                        "workdays": len(calendar.workdays)}
+        if not written:
+            entry.nothing_written()
     return {"holidays": len(calendar.holidays), "workdays": len(calendar.workdays), "written": written}
 
 

@@ -113,12 +113,17 @@ def public_posts(engine: Engine) -> list[dict]:
     return sorted(posts_store.public_posts(engine), key=lambda p: (p["kind"], p["post_id"]))
 
 
-def import_posts(engine: Engine, path, *, coords: str = "wgs84", by: str = "cli") -> int:
-    """Load a posts file (all rows or none, upsert by ``post_id``) and audit the write (ids only)."""
-    from geodata.store.auth import record_audit
+def import_posts(engine: Engine, path, *, coords: str = "wgs84") -> int:
+    """Load a posts file (all rows or none, upsert by ``post_id``) with its audit row (action ``import``,
+    what ``posts``, ids only) in the same transaction, written as the command line (the only face that
+    imports posts: role ``admin``, ``by = "cli"`` and the OS user)."""
+    from api.usecases.audit import CLI, audited, cli_detail
 
     gdf = posts_store.read_posts(path, coords=coords)
-    n = posts_store.import_posts(engine, gdf, source=getattr(path, "name", str(path)))
-    record_audit(engine, token_id=None, role=None, member_id=None, action="import", what="posts",
-                 ids=[str(v) for v in gdf.get("post_id", [])], detail={"by": by, "rows": n})
+    with audited(engine, CLI, "import", "posts") as (tx, entry):
+        n = posts_store.import_posts(tx, gdf, source=getattr(path, "name", str(path)))
+        entry.ids = [str(v) for v in gdf.get("post_id", [])]
+        entry.detail = {**cli_detail(), "rows": n}
+        if not entry.ids:
+            entry.nothing_written()
     return n

@@ -20,7 +20,7 @@ def posts_db(web_db, tmp_path):
     from api.usecases.needs import import_posts
 
     add_members(web_db)
-    import_posts(web_db, write_posts(tmp_path), by="test")
+    import_posts(web_db, write_posts(tmp_path))
     return web_db
 
 
