@@ -38,6 +38,7 @@ def best(fn, repeat: int) -> tuple[float, object]:
 def run(args) -> None:
     from api.usecases.leader import leader_view
     from api.usecases.leader_layers import incident_heat, proposed_sites, service_centres
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.weekly_reports import _reader, write_weekly_reports
 
     url = create_database("gridmap_bench_layers")
@@ -58,12 +59,12 @@ def run(args) -> None:
                   f"({len(body['features'])} features{extra})")
         with tempfile.TemporaryDirectory() as folder:
             t = time.perf_counter()
-            result = write_weekly_reports(engine, Path(folder))
+            result = write_weekly_reports(engine, Path(folder), audit=(SYSTEM, job_detail(None, "bench")))
             seconds = time.perf_counter() - t
             print(f"load {os.getloadavg()[0]:.1f}  weekly reports: {len(result.written)} streets in {seconds:.1f} s "
                   f"= {seconds / max(1, len(result.written)) / anchor:.2f} × anchor per street")
             t = time.perf_counter()
-            again = write_weekly_reports(engine, Path(folder))
+            again = write_weekly_reports(engine, Path(folder), audit=(SYSTEM, job_detail(None, "bench")))
             print(f"load {os.getloadavg()[0]:.1f}  second run (idempotent): {len(again.skipped)} skipped in "
                   f"{time.perf_counter() - t:.2f} s")
     finally:

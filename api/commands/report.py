@@ -24,6 +24,7 @@ def weekly_command(
     street: list[str] = typer.Option(None, "--street", help="Only this street code (repeatable)."),
 ):
     """Write and record the last full week's Excel report of every street (idempotent per street and week)."""
+    from api.usecases.audit import CLI, cli_detail
     from api.usecases.weekly_reports import write_weekly_reports
 
     try:
@@ -31,7 +32,8 @@ def weekly_command(
     except ValueError:
         fail(f"--today: not a date (YYYY-MM-DD): {today!r}")
     folder = out or settings().weekly_report_dir
-    result = write_weekly_reports(db_engine(), folder, today=day, streets=list(street) if street else None)
+    result = write_weekly_reports(db_engine(), folder, today=day, streets=list(street) if street else None,
+                                  audit=(CLI, cli_detail()))
     console.print(f"week {result.week_start} – {result.week_end}: {len(result.written)} written, "
                   f"{len(result.skipped)} already recorded, {len(result.empty)} streets without grids "
                   f"(folder {folder})", highlight=False)

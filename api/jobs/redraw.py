@@ -48,7 +48,9 @@ def enqueue_redraw(url: str, community_code: str, requested_by: str, *, name: st
 
 def redraw_job(context: procrastinate.JobContext, community_code: str, name: str, requested_by: str,
                locked: list[str], band: list[int] | None, minimal_change: bool) -> dict:
-    """Task body: compute and save the draft, keeping ``job_progress`` up to date; failures are recorded."""
+    """Task body: compute and save the draft (audited ``draft_save`` as role ``system`` with the job id),
+    keeping ``job_progress`` up to date; failures are recorded."""
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.drafts import DraftControls, create_draft
 
     engine = make_engine(context.additional_context["database_url"])
@@ -59,7 +61,8 @@ def redraw_job(context: procrastinate.JobContext, community_code: str, name: str
 
     controls = DraftControls(locked=tuple(locked), band=tuple(band) if band else None, minimal_change=minimal_change)
     try:
-        draft_id = create_draft(engine, community_code, controls, name=name, created_by=requested_by, on_step=step)
+        draft_id = create_draft(engine, community_code, controls, name=name, created_by=requested_by, on_step=step,
+                                audit=(SYSTEM, job_detail(job_id, REDRAW_TASK)))
     except Exception as e:  # shown plainly on the page, then re-raised so the queue marks it failed
         progress.update_progress(engine, job_id, state="failed", message="重新划分失败",
                                  error=f"{type(e).__name__}: {e}")

@@ -36,11 +36,13 @@ def post_notices(url: str, notices: list[dict], timeout_s: float = WEBHOOK_TIMEO
     return sent
 
 
-def run_reminders(engine, at: datetime | None = None, webhook_url: str | None = None) -> dict:
-    """One reminder run at ``at`` (default now): marks, notices, escalations, then the webhook."""
-    from geodata.store import notices as store
+def run_reminders(engine, at: datetime | None = None, webhook_url: str | None = None,
+                  job_id: int | None = None) -> dict:
+    """One reminder run at ``at`` (default now): marks, notices, escalations and their audit row (role
+    ``system``, ``job_id`` in the detail) in one transaction, then the webhook."""
+    from api.usecases.job_writes import run_reminders as write_reminders
 
-    written = store.run_reminders(engine, at or datetime.now(UTC))
+    written = write_reminders(engine, at or datetime.now(UTC), job_id, REMINDERS_TASK)
     sent = post_notices(webhook_url, written) if webhook_url and written else 0
     return {"notices": len(written), "escalated": sum(n["kind"] == "escalate" for n in written), "webhook_sent": sent}
 
@@ -51,7 +53,8 @@ def reminders_job(context, timestamp: int) -> dict:
     from geodata.store.session import make_engine
 
     engine = make_engine(context.additional_context["database_url"])
-    return run_reminders(engine, datetime.fromtimestamp(timestamp, UTC), get_settings().notify_webhook_url)
+    return run_reminders(engine, datetime.fromtimestamp(timestamp, UTC), get_settings().notify_webhook_url,
+                         job_id=context.job.id)
 
 
 def register(app) -> None:

@@ -19,11 +19,13 @@ WEEKLY_REPORT_CRON = "0 18 * * 0"
 def weekly_report_job(context, timestamp: int) -> dict:
     """Task body of the periodic run (``timestamp``: the schedule's second, from procrastinate)."""
     from api.settings import get_settings
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.weekly_reports import write_weekly_reports
     from geodata.store.session import make_engine
 
     engine = make_engine(context.additional_context["database_url"])
-    result = write_weekly_reports(engine, get_settings().weekly_report_dir, at=datetime.fromtimestamp(timestamp, UTC))
+    result = write_weekly_reports(engine, get_settings().weekly_report_dir, at=datetime.fromtimestamp(timestamp, UTC),
+                                  audit=(SYSTEM, job_detail(context.job.id, WEEKLY_REPORT_TASK)))
     logger.info("weekly reports of %s: %d written, %d already there", result.week_start, len(result.written),
                 len(result.skipped))
     return {"week_start": result.week_start.isoformat(), "written": list(result.written),

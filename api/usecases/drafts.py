@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 from sqlalchemy.engine import Engine
 
+from api.usecases.audit import audited
 from geodata.store import drafts as store
 from geodata.store.grids import commit_redraw, scope_versions
 from geodata.store.importer import Actor
@@ -103,10 +104,13 @@ def draft_figures(grids: gpd.GeoDataFrame, assignment: dict, before: dict) -> di
 
 
 def create_draft(engine: Engine, community_code: str, controls: DraftControls, *, name: str, created_by: str,
-                 on_step=None) -> int:
+                 on_step=None, audit: tuple[dict, dict] | None = None) -> int:
     """Compute and save a draft of ``community_code``; returns its id.
 
     ``on_step(step, message)`` (optional) is told when each of the three steps starts (for job progress).
+    ``audit`` = ``(who, detail)`` saves the draft with its ``draft_save`` audit row (what
+    ``redraw_drafts``, ids: the draft id) in one transaction; without it the save is not audited (setup
+    in tests only: every face passes it).
     """
     step = on_step or (lambda n, message: None)
     step(1, "正在读取社区、网格和住户")
@@ -121,8 +125,14 @@ def create_draft(engine: Engine, community_code: str, controls: DraftControls, *
     summary = draft_figures(grids, assignment, today)
     params = {"locked": sorted(controls.locked), "band": list(controls.band) if controls.band else None,
               "minimal_change": controls.minimal_change, "seed": controls.seed}
-    return store.save_draft(engine, community_code=community_code, name=name, created_by=created_by, params=params,
-                            versions=versions, grids=grids, assignment=assignment, summary=summary)
+    save = dict(community_code=community_code, name=name, created_by=created_by, params=params, versions=versions,
+                grids=grids, assignment=assignment, summary=summary)
+    if audit is None:
+        return store.save_draft(engine, **save)
+    with audited(engine, audit[0], "draft_save", "redraw_drafts") as (tx, entry):
+        draft_id = store.save_draft(tx, **save)
+        entry.ids, entry.detail = [str(draft_id)], {**audit[1], "community_code": community_code}
+    return draft_id
 
 
 def open_draft(engine: Engine, draft_id: int, community_codes: frozenset[str] | None) -> dict:

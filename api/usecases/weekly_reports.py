@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,13 +44,17 @@ def _reader(engine):
     return Principal(token_id=0, role="viewer", regions=["*"], engine=engine)
 
 
-def write_weekly_reports(engine, folder: Path, *, today: date | None = None, at: datetime | None = None,
-                         streets: list[str] | None = None) -> WeeklyResult:
+def write_weekly_reports(engine, folder: Path, *, audit: tuple[Mapping, dict], today: date | None = None,
+                         at: datetime | None = None, streets: list[str] | None = None) -> WeeklyResult:
     """Write and record the last full week's workbook of every street (or of ``streets``).
 
     Files go to ``folder/<street>/<street>-<week_start>.xlsx`` (written to a temporary name, then renamed).
     ``today`` (China date) picks the week; ``at`` is the time the lights and KPIs are taken at (default: now).
+    Each stored row comes with its ``weekly_report`` audit row (what ``weekly_reports``, ids: the report id)
+    in one transaction, written as ``audit`` = ``(who, detail)`` (the job: role ``system`` and its job id;
+    the command line: ``admin``, ``by = "cli"``).
     """
+
     from geodata.store import reports as store
 
     at = at or datetime.now(LOCAL_TZ)
@@ -64,10 +69,28 @@ def write_weekly_reports(engine, folder: Path, *, today: date | None = None, at:
             empty.append(street)
             continue
         path = _write(Path(folder) / _safe(street) / f"{_safe(street)}-{week_start.isoformat()}.xlsx", body)
-        new = store.record_report(engine, street, week_start, week_end, str(path), len(body),
-                                  hashlib.sha256(body).hexdigest())
+        try:
+            new = _record(engine, audit, street, (week_start, week_end), path, body)
+        except Exception:
+            path.unlink(missing_ok=True)  # no row, no file: the next run writes both
+            raise
         (written if new is not None else skipped).append(street)
     return WeeklyResult(week_start, week_end, tuple(written), tuple(skipped), tuple(empty))
+
+
+def _record(engine, audit: tuple[Mapping, dict], street: str, week: tuple[date, date], path: Path,
+            body: bytes) -> int | None:
+    """The report's row and its audit row in one transaction; None when the week was recorded already."""
+    from api.usecases.audit import audited
+    from geodata.store import reports as store
+
+    with audited(engine, audit[0], "weekly_report", "weekly_reports") as (tx, entry):
+        new = store.record_report(tx, street, week[0], week[1], str(path), len(body), hashlib.sha256(body).hexdigest())
+        if new is None:
+            entry.nothing_written()
+        entry.ids = [str(new)]
+        entry.detail = {**audit[1], "street_code": street, "week_start": week[0].isoformat()}
+    return new
 
 
 def _workbook(engine, street: str, week_start: date, week_end: date, at: datetime) -> bytes | None:

@@ -43,9 +43,10 @@ def _visibility(page, layer):
 
 @pytest.fixture()
 def weekly(layered, tmp_path):  # noqa: F811
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.weekly_reports import write_weekly_reports
 
-    write_weekly_reports(layered, tmp_path, today=date(2026, 11, 25))
+    write_weekly_reports(layered, tmp_path, today=date(2026, 11, 25), audit=(SYSTEM, job_detail(None, "test")))
     return layered
 
 

@@ -36,11 +36,12 @@ def test_last_full_week_is_monday_to_sunday_before_today():
 
 
 def test_each_street_written_once_with_the_week_and_masked_names(incidents, tmp_path):  # noqa: F811
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.weekly_reports import write_weekly_reports
 
-    first = write_weekly_reports(incidents, tmp_path, today=TODAY)
+    first = write_weekly_reports(incidents, tmp_path, today=TODAY, audit=(SYSTEM, job_detail(None, "test")))
     assert (first.week_start, first.week_end) == WEEK and first.written == ("S1", "S2")
-    again = write_weekly_reports(incidents, tmp_path, today=TODAY)
+    again = write_weekly_reports(incidents, tmp_path, today=TODAY, audit=(SYSTEM, job_detail(None, "test")))
     assert again.written == () and again.skipped == ("S1", "S2")
     rows = _rows(incidents)
     assert [(r.street_code, r.week_start, r.week_end) for r in rows] == [("S1", *WEEK), ("S2", *WEEK)]
@@ -93,9 +94,10 @@ def _status(engine, job_id):
 
 @pytest.fixture()
 def written(incidents, tmp_path):  # noqa: F811
+    from api.usecases.audit import SYSTEM, job_detail
     from api.usecases.weekly_reports import write_weekly_reports
 
-    write_weekly_reports(incidents, tmp_path, today=TODAY)
+    write_weekly_reports(incidents, tmp_path, today=TODAY, audit=(SYSTEM, job_detail(None, "test")))
     with incidents.connect() as c:
         return dict(c.execute(sa.text("SELECT street_code, report_id FROM weekly_reports")).all())
 
