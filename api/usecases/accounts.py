@@ -9,13 +9,15 @@ the person holding the token).
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy.engine import Engine
 
 from api.usecases.audit import CLI as CLI_WHO
 from api.usecases.audit import cli_detail
 from geodata.store import auth as tokens
 from geodata.store import users
-from geodata.store.audited import audited
+from geodata.store.audited import AuditEntry, OneTransaction, audited, write_audit
 
 
 def create_user(engine: Engine, username: str, password: str, role: str, regions: list[str],
@@ -99,3 +101,13 @@ def log_out(engine: Engine, user: users.UserRecord, session_id: str, address: st
         users.end_session(tx, session_id)
         entry.ids, entry.detail = [str(user.user_id)], {"username": user.username, "address": address}
 
+
+
+def record_failed_login(engine: Engine, username: str, address: str) -> None:
+    """Count one wrong password (the login throttle) with its ``login_failed`` audit row in one
+    transaction. The row names no account id (none is known for a wrong password), only the username
+    typed and the client address; never the password."""
+    with engine.begin() as conn:
+        users.record_failure(cast(Engine, OneTransaction(conn)), username, address)
+        write_audit(conn, {"token_id": None, "role": None, "member_id": None},
+                    AuditEntry("login_failed", "session", detail={"username": username, "address": address}))

@@ -117,8 +117,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=200)] = "",
         return response
     user = users.authenticate(engine, username, password)
     if user is None:
-        users.record_failure(engine, username, _address(request))
-        _audit(request, "login_failed", None, username=username)
+        accounts.record_failed_login(engine, username, _address(request))
         return login_form(request, error="用户名或密码不正确。", status_code=401)
     session_id = accounts.log_in(engine, user, get_settings().session_max_age_s, _address(request),
                                  old_session=request.cookies.get(SESSION_COOKIE))

@@ -373,3 +373,18 @@ def test_a_failing_logout_audit_row_keeps_the_session(engine, client, failing):
         assert c.execute(sa.text("SELECT count(*) FROM login_sessions")).scalar_one() == 1
     _restore_audit(engine)
     assert client.get("/leader").status_code == 200  # still logged in: the session was not ended
+
+
+def test_a_wrong_password_is_counted_and_audited_together(engine, client, failing):
+    before = table_digests(engine)
+    failing("login_failed")
+    assert login(client, "leader1", "wrong-password-1").status_code == 500
+    assert table_digests(engine) == before  # neither the throttle's count nor the row
+    _restore_audit(engine)
+    last = _last(engine)
+    assert login(client, "leader1", "wrong-password-1").status_code == 401
+    row = _one_row(engine, last, "login_failed")
+    assert (row["what"], row["ids"], row["detail"]["username"]) == ("session", [], "leader1")
+    _no_personal_data(engine, row, "wrong-password-1")
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM login_failures")).scalar_one() == 1
