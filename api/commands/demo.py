@@ -23,12 +23,15 @@ LOAD_ORDER = ("streets", "communities", "grids", "households", "members", "servi
 def _load_sample(engine) -> None:
     from geodata.sample import SAMPLE_DIR
     from geodata.scenario import load_scenario
-    from geodata.store.importer import import_layer
+    import getpass
+
+    from geodata.store.importer import Actor, import_layer
 
     layers = load_scenario(SAMPLE_DIR)
+    actor = Actor(by=f"os:{getpass.getuser()}", role="admin")  # as `gridmap import` (audited in its transaction)
     for name in LOAD_ORDER:
         if name in layers:
-            r = import_layer(engine, name, layers[name], replace=True)
+            r = import_layer(engine, name, layers[name], replace=True, actor=actor)
             console.print(f"  {name}: {r.rows:,} rows")
 
 

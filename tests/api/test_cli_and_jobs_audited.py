@@ -388,3 +388,31 @@ def test_a_wrong_password_is_counted_and_audited_together(engine, client, failin
     _no_personal_data(engine, row, "wrong-password-1")
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM login_failures")).scalar_one() == 1
+
+
+def test_the_demos_accounts_are_audited_as_the_cli(engine):
+    from api.commands.demo import DEMO_USERS, _demo_accounts
+
+    seed_region(engine)
+    last = _last(engine)
+    passwords = _demo_accounts(engine)
+    _demo_accounts(engine)  # a second demo run sets new passwords
+    rows = audit_rows_after(engine, last)
+    assert sorted(r["action"] for r in rows) == sorted(["user_create", "user_password"] * len(DEMO_USERS))
+    assert {r["role"] for r in rows} == {"admin"} and all(r["detail"]["by"] == "cli" for r in rows)
+    for row in rows:
+        _no_personal_data(engine, row, *passwords.values())
+
+
+def test_a_layer_import_is_audited_as_admin_from_the_os_user(engine, db_url, tmp_path):
+    """`gridmap import` audits itself in its transaction (geodata.store.importer): verified, not duplicated."""
+    seed_region(engine)
+    path = tmp_path / "households.csv"
+    path.write_text("household_id,lon,lat,name,phone\nH8,121.4851,31.2051,赵八,13700008888\n", encoding="utf-8")
+    last = _last(engine)
+    r = _run(db_url, "import", "households", str(path))
+    assert r.exit_code == 0, r.output
+    rows = audit_rows_after(engine, last)
+    assert [(x["action"], x["role"], x["what"], x["ids"]) for x in rows] == [("import", "admin", "households", ["H8"])]
+    assert rows[0]["detail"]["by"] == f"os:{getpass.getuser()}"
+    _no_personal_data(engine, rows[0], "赵八", "13700008888")
