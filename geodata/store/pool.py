@@ -215,28 +215,6 @@ async def pool_street(reader: Reader, pool: list[str] | None) -> str | None:
     return hit or None
 
 
-async def nearest_responders(reader: Reader, lon: float, lat: float, k: int = 5, skill: str | None = None,
-                             radius_m: float | None = None, pool: list[str] | None = None,
-                             only_available: bool = True) -> list[dict]:
-    """:func:`geodata.store.nearest.nearest_responders` in the event loop: the ``k`` nearest suitable
-    responders to a WGS84 point, nearest first, ``distance_m`` in metres on the sphere, ties by id;
-    a pool in one street reads only that street's partition.
-    """
-    street = await pool_street(reader, pool)
-    flags, params = knn_params(lon, lat, k, skill, radius_m, pool, only_available, street)
-
-    async def knn(conn):
-        rows = await (await conn.execute(_KNN[flags], params)).fetchall()
-        # Python's str order is code-point order, the same as PostgreSQL's COLLATE "C" on UTF-8.
-        rows.sort(key=lambda r: (r["distance_m"], r["member_id"]))
-        if len(rows) == params["kk"] and len(rows) > k and rows[-1]["distance_m"] <= rows[k - 1]["distance_m"]:
-            # More ties at the k-th place than fetched: rank them all exactly (second statement).
-            return await (await conn.execute(_NEAREST[flags], params)).fetchall()
-        return rows[:k]
-
-    return await reader.read(knn)
-
-
 def _json_sql(flags, fields: tuple[str, ...]) -> str:
     """:func:`_knn_sql` answering with the JSON array itself: the first ``k`` rows by (distance, id) as
     objects of ``fields`` in that order, and whether more rows tie at the k-th place than were fetched
@@ -259,9 +237,10 @@ def _json_statement(flags, fields: tuple[str, ...]) -> str:
 async def nearest_responders_json(reader: Reader, lon: float, lat: float, fields: tuple[str, ...], k: int = 5,
                                   skill: str | None = None, radius_m: float | None = None,
                                   pool: list[str] | None = None) -> bytes:
-    """:func:`nearest_responders` (available responders) as the UTF-8 JSON array of objects with
-    ``fields``, written by PostgreSQL: the route sends it as it comes (no rows to decode, sort and
-    encode in the server's one thread). The same responders, order and numbers (tests compare).
+    """:func:`geodata.store.nearest.nearest_responders` (available responders) in the event loop, as the
+    UTF-8 JSON array of objects with ``fields``, written by PostgreSQL: the route sends it as it comes
+    (no rows to decode, sort and encode in the server's one thread); a pool in one street reads only
+    that street's partition. The same responders, order and numbers (tests compare).
     WGS84 degrees; ``distance_m`` metres on the sphere."""
     street = await pool_street(reader, pool)
     flags, params = knn_params(lon, lat, k, skill, radius_m, pool, True, street)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import orjson
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -118,6 +120,8 @@ def test_the_event_loop_reader_prunes_alike_and_caches_the_street(town, db_url):
     for pool in (["G1", "G2"], ["G4"], ["G1", "G4"]):
         with town.connect() as c:
             want = nearest_responders(c, LON0 + 0.004, LAT0 + 0.001, k=7, pool=pool)
-        got = asyncio.run(hot.nearest_responders(reader, LON0 + 0.004, LAT0 + 0.001, k=7, pool=pool))
-        assert got == want and len(got) == 7
+        fields = ("member_id", "kind", "grid_code", "skills", "lon", "lat", "distance_m")
+        got = orjson.loads(asyncio.run(hot.nearest_responders_json(reader, LON0 + 0.004, LAT0 + 0.001, fields, k=7,
+                                                                   pool=pool)))
+        assert got == [{f: w[f] for f in fields} for w in want] and len(got) == 7
     auth.clear_cache()
